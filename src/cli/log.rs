@@ -1,0 +1,121 @@
+use serde::Serialize;
+
+use super::{CliError, Env};
+use crate::history::{History, Run, Status};
+use crate::workspace::Workspace;
+
+/// List runs, newest first, with their status.
+///
+/// Example: ledger log --json
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Print the runs as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Show one run's records, readable.
+///
+/// RUN is a run id or a tag (the newest run with that tag).
+///
+/// Example: ledger show committee_2026-11-22_run1 --json
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Run id or tag.
+    run: String,
+    /// Print the record payloads as a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Line {
+    run_id: String,
+    status: Status,
+    at: String,
+    workflow: String,
+    tag: String,
+    owner: String,
+    code: Option<i32>,
+}
+
+fn line(run: &Run) -> Line {
+    let pre = run.preflight();
+    Line {
+        run_id: run.run_id.clone(),
+        status: run.status(),
+        at: run.at().to_string(),
+        workflow: pre.as_ref().map(|p| p.workflow.clone()).unwrap_or_default(),
+        tag: pre.as_ref().map(|p| p.tag.clone()).unwrap_or_default(),
+        owner: pre.as_ref().map(|p| p.owner.clone()).unwrap_or_default(),
+        code: run.result().map(|r| r.code),
+    }
+}
+
+pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
+    let ws = Workspace::open(&env.cwd)?;
+    ws.store.require_tip()?;
+    let history = History::load(&ws.store)?;
+    let lines: Vec<Line> = history.runs.iter().rev().map(line).collect();
+    if args.json {
+        super::json(&lines, out);
+        return Ok(0);
+    }
+    for l in &lines {
+        let detail = match (l.status, l.code) {
+            (_, Some(code)) => format!("exit {code}"),
+            (Status::Blocked, _) => "preflight failed".into(),
+            _ => String::new(),
+        };
+        out.extend_from_slice(
+            format!(
+                "{:<10} {}  {}  {}\n",
+                l.status.as_str(),
+                l.run_id,
+                l.owner,
+                detail
+            )
+            .trim_end()
+            .as_bytes(),
+        );
+        out.push(b'\n');
+    }
+    if lines.is_empty() {
+        out.extend_from_slice(b"no runs yet\n");
+    }
+    Ok(0)
+}
+
+pub fn exec_show(args: ShowArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
+    let ws = Workspace::open(&env.cwd)?;
+    ws.store.require_tip()?;
+    let history = History::load(&ws.store)?;
+    let run = history.find(&args.run).ok_or_else(|| {
+        CliError::usage(format!(
+            "RUN: no run or tag {:?} in {}",
+            args.run, ws.config.ledger.ref_name
+        ))
+    })?;
+    if args.json {
+        let payloads: Vec<_> = run.records.values().map(|r| &r.payload).collect();
+        super::json(&payloads, out);
+        return Ok(0);
+    }
+    let mut text = format!("run {}\nstatus {}\n", run.run_id, run.status().as_str());
+    for r in run.records.values() {
+        let p = &r.payload;
+        text.push_str(&format!(
+            "\n{} {}\n  writer {} seq {} at {}\n",
+            p.kind, r.id, p.writer, p.seq, p.at
+        ));
+        let body = serde_json::to_string_pretty(&p.predicate).expect("JSON values serialize");
+        for l in body.lines() {
+            text.push_str(&format!("  {l}\n"));
+        }
+    }
+    for (file, why) in &run.unreadable {
+        text.push_str(&format!("\nunreadable {file}: {why}\n"));
+    }
+    out.extend_from_slice(text.as_bytes());
+    Ok(0)
+}

@@ -1,0 +1,165 @@
+//! The command line: parses, gathers the environment, calls the library and
+//! renders. The only code that prints, reads the environment or picks exit codes.
+
+mod error;
+mod init;
+mod keygen;
+mod log;
+mod run;
+mod verify;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a check failed (verify found a problem, preflight blocked a run)
+  2  usage or input error (bad flag, file or field; the ledger is left unchanged)
+  N  `ledger run` exits with its command's code, or 128+signal when it was killed";
+
+/// A git-native, signed, append-only audit ledger for heavy research runs.
+///
+/// `ledger run` records preflight, context, command, log digest and result as
+/// ed25519-signed, content-addressed records on a dedicated git ref
+/// (refs/heads/ledger); `ledger verify` checks every signature and hash offline
+/// against an allowed_signers file. Your branch, index and working tree are
+/// never written, except the human copies under audit/.
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(init::Args),
+    Keygen(keygen::Args),
+    Run(run::Args),
+    Verify(verify::Args),
+    Log(log::LogArgs),
+    Show(log::ShowArgs),
+}
+
+/// What the commands read from the process environment.
+pub(crate) struct Env {
+    pub cwd: PathBuf,
+    pub home: Option<PathBuf>,
+    pub ledger_key: Option<PathBuf>,
+    pub user: String,
+}
+
+impl Env {
+    fn read() -> Result<Env, CliError> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        Ok(Env {
+            cwd: std::env::current_dir()
+                .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))?,
+            home: var("HOME").map(PathBuf::from),
+            ledger_key: var("LEDGER_KEY").map(PathBuf::from),
+            user: var("USER")
+                .or_else(|| var("LOGNAME"))
+                .map_or_else(|| "unknown".into(), |v| v.to_string_lossy().into_owned()),
+        })
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            e.print().ok();
+            return code;
+        }
+    };
+    let mut out = Vec::new();
+    let result = Env::read().and_then(|env| dispatch(cli.command, &env, &mut out));
+    // Output is written once; a closed pipe (`ledger log | head`) is not an error.
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out).and_then(|()| stdout.flush()).ok();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            e.print();
+            e.code
+        }
+    }
+}
+
+fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
+    match command {
+        Command::Init(a) => init::exec(a, env, out),
+        Command::Keygen(a) => keygen::exec(a, env, out),
+        Command::Run(a) => run::exec(a, env, out),
+        Command::Verify(a) => verify::exec(a, env, out),
+        Command::Log(a) => log::exec_log(a, env, out),
+        Command::Show(a) => log::exec_show(a, env, out),
+    }
+}
+
+/// Expands a leading `~/` with the home directory.
+pub(crate) fn expand_home(path: &str, env: &Env) -> PathBuf {
+    match (path.strip_prefix("~/"), &env.home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The signing key: `--key`, else `LEDGER_KEY`, else ledger.yaml
+/// `signing.key`, else git's `user.signingkey` when it names a key file.
+pub(crate) fn resolve_key(
+    flag: Option<PathBuf>,
+    config: Option<&crate::config::Config>,
+    store: &crate::store::Store,
+    root: &std::path::Path,
+    env: &Env,
+) -> Result<crate::sign::Signer, crate::Error> {
+    let from_config = config
+        .and_then(|c| c.signing.key.as_deref())
+        .map(|k| root.join(expand_home(k, env)));
+    let from_git = store
+        .config_string("user.signingkey")
+        .filter(|k| !k.starts_with("key::"))
+        .map(|k| expand_home(&k, env))
+        .filter(|p| p.exists());
+    let path = flag
+        .or_else(|| env.ledger_key.clone())
+        .or(from_config)
+        .or(from_git)
+        .ok_or(crate::sign::KeyError::NoneConfigured)?;
+    Ok(crate::sign::Signer::load(&path)?)
+}
+
+/// Who ledger commits are by: git's user.name / user.email, else `ledger`.
+pub(crate) fn identity(
+    store: &crate::store::Store,
+    signer: &crate::sign::Signer,
+) -> crate::store::Identity {
+    crate::store::Identity {
+        name: store
+            .config_string("user.name")
+            .unwrap_or_else(|| "ledger".into()),
+        email: store.config_string("user.email").unwrap_or_else(|| {
+            format!(
+                "{}@ledger.invalid",
+                signer
+                    .fingerprint()
+                    .trim_start_matches("SHA256:")
+                    .replace(['/', '+'], "_")
+            )
+        }),
+    }
+}
+
+/// Pretty JSON for `--json` outputs, with a final newline.
+pub(crate) fn json<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
+    serde_json::to_writer_pretty(&mut *out, value).expect("outputs serialize");
+    out.push(b'\n');
+}

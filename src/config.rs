@@ -1,0 +1,259 @@
+//! The typed `ledger.yaml`. `ledger-template/ledger.yaml` (embedded in the
+//! binary, written by `ledger init`) documents every key and its default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file name at the top of the work tree.
+pub const FILE_NAME: &str = "ledger.yaml";
+/// What `ledger init` writes.
+pub const TEMPLATE: &str = include_str!("../ledger-template/ledger.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: not found", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: cannot read: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// serde_yaml names the key path, the line and the column.
+    #[error("{}: {message}", path.display())]
+    Malformed { path: PathBuf, message: String },
+    #[error("{}: {field}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub signing: SigningSection,
+    #[serde(default)]
+    pub trust: TrustSection,
+    #[serde(default)]
+    pub preflight: PreflightSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    #[serde(rename = "ref", default = "default_ref")]
+    pub ref_name: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    #[serde(default = "default_trust")]
+    pub allowed_signers: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightSection {
+    #[serde(default = "default_min_cores")]
+    pub min_cores: u64,
+    #[serde(default = "default_min_memory_gb")]
+    pub min_memory_gb: u64,
+    #[serde(default)]
+    pub min_free_disk_gb: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    #[serde(default = "default_audit_dir")]
+    pub dir: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    #[serde(default = "default_tail")]
+    pub log_tail_lines: usize,
+}
+
+fn default_ref() -> String {
+    "refs/heads/ledger".into()
+}
+fn default_trust() -> String {
+    ".ledger/allowed_signers".into()
+}
+fn default_min_cores() -> u64 {
+    8
+}
+fn default_min_memory_gb() -> u64 {
+    60
+}
+fn default_audit_dir() -> String {
+    "audit/workstation_runs".into()
+}
+fn default_tail() -> usize {
+    20
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            ref_name: default_ref(),
+        }
+    }
+}
+impl Default for TrustSection {
+    fn default() -> Self {
+        TrustSection {
+            allowed_signers: default_trust(),
+        }
+    }
+}
+impl Default for PreflightSection {
+    fn default() -> Self {
+        PreflightSection {
+            min_cores: default_min_cores(),
+            min_memory_gb: default_min_memory_gb(),
+            min_free_disk_gb: 0,
+        }
+    }
+}
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            dir: default_audit_dir(),
+        }
+    }
+}
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            log_tail_lines: default_tail(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing {
+                path: path.to_path_buf(),
+            },
+            _ => ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Malformed {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
+        if config.version != 1 {
+            return Err(invalid(
+                "version",
+                format!("{} is not supported, expected 1", config.version),
+            ));
+        }
+        let r = &config.ledger.ref_name;
+        if !r.starts_with("refs/") || gix::validate::reference::name(r.as_str().into()).is_err() {
+            return Err(invalid(
+                "ledger.ref",
+                format!("{r:?} is not a full git ref name such as refs/heads/ledger"),
+            ));
+        }
+        if !is_relative_inside(&config.audit.dir) {
+            return Err(invalid(
+                "audit.dir",
+                format!(
+                    "{:?} must be a relative path inside the repository",
+                    config.audit.dir
+                ),
+            ));
+        }
+        if config.trust.allowed_signers.trim().is_empty() {
+            return Err(invalid("trust.allowed_signers", "must name a file".into()));
+        }
+        Ok(config)
+    }
+}
+
+/// A relative path with no `..`, `.` or empty components.
+pub fn is_relative_inside(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && c != ".git")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_with_documented_defaults() {
+        let c = Config::parse(Path::new(FILE_NAME), TEMPLATE).unwrap();
+        assert_eq!(c.ledger.ref_name, "refs/heads/ledger");
+        assert_eq!(c.preflight.min_cores, 8);
+        assert_eq!(c.preflight.min_memory_gb, 60);
+        assert_eq!(c.audit.dir, "audit/workstation_runs");
+        assert!(c.signing.key.is_none());
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let err = Config::parse(
+            Path::new("ledger.yaml"),
+            "version: 1\npreflight:\n  min_cores: eight\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("ledger.yaml: preflight.min_cores: invalid type"),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
+        let err = Config::parse(
+            Path::new("ledger.yaml"),
+            "version: 1\npreflight:\n  min_core: 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown field `min_core`") && err.contains("line 3"),
+            "{err}"
+        );
+        let err = Config::parse(Path::new("l.yaml"), "version: 1\nledger:\n  ref: main\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("l.yaml: ledger.ref:"), "{err}");
+    }
+}

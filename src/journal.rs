@@ -1,0 +1,149 @@
+//! Sealing drafts into signed records and appending them in one commit.
+//!
+//! The writer's `seq` and `prev` come from `writers/<hash>.json` in the tip the
+//! batch is built on; when the ref moved meanwhile, the store calls the builder
+//! again and every record is re-derived and re-signed on the new tip.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::clock;
+use crate::record::{self, canon, Kind, Payload, Sealed, Subject};
+use crate::sign::Signer;
+use crate::store::{Batch, Identity, Snapshot, Store};
+use crate::Error;
+
+/// A record before it has a place in a chain.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub kind: Kind,
+    pub run_id: String,
+    pub subject: Vec<Subject>,
+    pub predicate: serde_json::Value,
+}
+
+impl Draft {
+    pub fn new<P: Serialize>(
+        kind: Kind,
+        run_id: &str,
+        subject: Vec<Subject>,
+        predicate: &P,
+    ) -> Draft {
+        Draft {
+            kind,
+            run_id: run_id.into(),
+            subject,
+            predicate: serde_json::to_value(predicate).expect("predicates always serialize"),
+        }
+    }
+}
+
+/// `writers/<hash>.json`: a writer's newest record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterHead {
+    pub writer: String,
+    pub seq: u64,
+    pub id: String,
+}
+
+/// Tree path of a writer's head file: SHA-256 of the fingerprint text, in hex.
+pub fn writer_path(fingerprint: &str) -> String {
+    format!("writers/{}.json", canon::sha256_hex(fingerprint.as_bytes()))
+}
+
+/// Tree path of a record.
+pub fn record_path(run_id: &str, kind: Kind) -> String {
+    format!("runs/{run_id}/{}", kind.file_name())
+}
+
+/// The head of `fingerprint`'s chain in `snapshot`.
+pub fn writer_head(
+    snapshot: &Snapshot<'_>,
+    fingerprint: &str,
+) -> Result<Option<WriterHead>, Error> {
+    let path = writer_path(fingerprint);
+    match snapshot.read(&path)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::input(
+                format!("ledger {path}"),
+                format!("corrupt writer head: {e}"),
+            )
+        }),
+    }
+}
+
+/// Appends `drafts` as one commit; `check` runs on every tip tried (e.g. a
+/// tag-uniqueness test) before anything is written.
+pub fn append(
+    store: &Store,
+    signer: &Signer,
+    identity: &Identity,
+    at: OffsetDateTime,
+    run_prev: Option<String>,
+    drafts: &[Draft],
+    mut check: impl FnMut(&Snapshot<'_>) -> Result<(), Error>,
+) -> Result<Vec<Sealed>, Error> {
+    let at_text = clock::rfc3339(at);
+    let sign_commit = |bytes: &[u8]| signer.sign_commit(bytes);
+    let (_, sealed) = store.append(identity, at, &sign_commit, |snapshot| {
+        check(snapshot)?;
+        let head = writer_head(snapshot, signer.fingerprint())?;
+        let (mut seq, mut prev) = head.map_or((0, None), |h| (h.seq, Some(h.id)));
+        let mut run_prev = run_prev.clone();
+        let mut sealed = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            seq += 1;
+            let payload = Payload {
+                statement_type: record::STATEMENT_TYPE.into(),
+                subject: draft.subject.clone(),
+                predicate_type: draft.kind.predicate_type(),
+                predicate: draft.predicate.clone(),
+                schema: draft.kind.schema(),
+                kind: draft.kind,
+                run_id: draft.run_id.clone(),
+                writer: signer.fingerprint().into(),
+                seq,
+                prev: prev.clone(),
+                run_prev: run_prev.clone(),
+                at: at_text.clone(),
+            };
+            let record = record::seal(payload, |pae| signer.sign_dsse(pae));
+            prev = Some(record.id.clone());
+            run_prev = Some(record.id.clone());
+            sealed.push(record);
+        }
+        let batch = batch_for(signer.fingerprint(), &sealed);
+        Ok::<_, Error>((batch, sealed))
+    })?;
+    Ok(sealed)
+}
+
+fn batch_for(fingerprint: &str, sealed: &[Sealed]) -> Batch {
+    let last = sealed.last().expect("a batch has at least one record");
+    let kinds: Vec<&str> = sealed.iter().map(|r| r.payload.kind.as_str()).collect();
+    let mut message = format!("run {}: {}\n\n", last.payload.run_id, kinds.join(", "));
+    for r in sealed {
+        message.push_str(&format!("{} {}\n", r.payload.kind, r.id));
+    }
+    message.push_str(&format!("writer {fingerprint} seq {}\n", last.payload.seq));
+    let mut files: Vec<(String, Vec<u8>)> = sealed
+        .iter()
+        .map(|r| {
+            (
+                record_path(&r.payload.run_id, r.payload.kind),
+                r.envelope_bytes.clone(),
+            )
+        })
+        .collect();
+    let head = WriterHead {
+        writer: fingerprint.into(),
+        seq: last.payload.seq,
+        id: last.id.clone(),
+    };
+    let mut head_bytes = serde_json::to_vec_pretty(&head).expect("a writer head serializes");
+    head_bytes.push(b'\n');
+    files.push((writer_path(fingerprint), head_bytes));
+    Batch { message, files }
+}

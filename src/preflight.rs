@@ -1,0 +1,134 @@
+//! Preflight: is this machine and checkout fit for an official run?
+//! Pure checks over facts gathered up front, so `run` and a standalone
+//! preflight give the same verdict for the same facts.
+
+use std::path::Path;
+
+use crate::config::PreflightSection;
+use crate::record::kinds::{Check, GitFacts, HostFacts};
+
+const GIB: u64 = 1 << 30;
+
+/// Reads the machine's cores, memory, hostname and free disk at `dir`.
+pub fn host_facts(dir: &Path) -> HostFacts {
+    HostFacts {
+        hostname: hostname(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+        memory_bytes: memory_bytes().unwrap_or(0),
+        disk_free_bytes: disk_free_bytes(dir).unwrap_or(0),
+    }
+}
+
+/// The checks, in a fixed order. All must pass for the run to start.
+pub fn checks(
+    limits: &PreflightSection,
+    host: &HostFacts,
+    git: &GitFacts,
+    require_clean: bool,
+) -> Vec<Check> {
+    let mut out = vec![
+        Check {
+            id: "cores".into(),
+            passed: host.cores >= limits.min_cores,
+            observed: host.cores.to_string(),
+            required: format!(">= {}", limits.min_cores),
+        },
+        Check {
+            id: "memory".into(),
+            passed: host.memory_bytes >= limits.min_memory_gb.saturating_mul(GIB),
+            observed: gib(host.memory_bytes),
+            required: format!(">= {} GiB", limits.min_memory_gb),
+        },
+        Check {
+            id: "disk".into(),
+            passed: host.disk_free_bytes >= limits.min_free_disk_gb.saturating_mul(GIB),
+            observed: format!("{} free", gib(host.disk_free_bytes)),
+            required: format!(">= {} GiB free", limits.min_free_disk_gb),
+        },
+    ];
+    if require_clean {
+        out.push(Check {
+            id: "clean_tree".into(),
+            passed: git.dirty == Some(false),
+            observed: match git.dirty {
+                Some(true) => "tracked files differ from HEAD".into(),
+                Some(false) => "clean".into(),
+                None => "unknown (status unreadable)".into(),
+            },
+            required: "clean (--require-clean)".into(),
+        });
+    }
+    out
+}
+
+/// `15.6 GiB`, from integers only, so the text never depends on float formatting.
+pub fn gib(bytes: u64) -> String {
+    let tenths = (u128::from(bytes) * 10 + u128::from(GIB) / 2) / u128::from(GIB);
+    format!("{}.{} GiB", tenths / 10, tenths % 10)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates, and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn disk_free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stat` is a valid out-pointer.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| u64::from(stat.f_bavail) * u64::from(stat.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_compare_against_limits() {
+        let host = HostFacts {
+            hostname: "h".into(),
+            cores: 2,
+            memory_bytes: 24 * GIB,
+            disk_free_bytes: 50 * GIB,
+        };
+        let git = GitFacts {
+            branch: Some("main".into()),
+            commit: None,
+            dirty: Some(true),
+        };
+        let limits = PreflightSection {
+            min_cores: 8,
+            min_memory_gb: 16,
+            min_free_disk_gb: 0,
+        };
+        let c = checks(&limits, &host, &git, true);
+        let verdicts: Vec<_> = c.iter().map(|c| (c.id.as_str(), c.passed)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("cores", false),
+                ("memory", true),
+                ("disk", true),
+                ("clean_tree", false)
+            ]
+        );
+        assert_eq!(c[1].observed, "24.0 GiB");
+        assert_eq!(gib(GIB + GIB / 20), "1.1 GiB");
+    }
+}

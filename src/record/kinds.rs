@@ -1,0 +1,118 @@
+//! The typed predicate of each record kind. The JSON Schemas in `schemas/`
+//! describe exactly these shapes; a test keeps the two in step.
+//!
+//! Records hold no floats: sizes are bytes, durations milliseconds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One preflight check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Stable id, e.g. `cores`, `memory`, `disk`, `clean_tree`.
+    pub id: String,
+    pub passed: bool,
+    pub observed: String,
+    pub required: String,
+}
+
+/// What preflight saw of the machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub cores: u64,
+    pub memory_bytes: u64,
+    pub disk_free_bytes: u64,
+}
+
+/// What preflight saw of the user's repository.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitFacts {
+    /// Short branch name; `null` when HEAD is detached.
+    pub branch: Option<String>,
+    /// HEAD commit; `null` on an unborn branch.
+    pub commit: Option<String>,
+    /// Tracked changes against HEAD (staged or not); `null` if it could not be read.
+    pub dirty: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightPredicate {
+    pub passed: bool,
+    pub workflow: String,
+    pub tag: String,
+    pub owner: String,
+    pub require_clean: bool,
+    pub checks: Vec<Check>,
+    pub host: HostFacts,
+    pub git: GitFacts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextPredicate {
+    pub workflow: String,
+    pub tag: String,
+    pub owner: String,
+    pub notes: String,
+    pub host: String,
+    pub user: String,
+    pub threads: Option<u32>,
+    pub rerun: bool,
+    /// `ledger <version>`.
+    pub tool: String,
+    pub git: GitFacts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandPredicate {
+    /// The command exactly as given after `--`.
+    pub argv: Vec<String>,
+    pub cwd: String,
+    /// Variables ledger set for the child (the thread variables of `--threads`).
+    pub env: BTreeMap<String, String>,
+    /// Work-tree path of the human log copy.
+    pub log: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartedPredicate {
+    pub host: String,
+    /// Process id of the `ledger run` process that supervises the child.
+    pub pid: u32,
+    pub started_at: String,
+}
+
+/// Digest and summary of the run log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogDigest {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub lines: u64,
+    /// The last lines (lossy UTF-8), oldest first.
+    pub tail: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultPredicate {
+    /// `passed` (exit 0) or `failed`.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// What `ledger run` exits with: the exit code, or 128 + signal.
+    pub code: i32,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    pub log: LogDigest,
+}

@@ -1,0 +1,298 @@
+//! The record model: what a ledger record says and how it is sealed.
+//!
+//! A record is an in-toto Statement v1 (`_type`, `subject`, `predicateType`,
+//! `predicate`) extended with the ledger's own header fields (`schema`, `kind`,
+//! `run_id`, `writer`, `seq`, `prev`, `run_prev`, `at`); in-toto consumers
+//! ignore fields they do not know. The payload's RFC 8785 bytes are signed in a
+//! DSSE envelope and hashed into the record id. The record model knows no git.
+
+pub mod canon;
+pub mod kinds;
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+pub use kinds::*;
+
+/// in-toto Statement v1 type.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// DSSE payload type of every ledger envelope.
+pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+/// A record kind, in the order the records of one run are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Preflight,
+    Context,
+    Command,
+    Started,
+    Result,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Preflight,
+        Kind::Context,
+        Kind::Command,
+        Kind::Started,
+        Kind::Result,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Preflight => "preflight",
+            Kind::Context => "context",
+            Kind::Command => "command",
+            Kind::Started => "started",
+            Kind::Result => "result",
+        }
+    }
+
+    /// The `schema` field of this kind's payloads, e.g. `ledger.preflight/v1`.
+    pub fn schema(self) -> String {
+        format!("ledger.{}/v1", self.as_str())
+    }
+
+    /// The in-toto `predicateType` of this kind.
+    pub fn predicate_type(self) -> String {
+        format!("https://ledger.invalid/predicate/{}/v1", self.as_str())
+    }
+
+    /// The file name of this kind's envelope in a run's tree.
+    pub fn file_name(self) -> String {
+        format!("{}.dsse.json", self.as_str())
+    }
+
+    pub fn from_file_name(name: &str) -> Option<Kind> {
+        let stem = name.strip_suffix(".dsse.json")?;
+        Kind::ALL.into_iter().find(|k| k.as_str() == stem)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An in-toto resource descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    pub name: String,
+    pub digest: BTreeMap<String, String>,
+}
+
+impl Subject {
+    /// Names the run itself: the digest is the SHA-256 of the run id.
+    pub fn run(run_id: &str) -> Subject {
+        Subject {
+            name: format!("ledger-run:{run_id}"),
+            digest: BTreeMap::from([("sha256".into(), canon::sha256_hex(run_id.as_bytes()))]),
+        }
+    }
+
+    pub fn git_commit(name: &str, commit: &str) -> Subject {
+        Subject {
+            name: name.into(),
+            digest: BTreeMap::from([("gitCommit".into(), commit.into())]),
+        }
+    }
+
+    pub fn sha256(name: &str, hex: &str) -> Subject {
+        Subject {
+            name: name.into(),
+            digest: BTreeMap::from([("sha256".into(), hex.into())]),
+        }
+    }
+}
+
+/// A record payload: an in-toto Statement with the ledger header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    #[serde(rename = "_type")]
+    pub statement_type: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: serde_json::Value,
+    /// `ledger.<kind>/v1`.
+    pub schema: String,
+    pub kind: Kind,
+    pub run_id: String,
+    /// The signing key's OpenSSH fingerprint, `SHA256:<base64>`.
+    pub writer: String,
+    /// 1 for a writer's first record, then +1 per record of that writer.
+    pub seq: u64,
+    /// The writer's previous record id; `null` for seq 1.
+    pub prev: Option<String>,
+    /// The previous record of the same run; `null` for the run's first record.
+    pub run_prev: Option<String>,
+    /// RFC 3339 UTC, whole seconds.
+    pub at: String,
+}
+
+impl Payload {
+    /// Decodes the predicate as the typed body of this kind.
+    pub fn predicate_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, RecordError> {
+        serde_json::from_value(self.predicate.clone()).map_err(|e| RecordError::Predicate {
+            kind: self.kind,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A DSSE envelope as stored in `<kind>.dsse.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Base64 (standard, padded) of the canonical payload bytes.
+    pub payload: String,
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSignature {
+    /// The signing key's OpenSSH fingerprint, `SHA256:<base64>`.
+    pub keyid: String,
+    /// Base64 of the 64-byte ed25519 signature over the PAE.
+    pub sig: String,
+}
+
+/// DSSE pre-authentication encoding: what a signature covers.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
+    out.extend_from_slice(
+        format!(
+            "DSSEv1 {} {} {} ",
+            payload_type.len(),
+            payload_type,
+            payload.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Why stored bytes are not a well-formed record. Signatures are checked
+/// elsewhere ([`crate::verify`]); this is only parsing.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a DSSE envelope: {0}")]
+    Envelope(String),
+    #[error("payloadType is {0:?}, expected {PAYLOAD_TYPE:?}")]
+    PayloadType(String),
+    #[error("payload is not valid base64")]
+    Base64,
+    #[error("payload is not JSON: {0}")]
+    PayloadJson(String),
+    #[error("payload is not in RFC 8785 canonical form")]
+    NotCanonical,
+    #[error("payload does not match the record model: {0}")]
+    Payload(String),
+    #[error("{kind} predicate does not match its schema: {message}")]
+    Predicate { kind: Kind, message: String },
+}
+
+/// A record read back from storage: envelope, exact payload bytes and its id.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub id: String,
+    pub envelope: Envelope,
+    pub payload_bytes: Vec<u8>,
+    pub payload: Payload,
+}
+
+/// Parses stored envelope bytes. Checks structure and canonical form, not signatures.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, RecordError> {
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Envelope(e.to_string()))?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(RecordError::PayloadType(envelope.payload_type));
+    }
+    let payload_bytes = B64
+        .decode(envelope.payload.as_bytes())
+        .map_err(|_| RecordError::Base64)?;
+    let canonical = canon::canonicalize(&payload_bytes)
+        .ok_or_else(|| RecordError::PayloadJson("invalid JSON".into()))?;
+    if canonical != payload_bytes {
+        return Err(RecordError::NotCanonical);
+    }
+    let payload: Payload =
+        serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?;
+    Ok(Parsed {
+        id: canon::record_id(&payload_bytes),
+        envelope,
+        payload_bytes,
+        payload,
+    })
+}
+
+/// A sealed record: signed envelope bytes ready to store, and its id.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    pub id: String,
+    pub payload: Payload,
+    /// The stored file: pretty JSON of the envelope plus a newline.
+    pub envelope_bytes: Vec<u8>,
+}
+
+/// Builds the envelope around canonical `payload` bytes with one signature.
+pub fn seal(payload: Payload, sign: impl FnOnce(&[u8]) -> EnvelopeSignature) -> Sealed {
+    let payload_bytes = canon::canonical_bytes(&payload);
+    let signature = sign(&pae(PAYLOAD_TYPE, &payload_bytes));
+    let envelope = Envelope {
+        payload: B64.encode(&payload_bytes),
+        payload_type: PAYLOAD_TYPE.into(),
+        signatures: vec![signature],
+    };
+    let mut envelope_bytes =
+        serde_json::to_vec_pretty(&envelope).expect("an envelope always serializes");
+    envelope_bytes.push(b'\n');
+    Sealed {
+        id: canon::record_id(&payload_bytes),
+        payload,
+        envelope_bytes,
+    }
+}
+
+/// Decodes a base64 signature field.
+pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
+    B64.decode(text.as_bytes()).ok()
+}
+
+/// Encodes bytes as standard padded base64.
+pub fn encode_b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_matches_the_dsse_spec_example() {
+        // DSSE protocol.md: PAE("http://example.com/HelloWorld", "hello world")
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip_through_file_names() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_file_name(&kind.file_name()), Some(kind));
+        }
+        assert_eq!(Kind::from_file_name("log"), None);
+    }
+}

@@ -1,0 +1,368 @@
+//! `ledger run`: preflight → context, command, started → execute → result.
+//!
+//! `started` is committed before the child starts, so a run that never returns
+//! is still in the ledger. A failed preflight is recorded and blocks the
+//! command. Every bad input is refused before anything is written.
+
+pub mod child;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::clock;
+use crate::history;
+use crate::journal::{self, Draft};
+use crate::preflight;
+use crate::record::kinds::*;
+use crate::record::{Kind, Subject};
+use crate::sign::Signer;
+use crate::store::{Identity, Snapshot};
+use crate::workspace::Workspace;
+use crate::Error;
+
+/// The variables `--threads N` sets for the child.
+pub const THREAD_VARS: [&str; 5] = [
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+];
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub workflow: String,
+    pub tag: String,
+    pub owner: String,
+    pub notes: String,
+    pub threads: Option<u32>,
+    pub require_clean: bool,
+    pub rerun: bool,
+    pub argv: Vec<String>,
+    /// The login name running ledger (from the environment, by the CLI).
+    pub user: String,
+    pub cwd: PathBuf,
+    /// Copy the child's output to stdout.
+    pub echo: bool,
+}
+
+/// How a run ended, for the CLI to report and exit with.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub run_id: String,
+    pub status: history::Status,
+    /// What `ledger run` exits with.
+    pub code: i32,
+    pub audit_dir: String,
+    pub failed_checks: Vec<Check>,
+    pub records: Vec<String>,
+}
+
+/// A workflow or tag name: safe in a path, a ref name and a shell word.
+pub fn check_name(field: &str, value: &str) -> Result<(), Error> {
+    let ok = !value.is_empty()
+        && value.len() <= 80
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && !value.contains("..")
+        && !value.ends_with(".lock")
+        && !value.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::input(
+            field,
+            format!("{value:?} is not allowed: use 1-80 of A-Z a-z 0-9 . _ -, starting with a letter or digit, no \"..\""),
+        ))
+    }
+}
+
+/// Run ids in `snapshot` whose preflight names `tag`.
+fn runs_with_tag(snapshot: &Snapshot<'_>, tag: &str) -> Result<Vec<String>, Error> {
+    let suffix = format!("_{tag}");
+    let mut out = Vec::new();
+    for item in snapshot.list("runs")?.unwrap_or_default() {
+        if !item.name.ends_with(&suffix) {
+            continue;
+        }
+        let run = history::load_run(snapshot, &item.name)?;
+        if run.preflight().is_some_and(|p| p.tag == tag) {
+            out.push(item.name);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `req.argv` as an official run. Messages for the user go to `note`.
+pub fn run(
+    ws: &Workspace,
+    signer: &Signer,
+    identity: &Identity,
+    req: &Request,
+    note: &mut dyn Write,
+) -> Result<Outcome, Error> {
+    check_name("--workflow", &req.workflow)?;
+    check_name("--tag", &req.tag)?;
+    if req.argv.is_empty() {
+        return Err(Error::input(
+            "command",
+            "nothing to run: give the command after `--`",
+        ));
+    }
+    if req.threads == Some(0) {
+        return Err(Error::input("--threads", "must be at least 1"));
+    }
+    let store = &ws.store;
+    let now = clock::now()?;
+    let run_id = format!("{}_{}_{}", clock::compact(now), req.workflow, req.tag);
+    let audit_rel = ws.audit_rel(&run_id);
+    let audit_dir = ws.audit_dir(&run_id);
+
+    // Everything that can refuse the run is checked before the first write.
+    let unique = |snapshot: &Snapshot<'_>| -> Result<(), Error> {
+        if !req.rerun {
+            if let Some(existing) = runs_with_tag(snapshot, &req.tag)?.first() {
+                return Err(Error::input(
+                    "--tag",
+                    format!(
+                        "tag {:?} is already used by run {existing}; pass --rerun to run it again",
+                        req.tag
+                    ),
+                ));
+            }
+        }
+        if snapshot.list(&format!("runs/{run_id}"))?.is_some() {
+            return Err(Error::input(
+                "--tag",
+                format!("run {run_id} already exists; wait a second and try again"),
+            ));
+        }
+        Ok(())
+    };
+    unique(&store.snapshot(store.require_tip()?)?)?;
+    if audit_dir.exists() {
+        return Err(Error::input(
+            "--tag",
+            format!("{} already exists", audit_dir.display()),
+        ));
+    }
+
+    let git = store.head_facts();
+    let host = preflight::host_facts(&ws.root);
+    let checks = preflight::checks(&ws.config.preflight, &host, &git, req.require_clean);
+    let failed_checks: Vec<Check> = checks.iter().filter(|c| !c.passed).cloned().collect();
+    let preflight = PreflightPredicate {
+        passed: failed_checks.is_empty(),
+        workflow: req.workflow.clone(),
+        tag: req.tag.clone(),
+        owner: req.owner.clone(),
+        require_clean: req.require_clean,
+        checks,
+        host: host.clone(),
+        git: git.clone(),
+    };
+    let mut subject = vec![Subject::run(&run_id)];
+    if let Some(commit) = &git.commit {
+        subject.push(Subject::git_commit("git:HEAD", commit));
+    }
+    let mut drafts = vec![Draft::new(
+        Kind::Preflight,
+        &run_id,
+        subject.clone(),
+        &preflight,
+    )];
+
+    if !preflight.passed {
+        let sealed = journal::append(store, signer, identity, now, None, &drafts, unique)?;
+        write_copy(&audit_dir, "preflight.json", &pretty(&sealed[0].payload))?;
+        return Ok(Outcome {
+            run_id,
+            status: history::Status::Blocked,
+            code: 1,
+            audit_dir: audit_rel,
+            failed_checks,
+            records: sealed.into_iter().map(|r| r.id).collect(),
+        });
+    }
+
+    let env: Vec<(String, String)> = req
+        .threads
+        .map(|n| {
+            THREAD_VARS
+                .iter()
+                .map(|v| (v.to_string(), n.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let log_rel = format!("{audit_rel}/run.log");
+    let context = ContextPredicate {
+        workflow: req.workflow.clone(),
+        tag: req.tag.clone(),
+        owner: req.owner.clone(),
+        notes: req.notes.clone(),
+        host: host.hostname.clone(),
+        user: req.user.clone(),
+        threads: req.threads,
+        rerun: req.rerun,
+        tool: format!("ledger {}", env!("CARGO_PKG_VERSION")),
+        git,
+    };
+    let command = CommandPredicate {
+        argv: req.argv.clone(),
+        cwd: req.cwd.display().to_string(),
+        env: env.iter().cloned().collect(),
+        log: log_rel.clone(),
+    };
+    let started = StartedPredicate {
+        host: host.hostname.clone(),
+        pid: std::process::id(),
+        started_at: clock::rfc3339(now),
+    };
+    drafts.push(Draft::new(
+        Kind::Context,
+        &run_id,
+        subject.clone(),
+        &context,
+    ));
+    drafts.push(Draft::new(
+        Kind::Command,
+        &run_id,
+        subject.clone(),
+        &command,
+    ));
+    drafts.push(Draft::new(
+        Kind::Started,
+        &run_id,
+        subject.clone(),
+        &started,
+    ));
+    let opening = journal::append(store, signer, identity, now, None, &drafts, unique)?;
+    write_copy(&audit_dir, "preflight.json", &pretty(&opening[0].payload))?;
+    write_copy(&audit_dir, "context.json", &pretty(&opening[1].payload))?;
+    write_copy(
+        &audit_dir,
+        "command.sh",
+        command_script(&run_id, &command).as_bytes(),
+    )?;
+    writeln!(note, "ledger: run {run_id} started; log: {log_rel}").ok();
+
+    let exec = child::execute(
+        &req.argv,
+        &env,
+        &req.cwd,
+        &ws.root.join(&log_rel),
+        req.echo,
+        ws.config.run.log_tail_lines,
+    )
+    .map_err(|e| Error::io(ws.root.join(&log_rel), e))?;
+
+    let ended = clock::now()?.max(now);
+    let result = ResultPredicate {
+        status: if exec.code() == 0 { "passed" } else { "failed" }.into(),
+        exit_code: exec.exit_code,
+        signal: exec.signal,
+        code: exec.code(),
+        started_at: clock::rfc3339(now),
+        ended_at: clock::rfc3339(ended),
+        duration_ms: u64::try_from(exec.duration.as_millis()).unwrap_or(u64::MAX),
+        log: LogDigest {
+            path: log_rel.clone(),
+            sha256: exec.sha256.clone(),
+            bytes: exec.bytes,
+            lines: exec.lines,
+            tail: exec.tail.clone(),
+        },
+    };
+    subject.push(Subject::sha256(&log_rel, &exec.sha256));
+    let draft = Draft::new(Kind::Result, &run_id, subject, &result);
+    // The human copy first: if the ledger cannot take the result, it is not lost.
+    write_copy(&audit_dir, "result.json", &pretty(&result))?;
+    let started_id = opening.last().map(|r| r.id.clone());
+    let closing = journal::append(store, signer, identity, ended, started_id, &[draft], |_| {
+        Ok(())
+    })?;
+    write_copy(&audit_dir, "result.json", &pretty(&closing[0].payload))?;
+    Ok(Outcome {
+        run_id,
+        status: if exec.code() == 0 {
+            history::Status::Passed
+        } else {
+            history::Status::Failed
+        },
+        code: exec.code(),
+        audit_dir: audit_rel,
+        failed_checks: Vec::new(),
+        records: opening.into_iter().chain(closing).map(|r| r.id).collect(),
+    })
+}
+
+fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(value).expect("records serialize");
+    out.push(b'\n');
+    out
+}
+
+fn write_copy(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(&path, e))
+}
+
+/// `command.sh`: re-runs the command by hand, exactly as recorded.
+fn command_script(run_id: &str, command: &CommandPredicate) -> String {
+    let mut out = format!(
+        "#!/bin/sh\n# ledger run {run_id}\ncd {} || exit 1\n",
+        shell_quote(&command.cwd)
+    );
+    for (k, v) in &command.env {
+        out.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    let words: Vec<String> = command.argv.iter().map(|a| shell_quote(a)).collect();
+    out.push_str(&format!("exec {}\n", words.join(" ")));
+    out
+}
+
+/// Quotes a word for POSIX sh when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_unsafe_are_refused() {
+        for bad in [
+            "", "../x", "a/b", "a b", ".hidden", "-x", "x.lock", "a..b", "tag$", "ü",
+        ] {
+            assert!(check_name("--tag", bad).is_err(), "{bad:?}");
+        }
+        for good in ["committee_2026-11-22_run1", "production_gates", "v1.2"] {
+            check_name("--tag", good).unwrap();
+        }
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("python"), "python");
+        assert_eq!(shell_quote("it's here"), "'it'\\''s here'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

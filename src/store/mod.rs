@@ -1,0 +1,533 @@
+//! The ledger's storage in git, and the only module that uses gix.
+//!
+//! Records are blobs at `runs/<run_id>/<kind>.dsse.json` on a dedicated ref
+//! (default `refs/heads/ledger`); `writers/<fingerprint-hex>.json` holds each
+//! writer's newest record so that the next `seq`/`prev` is found without a scan.
+//! Commits carry an SSH signature in `gpgsig`. The ref only moves by
+//! compare-and-swap: a writer that loses the race rebuilds its batch on the new
+//! tip and tries again, so concurrent writers never lose each other's records.
+//! HEAD, the index and the working tree are never read for writing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::Target;
+use gix::ObjectId;
+use time::OffsetDateTime;
+
+use crate::record::kinds::GitFacts;
+
+/// The file at the top of the genesis tree that says what this ref holds.
+pub const FORMAT_FILE: &str = "ledger.json";
+const FORMAT_BODY: &str = "{\n  \"format\": \"ledger/v1\",\n  \"layout\": \"runs/<run_id>/<kind>.dsse.json\",\n  \"writers\": \"writers/<sha256-of-key-hex>.json\"\n}\n";
+
+/// How many times a writer waits for a held ref lock before giving up.
+const LOCK_ATTEMPTS: u32 = 12;
+/// How many lost compare-and-swap races a writer tolerates.
+const MAX_CONFLICTS: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: not inside a git repository", path.display())]
+    NotARepo { path: PathBuf },
+    #[error("{}: bare repository; this command needs a work tree", path.display())]
+    Bare { path: PathBuf },
+    #[error("{}: object format {format} is not supported; ledger needs a SHA-1 repository", path.display())]
+    ObjectFormat { path: PathBuf, format: String },
+    #[error("ledger ref {ref_name} does not exist")]
+    NotInitialized { ref_name: String },
+    #[error("ledger ref {ref_name} already exists (at {tip})")]
+    AlreadyInitialized { ref_name: String, tip: String },
+    #[error("{}: ref lock held by another process{}", lock.display(), age.map(|a| format!(" for {a}s")).unwrap_or_default())]
+    LockHeld { lock: PathBuf, age: Option<u64> },
+    #[error("ledger ref {ref_name} moved {attempts} times while writing; gave up")]
+    Contention { ref_name: String, attempts: u32 },
+    #[error("git {context}: {message}")]
+    Git { context: String, message: String },
+}
+
+impl StoreError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::LockHeld { lock, .. } => Some(format!(
+                "if no ledger or git process is writing this repository (check with `ps`), remove the stale lock: rm {}",
+                lock.display()
+            )),
+            StoreError::NotInitialized { .. } => Some("run `ledger init` first".into()),
+            StoreError::NotARepo { .. } => Some("run ledger inside a git work tree (`git init` makes one)".into()),
+            _ => None,
+        }
+    }
+}
+
+trait GitContext<T> {
+    fn git(self, context: &str) -> Result<T, StoreError>;
+}
+
+impl<T, E: std::fmt::Display> GitContext<T> for Result<T, E> {
+    fn git(self, context: &str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Git {
+            context: context.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Who a ledger commit is by (name and email, as in git).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// Files to add in one commit, and its message.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub message: String,
+    /// Tree paths (`/`-separated) and contents.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Signs commit bytes; returns the armored signature for `gpgsig`.
+pub type CommitSigner<'a> = &'a dyn Fn(&[u8]) -> String;
+
+/// An entry of a ledger tree.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub name: String,
+    pub kind: EntryKind,
+    pub id: ObjectId,
+}
+
+impl Item {
+    pub fn is_tree(&self) -> bool {
+        self.kind == EntryKind::Tree
+    }
+}
+
+/// A ledger commit, as verification needs it.
+#[derive(Clone, Debug)]
+pub struct CommitInfo {
+    pub id: ObjectId,
+    pub parents: Vec<ObjectId>,
+    pub tree: ObjectId,
+    /// The armored `gpgsig` header, if any.
+    pub gpgsig: Option<String>,
+    /// The bytes a `gpgsig` covers: the commit without that header.
+    pub signed: Vec<u8>,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
+    pub subject: String,
+}
+
+/// The user's repository with the ledger ref in it.
+pub struct Store {
+    repo: gix::Repository,
+    ref_name: String,
+}
+
+/// Opens the repository containing `dir`.
+pub fn discover(dir: &Path) -> Result<gix::Repository, StoreError> {
+    let repo = gix::ThreadSafeRepository::discover_with_environment_overrides(dir)
+        .map_err(|_| StoreError::NotARepo {
+            path: dir.to_path_buf(),
+        })?
+        .to_thread_local();
+    if repo.object_hash() != gix::hash::Kind::Sha1 {
+        return Err(StoreError::ObjectFormat {
+            path: repo.git_dir().to_path_buf(),
+            format: format!("{:?}", repo.object_hash()),
+        });
+    }
+    Ok(repo)
+}
+
+impl Store {
+    pub fn new(repo: gix::Repository, ref_name: &str) -> Store {
+        Store {
+            repo,
+            ref_name: ref_name.to_string(),
+        }
+    }
+
+    pub fn ref_name(&self) -> &str {
+        &self.ref_name
+    }
+
+    pub fn workdir(&self) -> Option<&Path> {
+        self.repo.workdir()
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        self.repo.git_dir()
+    }
+
+    /// A string value of the repository's git configuration (all scopes).
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        self.repo
+            .config_snapshot()
+            .string(key)
+            .map(|v| v.to_str_lossy().into_owned())
+    }
+
+    /// The ledger tip, or `None` before `init`.
+    pub fn tip(&self) -> Result<Option<ObjectId>, StoreError> {
+        let reference = self
+            .repo
+            .try_find_reference(self.ref_name.as_str())
+            .git("reading the ledger ref")?;
+        Ok(reference.and_then(|r| r.target().try_id().map(|id| id.to_owned())))
+    }
+
+    /// The tip, or an error telling to run `init`.
+    pub fn require_tip(&self) -> Result<ObjectId, StoreError> {
+        self.tip()?.ok_or_else(|| StoreError::NotInitialized {
+            ref_name: self.ref_name.clone(),
+        })
+    }
+
+    /// Creates the ledger ref with a signed genesis commit.
+    pub fn init(
+        &self,
+        identity: &Identity,
+        at: OffsetDateTime,
+        sign: CommitSigner<'_>,
+    ) -> Result<ObjectId, StoreError> {
+        if let Some(tip) = self.tip()? {
+            return Err(StoreError::AlreadyInitialized {
+                ref_name: self.ref_name.clone(),
+                tip: tip.to_string(),
+            });
+        }
+        let empty = ObjectId::empty_tree(self.repo.object_hash());
+        let batch = Batch {
+            message: "ledger: genesis\n".into(),
+            files: vec![(FORMAT_FILE.into(), FORMAT_BODY.as_bytes().to_vec())],
+        };
+        let tree = self.write_tree(empty, &batch.files)?;
+        let commit = self.write_commit(tree, &[], &batch.message, identity, at, sign)?;
+        match self.swap(None, commit, identity, at, "ledger: genesis") {
+            Ok(()) => Ok(commit),
+            Err(Swap::Conflict) => Err(StoreError::AlreadyInitialized {
+                ref_name: self.ref_name.clone(),
+                tip: self.tip()?.map(|t| t.to_string()).unwrap_or_default(),
+            }),
+            Err(Swap::Locked) => Err(self.lock_error()),
+            Err(Swap::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Appends one commit built by `build` from the current tip. On a lost race
+    /// `build` runs again on the new tip, so what it derives from the snapshot
+    /// (sequence numbers, previous ids, uniqueness checks) is always current.
+    pub fn append<T, E: From<StoreError>>(
+        &self,
+        identity: &Identity,
+        at: OffsetDateTime,
+        sign: CommitSigner<'_>,
+        mut build: impl FnMut(&Snapshot<'_>) -> Result<(Batch, T), E>,
+    ) -> Result<(ObjectId, T), E> {
+        let mut conflicts = 0;
+        let mut lock_waits = 0;
+        loop {
+            let tip = self.require_tip()?;
+            let snapshot = self.snapshot(tip)?;
+            let (batch, value) = build(&snapshot)?;
+            let tree = self.write_tree(snapshot.tree, &batch.files)?;
+            let commit = self.write_commit(tree, &[tip], &batch.message, identity, at, sign)?;
+            let subject = batch.message.lines().next().unwrap_or_default().to_string();
+            match self.swap(Some(tip), commit, identity, at, &subject) {
+                Ok(()) => return Ok((commit, value)),
+                Err(Swap::Conflict) => {
+                    conflicts += 1;
+                    if conflicts >= MAX_CONFLICTS {
+                        return Err(StoreError::Contention {
+                            ref_name: self.ref_name.clone(),
+                            attempts: conflicts,
+                        }
+                        .into());
+                    }
+                }
+                Err(Swap::Locked) => {
+                    lock_waits += 1;
+                    if lock_waits >= LOCK_ATTEMPTS {
+                        return Err(self.lock_error().into());
+                    }
+                    std::thread::sleep(Duration::from_millis(20 * u64::from(lock_waits)));
+                }
+                Err(Swap::Failed(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A read view of the tree at `commit`.
+    pub fn snapshot(&self, commit: ObjectId) -> Result<Snapshot<'_>, StoreError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .git("reading a ledger commit")?
+            .tree_id()
+            .git("reading a ledger commit's tree")?
+            .detach();
+        Ok(Snapshot { store: self, tree })
+    }
+
+    /// Every commit reachable from `tip`, newest first.
+    pub fn commits(&self, tip: ObjectId) -> Result<Vec<CommitInfo>, StoreError> {
+        let walk = self.repo.rev_walk([tip]).all().git("walking the ledger")?;
+        let mut out = Vec::new();
+        for info in walk {
+            let info = info.git("walking the ledger")?;
+            let commit = self
+                .repo
+                .find_commit(info.id)
+                .git("reading a ledger commit")?;
+            let decoded = commit.decode().git("decoding a ledger commit")?;
+            let (gpgsig, signed) = match commit.signature().git("reading a commit signature")? {
+                Some((sig, signed)) => (
+                    Some(sig.to_str_lossy().into_owned()),
+                    signed.to_bstring().to_vec(),
+                ),
+                None => (None, commit.data.clone()),
+            };
+            out.push(CommitInfo {
+                id: info.id,
+                parents: decoded.parents().collect(),
+                tree: decoded.tree(),
+                gpgsig,
+                signed,
+                time: decoded
+                    .committer()
+                    .ok()
+                    .and_then(|c| c.time().ok())
+                    .map_or(0, |t| t.seconds),
+                subject: decoded.message_summary().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// HEAD's branch and commit and whether tracked files differ from it.
+    /// Reads only; never refreshes or writes the index.
+    pub fn head_facts(&self) -> GitFacts {
+        let head = self.repo.head().ok();
+        let branch = head
+            .as_ref()
+            .and_then(|h| h.referent_name())
+            .map(|n| n.shorten().to_str_lossy().into_owned());
+        let commit = self.repo.head_id().ok().map(|id| id.to_string());
+        let dirty = if self.repo.workdir().is_some() {
+            self.repo.is_dirty().ok()
+        } else {
+            None
+        };
+        GitFacts {
+            branch,
+            commit,
+            dirty,
+        }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.repo
+            .common_dir()
+            .join(format!("{}.lock", self.ref_name))
+    }
+
+    fn lock_error(&self) -> StoreError {
+        let lock = self.lock_path();
+        let age = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .map(|d| d.as_secs());
+        StoreError::LockHeld { lock, age }
+    }
+
+    fn write_tree(
+        &self,
+        base: ObjectId,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<ObjectId, StoreError> {
+        let mut editor = self
+            .repo
+            .edit_tree(base)
+            .git("loading the ledger tree")?
+            .detach();
+        for (path, bytes) in files {
+            let blob = self
+                .repo
+                .write_blob(bytes)
+                .git("writing a record")?
+                .detach();
+            editor
+                .upsert(path.split('/'), EntryKind::Blob, blob)
+                .git("editing the ledger tree")?;
+        }
+        editor
+            .write(|tree| self.repo.write_object(tree).map(|id| id.detach()))
+            .git("writing the ledger tree")
+    }
+
+    fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: &[ObjectId],
+        message: &str,
+        identity: &Identity,
+        at: OffsetDateTime,
+        sign: CommitSigner<'_>,
+    ) -> Result<ObjectId, StoreError> {
+        let actor = actor(identity, at);
+        let mut commit = gix::objs::Commit {
+            tree,
+            parents: parents.iter().copied().collect(),
+            author: actor.clone(),
+            committer: actor,
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        let mut unsigned = Vec::new();
+        gix::objs::WriteTo::write_to(&commit, &mut unsigned).git("encoding a commit")?;
+        commit
+            .extra_headers
+            .push(("gpgsig".into(), sign(&unsigned).into()));
+        Ok(self
+            .repo
+            .write_object(&commit)
+            .git("writing a commit")?
+            .detach())
+    }
+
+    fn swap(
+        &self,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+        identity: &Identity,
+        at: OffsetDateTime,
+        subject: &str,
+    ) -> Result<(), Swap> {
+        let name = self.ref_name.as_str().try_into().map_err(
+            |e: gix::validate::reference::name::Error| {
+                Swap::Failed(StoreError::Git {
+                    context: format!("ref name {}", self.ref_name),
+                    message: e.to_string(),
+                })
+            },
+        )?;
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: subject.into(),
+                },
+                expected: match expected {
+                    Some(id) => PreviousValue::MustExistAndMatch(Target::Object(id)),
+                    None => PreviousValue::MustNotExist,
+                },
+                new: Target::Object(new),
+            },
+            name,
+            deref: false,
+        };
+        let actor = actor(identity, at);
+        let mut buf = Default::default();
+        match self
+            .repo
+            .edit_references_as([edit], Some(actor.to_ref(&mut buf)))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_conflict() => Err(Swap::Conflict),
+            Err(_) if self.lock_path().exists() => Err(Swap::Locked),
+            Err(e) => Err(Swap::Failed(StoreError::Git {
+                context: format!("updating {}", self.ref_name),
+                message: e.to_string(),
+            })),
+        }
+    }
+}
+
+enum Swap {
+    Conflict,
+    Locked,
+    Failed(StoreError),
+}
+
+fn actor(identity: &Identity, at: OffsetDateTime) -> gix::actor::Signature {
+    gix::actor::Signature {
+        name: identity.name.as_str().into(),
+        email: identity.email.as_str().into(),
+        time: gix::date::Time {
+            seconds: at.unix_timestamp(),
+            offset: 0,
+        },
+    }
+}
+
+/// A read-only view of one ledger tree.
+pub struct Snapshot<'a> {
+    store: &'a Store,
+    tree: ObjectId,
+}
+
+impl Snapshot<'_> {
+    /// The entries of the tree at `path` (`""` for the root), or `None`.
+    pub fn list(&self, path: &str) -> Result<Option<Vec<Item>>, StoreError> {
+        let repo = &self.store.repo;
+        let id = if path.is_empty() {
+            self.tree
+        } else {
+            let root = repo.find_tree(self.tree).git("reading the ledger tree")?;
+            match root
+                .lookup_entry_by_path(path)
+                .git("reading the ledger tree")?
+            {
+                Some(entry) if entry.mode().is_tree() => entry.object_id(),
+                _ => return Ok(None),
+            }
+        };
+        let tree = repo.find_tree(id).git("reading the ledger tree")?;
+        let decoded = tree.decode().git("decoding the ledger tree")?;
+        Ok(Some(
+            decoded
+                .entries
+                .iter()
+                .map(|e| Item {
+                    name: e.filename.to_str_lossy().into_owned(),
+                    kind: e.mode.kind(),
+                    id: e.oid.to_owned(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// The content of the blob at `path`, or `None`.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let root = self
+            .store
+            .repo
+            .find_tree(self.tree)
+            .git("reading the ledger tree")?;
+        match root
+            .lookup_entry_by_path(path)
+            .git("reading the ledger tree")?
+        {
+            Some(entry) if entry.mode().is_blob() => Ok(Some(self.blob(entry.object_id())?)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .store
+            .repo
+            .find_blob(id)
+            .git("reading a ledger blob")?
+            .take_data())
+    }
+}

@@ -1,0 +1,573 @@
+//! `ledger verify`: parse, then hash, then check signatures against the trust
+//! file, then check the chains. Returns a report; the CLI picks the exit code.
+//!
+//! What is checked:
+//! - every commit reachable from the ledger ref carries a valid SSH signature
+//!   (namespace `git`) by a key the trust file lists for that commit's time;
+//! - every record parses, is in RFC 8785 canonical form, and every signature in
+//!   its envelope verifies (`verify_strict`) with a trusted key named by its
+//!   `writer`, valid at the record's `at`;
+//! - a record sits at `runs/<its run_id>/<its kind>.dsse.json`;
+//! - a run's records come in kind order, each naming the previous by `run_prev`,
+//!   with times that never go back, and nothing after a failed preflight;
+//! - each writer's records have `seq` 1, 2, 3 … with `prev` naming the one
+//!   before (a deleted record breaks this), and `writers/*.json` names each
+//!   writer's newest record.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use ssh_key::{HashAlg, SshSig};
+
+use crate::clock;
+use crate::journal::{self, WriterHead};
+use crate::record::kinds::{
+    CommandPredicate, ContextPredicate, PreflightPredicate, ResultPredicate, StartedPredicate,
+};
+use crate::record::{self, Kind, Parsed, RecordError};
+use crate::store::{self, Snapshot, Store};
+use crate::trust::{TrustFile, Vouch};
+use crate::Error;
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable machine-readable class, e.g. `bad_signature`.
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Tree path or record id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(c) = &self.commit {
+            write!(f, "commit {c}: ")?;
+        }
+        if let Some(r) = &self.run {
+            write!(f, "run {r}: ")?;
+        }
+        if let Some(r) = &self.record {
+            write!(f, "{r}: ")?;
+        }
+        write!(f, "{} [{}]", self.message, self.code)
+    }
+}
+
+/// What `ledger verify` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub ref_name: String,
+    /// The ledger head that was verified.
+    pub head: String,
+    pub trust_file: String,
+    pub commits: usize,
+    pub runs: usize,
+    pub records: usize,
+    pub writers: usize,
+    pub ok: bool,
+    pub findings: Vec<Finding>,
+}
+
+struct Ctx<'a> {
+    trust: &'a TrustFile,
+    findings: Vec<Finding>,
+}
+
+impl Ctx<'_> {
+    fn add(
+        &mut self,
+        code: &'static str,
+        run: Option<&str>,
+        record: Option<&str>,
+        message: String,
+    ) {
+        self.findings.push(Finding {
+            code,
+            run: run.map(str::to_string),
+            record: record.map(str::to_string),
+            commit: None,
+            message,
+        });
+    }
+}
+
+/// Verifies the whole ledger at its tip against `trust`.
+pub fn verify(store: &Store, trust: &TrustFile) -> Result<Report, Error> {
+    let tip = store.require_tip()?;
+    let mut ctx = Ctx {
+        trust,
+        findings: Vec::new(),
+    };
+    let commits = store.commits(tip)?;
+    for commit in &commits {
+        check_commit(&mut ctx, commit);
+    }
+    let roots = commits.iter().filter(|c| c.parents.is_empty()).count();
+    if roots != 1 {
+        ctx.add(
+            "history_roots",
+            None,
+            None,
+            format!("{roots} root commits, expected exactly 1 genesis"),
+        );
+    }
+
+    let snapshot = store.snapshot(tip)?;
+    let mut records: Vec<(String, Parsed)> = Vec::new();
+    let mut runs = 0;
+    for item in snapshot.list("")?.unwrap_or_default() {
+        match (item.name.as_str(), item.is_tree()) {
+            (store::FORMAT_FILE, false) | ("runs", true) | ("writers", true) => {}
+            (name, _) => ctx.add(
+                "unexpected_entry",
+                None,
+                Some(name),
+                "not part of the ledger layout".into(),
+            ),
+        }
+    }
+    for run in snapshot.list("runs")?.unwrap_or_default() {
+        if !run.is_tree() {
+            ctx.add(
+                "unexpected_entry",
+                None,
+                Some(&format!("runs/{}", run.name)),
+                "a file where a run directory belongs".into(),
+            );
+            continue;
+        }
+        runs += 1;
+        let parsed = check_run_files(&mut ctx, &snapshot, &run.name)?;
+        check_run_order(&mut ctx, &run.name, &parsed);
+        records.extend(parsed.into_values().map(|p| (run.name.clone(), p)));
+    }
+    let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
+
+    let record_count = records.len();
+    Ok(Report {
+        ref_name: store.ref_name().to_string(),
+        head: tip.to_string(),
+        trust_file: trust.path.display().to_string(),
+        commits: commits.len(),
+        runs,
+        records: record_count,
+        writers,
+        ok: ctx.findings.is_empty(),
+        findings: ctx.findings,
+    })
+}
+
+fn check_commit(ctx: &mut Ctx<'_>, commit: &store::CommitInfo) {
+    let id = commit.id.to_string();
+    let mut add = |code, message: String| {
+        ctx.findings.push(Finding {
+            code,
+            run: None,
+            record: None,
+            commit: Some(id.clone()),
+            message,
+        })
+    };
+    let Some(armor) = &commit.gpgsig else {
+        return add(
+            "commit_unsigned",
+            format!("commit has no signature ({:?})", commit.subject),
+        );
+    };
+    let sig = match SshSig::from_pem(armor) {
+        Ok(sig) => sig,
+        Err(e) => {
+            return add(
+                "commit_signature_malformed",
+                format!("gpgsig is not an SSH signature: {e}"),
+            )
+        }
+    };
+    if sig.namespace() != "git" {
+        return add(
+            "commit_bad_signature",
+            format!(
+                "signature namespace is {:?}, expected \"git\"",
+                sig.namespace()
+            ),
+        );
+    }
+    let fingerprint = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
+    let at = time::OffsetDateTime::from_unix_timestamp(commit.time)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    match ctx.trust.vouch(&fingerprint, at) {
+        Vouch::Unknown => add(
+            "commit_untrusted_key",
+            format!("signed by {fingerprint}, which the trust file does not list"),
+        ),
+        Vouch::OutsideValidity => add(
+            "commit_key_not_valid",
+            format!("signed by {fingerprint} outside its valid-after/valid-before window"),
+        ),
+        Vouch::Trusted(entry) => {
+            if let Err(e) = entry.key.verify("git", &commit.signed, &sig) {
+                add(
+                    "commit_bad_signature",
+                    format!("signature by {fingerprint} does not verify: {e}"),
+                );
+            }
+        }
+    }
+}
+
+/// Parses and authenticates every record file of one run.
+fn check_run_files(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    run_id: &str,
+) -> Result<BTreeMap<Kind, Parsed>, Error> {
+    let mut out = BTreeMap::new();
+    for item in snapshot
+        .list(&format!("runs/{run_id}"))?
+        .unwrap_or_default()
+    {
+        let path = format!("runs/{run_id}/{}", item.name);
+        let Some(kind) = Kind::from_file_name(&item.name).filter(|_| !item.is_tree()) else {
+            ctx.add(
+                "unexpected_entry",
+                Some(run_id),
+                Some(&path),
+                "not a record of the ledger layout".into(),
+            );
+            continue;
+        };
+        let parsed = match record::parse(&snapshot.blob(item.id)?) {
+            Ok(p) => p,
+            Err(RecordError::NotCanonical) => {
+                ctx.add(
+                    "non_canonical",
+                    Some(run_id),
+                    Some(&path),
+                    "payload is not RFC 8785 canonical JSON (edited or re-encoded)".into(),
+                );
+                continue;
+            }
+            Err(e) => {
+                ctx.add("malformed_record", Some(run_id), Some(&path), e.to_string());
+                continue;
+            }
+        };
+        let authentic = check_signatures(ctx, run_id, &path, &parsed);
+        let p = &parsed.payload;
+        let mut placed = true;
+        if p.run_id != run_id {
+            ctx.add(
+                "wrong_run",
+                Some(run_id),
+                Some(&path),
+                format!("record belongs to run {} (moved or copied here)", p.run_id),
+            );
+            placed = false;
+        }
+        if p.kind != kind {
+            ctx.add(
+                "kind_mismatch",
+                Some(run_id),
+                Some(&path),
+                format!(
+                    "file holds a {} record (records swapped or reordered)",
+                    p.kind
+                ),
+            );
+            placed = false;
+        }
+        if p.schema != p.kind.schema()
+            || p.predicate_type != p.kind.predicate_type()
+            || p.statement_type != record::STATEMENT_TYPE
+        {
+            ctx.add(
+                "schema_mismatch",
+                Some(run_id),
+                Some(&path),
+                format!(
+                    "schema {:?} / predicateType {:?} do not match kind {}",
+                    p.schema, p.predicate_type, p.kind
+                ),
+            );
+        }
+        if clock::parse_rfc3339(&p.at).is_none() {
+            ctx.add(
+                "malformed_record",
+                Some(run_id),
+                Some(&path),
+                format!("at {:?} is not RFC 3339", p.at),
+            );
+        }
+        if let Err(e) = typed_predicate(p) {
+            ctx.add("malformed_record", Some(run_id), Some(&path), e.to_string());
+        }
+        if authentic && placed {
+            out.insert(kind, parsed);
+        }
+    }
+    Ok(out)
+}
+
+fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {
+    match p.kind {
+        Kind::Preflight => p.predicate_as::<PreflightPredicate>().map(drop),
+        Kind::Context => p.predicate_as::<ContextPredicate>().map(drop),
+        Kind::Command => p.predicate_as::<CommandPredicate>().map(drop),
+        Kind::Started => p.predicate_as::<StartedPredicate>().map(drop),
+        Kind::Result => p.predicate_as::<ResultPredicate>().map(drop),
+    }
+}
+
+/// True when every signature verifies with a trusted key and one is the writer's.
+fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed) -> bool {
+    let at = clock::parse_rfc3339(&parsed.payload.at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let pae = record::pae(&parsed.envelope.payload_type, &parsed.payload_bytes);
+    let mut ok = !parsed.envelope.signatures.is_empty();
+    if !ok {
+        ctx.add(
+            "unsigned_record",
+            Some(run_id),
+            Some(path),
+            "envelope has no signature".into(),
+        );
+    }
+    let mut by_writer = false;
+    for sig in &parsed.envelope.signatures {
+        let entry = match ctx.trust.vouch(&sig.keyid, at) {
+            Vouch::Trusted(entry) => entry,
+            Vouch::OutsideValidity => {
+                ctx.add(
+                    "key_not_valid",
+                    Some(run_id),
+                    Some(path),
+                    format!(
+                        "signed by {} outside its valid-after/valid-before window",
+                        sig.keyid
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            Vouch::Unknown => {
+                ctx.add(
+                    "untrusted_signer",
+                    Some(run_id),
+                    Some(path),
+                    format!(
+                        "signed by {}, which the trust file does not list",
+                        sig.keyid
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let verified = entry
+            .ed25519()
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+            .zip(record::decode_b64(&sig.sig).and_then(|b| <[u8; 64]>::try_from(b).ok()))
+            .is_some_and(|(key, bytes)| {
+                key.verify_strict(&pae, &ed25519_dalek::Signature::from_bytes(&bytes))
+                    .is_ok()
+            });
+        if !verified {
+            ctx.add(
+                "bad_signature",
+                Some(run_id),
+                Some(path),
+                format!(
+                    "signature by {} does not verify (payload or signature altered)",
+                    sig.keyid
+                ),
+            );
+            ok = false;
+        }
+        by_writer |= sig.keyid == parsed.payload.writer;
+    }
+    if ok && !by_writer {
+        ctx.add(
+            "writer_mismatch",
+            Some(run_id),
+            Some(path),
+            format!("no signature by the named writer {}", parsed.payload.writer),
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn check_run_order(ctx: &mut Ctx<'_>, run_id: &str, records: &BTreeMap<Kind, Parsed>) {
+    let present: Vec<Kind> = records.keys().copied().collect();
+    let blocked = records
+        .get(&Kind::Preflight)
+        .and_then(|p| p.payload.predicate_as::<PreflightPredicate>().ok())
+        .is_some_and(|p| !p.passed);
+    let expected: &[Kind] = if blocked {
+        &[Kind::Preflight]
+    } else if present.contains(&Kind::Result) {
+        &Kind::ALL
+    } else {
+        &Kind::ALL[..4]
+    };
+    for kind in expected.iter().filter(|k| !present.contains(k)) {
+        ctx.add(
+            "missing_record",
+            Some(run_id),
+            Some(&journal::record_path(run_id, *kind)),
+            format!("{kind} record is missing (deleted?)"),
+        );
+    }
+    if blocked && present.len() > 1 {
+        ctx.add(
+            "ran_despite_block",
+            Some(run_id),
+            None,
+            "records follow a failed preflight".into(),
+        );
+    }
+    let mut prev: Option<&Parsed> = None;
+    for (kind, record) in records {
+        let expected_prev = prev.map(|p| p.id.as_str());
+        if record.payload.run_prev.as_deref() != expected_prev {
+            ctx.add(
+                "run_chain_broken",
+                Some(run_id),
+                Some(&journal::record_path(run_id, *kind)),
+                format!(
+                    "run_prev is {:?}, expected {:?} (records reordered, replaced or removed)",
+                    record.payload.run_prev, expected_prev
+                ),
+            );
+        }
+        if let Some(p) = prev {
+            if record.payload.at < p.payload.at {
+                ctx.add(
+                    "time_reversed",
+                    Some(run_id),
+                    Some(&journal::record_path(run_id, *kind)),
+                    format!(
+                        "at {} is before the previous record's {}",
+                        record.payload.at, p.payload.at
+                    ),
+                );
+            }
+        }
+        prev = Some(record);
+    }
+}
+
+/// Checks each writer's seq/prev chain and `writers/*.json`. Returns the writer count.
+fn check_writer_chains(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    records: &[(String, Parsed)],
+) -> Result<usize, Error> {
+    let mut chains: BTreeMap<&str, BTreeMap<u64, Vec<&Parsed>>> = BTreeMap::new();
+    for (_, r) in records {
+        chains
+            .entry(&r.payload.writer)
+            .or_default()
+            .entry(r.payload.seq)
+            .or_default()
+            .push(r);
+    }
+    let mut heads: BTreeMap<String, WriterHead> = BTreeMap::new();
+    for item in snapshot.list("writers")?.unwrap_or_default() {
+        let path = format!("writers/{}", item.name);
+        match serde_json::from_slice::<WriterHead>(&snapshot.blob(item.id)?) {
+            Ok(h) if journal::writer_path(&h.writer) == path => {
+                heads.insert(h.writer.clone(), h);
+            }
+            Ok(h) => ctx.add(
+                "writer_index",
+                None,
+                Some(&path),
+                format!(
+                    "names writer {} whose head belongs at {}",
+                    h.writer,
+                    journal::writer_path(&h.writer)
+                ),
+            ),
+            Err(e) => ctx.add(
+                "writer_index",
+                None,
+                Some(&path),
+                format!("not a writer head: {e}"),
+            ),
+        }
+    }
+    for (writer, chain) in &chains {
+        let mut expected_prev: Option<&str> = None;
+        let mut next = 1;
+        for (seq, at_seq) in chain {
+            let first = at_seq[0];
+            let path = journal::record_path(&first.payload.run_id, first.payload.kind);
+            if at_seq.len() > 1 {
+                ctx.add(
+                    "duplicate_seq",
+                    Some(&first.payload.run_id),
+                    Some(&path),
+                    format!(
+                        "writer {writer} has {} records with seq {seq}",
+                        at_seq.len()
+                    ),
+                );
+            }
+            if *seq != next {
+                let missing = if *seq == next + 1 {
+                    format!("seq {next} is missing")
+                } else {
+                    format!("seq {next}..{} are missing", seq - 1)
+                };
+                ctx.add(
+                    "chain_gap",
+                    Some(&first.payload.run_id),
+                    Some(&path),
+                    format!("writer {writer}: {missing} (record deleted?)"),
+                );
+            } else if first.payload.prev.as_deref() != expected_prev {
+                ctx.add(
+                    "chain_broken",
+                    Some(&first.payload.run_id),
+                    Some(&path),
+                    format!(
+                        "writer {writer} seq {seq}: prev is {:?}, expected {:?}",
+                        first.payload.prev, expected_prev
+                    ),
+                );
+            }
+            next = seq + 1;
+            expected_prev = Some(first.id.as_str());
+        }
+        let last = chain.values().next_back().map(|v| v[0]);
+        match (heads.remove(*writer), last) {
+            (Some(h), Some(last)) if h.seq == last.payload.seq && h.id == last.id => {}
+            (Some(h), Some(last)) => ctx.add(
+                "writer_head_mismatch",
+                None,
+                Some(&journal::writer_path(writer)),
+                format!("says seq {} {}, but the newest record is seq {} {} (newest record removed or replaced?)", h.seq, h.id, last.payload.seq, last.id),
+            ),
+            (None, _) => ctx.add("writer_index", None, Some(&journal::writer_path(writer)), format!("writer {writer} has records but no head file")),
+            (Some(_), None) => {}
+        }
+    }
+    for (writer, h) in heads {
+        ctx.add(
+            "writer_head_mismatch",
+            None,
+            Some(&journal::writer_path(&writer)),
+            format!(
+                "says seq {} {}, but no valid record of this writer exists",
+                h.seq, h.id
+            ),
+        );
+    }
+    Ok(chains.len())
+}
