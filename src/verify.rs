@@ -258,7 +258,7 @@ fn check_run_files(
                 continue;
             }
         };
-        let authentic = check_signatures(ctx, run_id, &path, &parsed);
+        check_signatures(ctx, run_id, &path, &parsed);
         let p = &parsed.payload;
         let mut placed = true;
         if p.run_id != run_id {
@@ -307,7 +307,9 @@ fn check_run_files(
         if let Err(e) = typed_predicate(p) {
             ctx.add("malformed_record", Some(run_id), Some(&path), e.to_string());
         }
-        if authentic && placed {
+        // Chains are about hashes: a well-placed record takes part in them even
+        // when its signature failed (that is reported once, above).
+        if placed {
             out.insert(kind, parsed);
         }
     }
@@ -324,8 +326,8 @@ fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {
     }
 }
 
-/// True when every signature verifies with a trusted key and one is the writer's.
-fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed) -> bool {
+/// Every signature must verify with a trusted key, and one must be the writer's.
+fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed) {
     let at = clock::parse_rfc3339(&parsed.payload.at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let pae = record::pae(&parsed.envelope.payload_type, &parsed.payload_bytes);
     let mut ok = !parsed.envelope.signatures.is_empty();
@@ -397,9 +399,7 @@ fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed
             Some(path),
             format!("no signature by the named writer {}", parsed.payload.writer),
         );
-        ok = false;
     }
-    ok
 }
 
 fn check_run_order(ctx: &mut Ctx<'_>, run_id: &str, records: &BTreeMap<Kind, Parsed>) {

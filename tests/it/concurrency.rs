@@ -1,0 +1,58 @@
+//! Concurrent writers never lose each other's records.
+
+use crate::common::TestEnv;
+
+#[test]
+fn four_processes_five_runs_each() {
+    let env = TestEnv::init();
+    let mut children = Vec::new();
+    for p in 0..4 {
+        let mut cmd = env.command(&[]);
+        // Each process runs its five runs back to back, with the real clock.
+        cmd.env_remove("LEDGER_TIMESTAMP");
+        let script = (0..5)
+            .map(|i| format!("\"$0\" run --workflow wf --tag p{p}_r{i} --owner o -- sh -c 'echo {p} {i}' || exit 9"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        cmd.env("LEDGER", crate::common::BIN);
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(script).arg(crate::common::BIN);
+        sh.current_dir(&env.repo).env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                sh.env(k, v);
+            }
+        }
+        sh.stdout(std::process::Stdio::null());
+        children.push(sh.spawn().unwrap());
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let runs = env.run_ids();
+    assert_eq!(runs.len(), 20, "{runs:#?}");
+    for p in 0..4 {
+        for i in 0..5 {
+            assert!(
+                runs.iter().any(|r| r.ends_with(&format!("_p{p}_r{i}"))),
+                "p{p}_r{i} lost"
+            );
+        }
+    }
+    assert_eq!(env.payloads().len(), 100);
+    let out = env.ok(&["verify"]);
+    assert!(
+        out.stdout.contains("20 runs, 100 records, 1 writers"),
+        "{out:?}"
+    );
+    let seqs: Vec<u64> = env
+        .payloads()
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=100).collect::<Vec<_>>(), "one gap-free chain");
+    let fsck = env.git_output(&["fsck", "--strict"]);
+    assert_eq!(fsck.code, 0, "{fsck:?}");
+}

@@ -1,0 +1,460 @@
+//! init, run, log, show, verify on real repositories with real children.
+
+use serde_json::Value;
+
+use crate::common::TestEnv;
+
+fn state(env: &TestEnv) -> (String, String, Vec<u8>, String) {
+    let status = env.git(&["status", "--porcelain", "--untracked-files=all"]);
+    let status: String = status
+        .lines()
+        .filter(|l| !l.contains("audit/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (
+        env.git(&["rev-parse", "HEAD"]),
+        status,
+        std::fs::read(env.repo.join(".git/index")).unwrap(),
+        env.git(&["diff", "HEAD"]),
+    )
+}
+
+#[test]
+fn head_index_and_working_tree_are_untouched() {
+    let env = TestEnv::new();
+    // ledger.yaml and the trust file are committed first, so init only creates the ref.
+    env.ok(&["init"]);
+    env.set_limits(1, 1);
+    env.git(&["add", "ledger.yaml", ".ledger/allowed_signers"]);
+    env.git(&["commit", "-q", "-m", "ledger config"]);
+    env.git(&["update-ref", "-d", "refs/heads/ledger"]);
+    // A messy tree: staged, unstaged and untracked changes.
+    std::fs::write(env.repo.join("strategy.yaml"), "factor: value\n").unwrap();
+    std::fs::write(env.repo.join("staged.txt"), "staged\n").unwrap();
+    env.git(&["add", "staged.txt"]);
+    std::fs::write(env.repo.join("staged.txt"), "staged, then edited\n").unwrap();
+    std::fs::write(env.repo.join("untracked.txt"), "new\n").unwrap();
+
+    let before = state(&env);
+    env.ok(&["init"]);
+    assert_eq!(state(&env), before, "init");
+    env.ok(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "t1",
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "t2",
+        "--owner",
+        "o",
+        "--require-clean",
+        "--",
+        "true",
+    ]);
+    assert_eq!(state(&env), before, "run");
+    env.ok(&["verify"]);
+    env.ok(&["log"]);
+    env.ok(&["show", "t1"]);
+    assert_eq!(state(&env), before, "verify, log, show");
+}
+
+#[test]
+fn git_accepts_every_ledger_commit() {
+    let env = TestEnv::init();
+    env.ok(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "a",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "b",
+        "--owner",
+        "o",
+        "--",
+        "false",
+    ]);
+    let fsck = env.git_output(&["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(fsck.code, 0, "{fsck:?}");
+    assert!(
+        !fsck.stdout.contains("error") && !fsck.stderr.contains("error"),
+        "{fsck:?}"
+    );
+    let commits = env.git(&["rev-list", "refs/heads/ledger"]);
+    let commits: Vec<&str> = commits.lines().collect();
+    assert_eq!(commits.len(), 5, "genesis + 2 per run");
+    for commit in commits {
+        let out = env.git_output(&[
+            "-c",
+            "gpg.ssh.allowedSignersFile=.ledger/allowed_signers",
+            "verify-commit",
+            commit,
+        ]);
+        assert_eq!(out.code, 0, "{commit}: {out:?}");
+        assert!(out.stderr.contains("Good \"git\" signature"), "{out:?}");
+    }
+    let shown = env.git(&[
+        "-c",
+        "gpg.ssh.allowedSignersFile=.ledger/allowed_signers",
+        "log",
+        "--format=%G? %s",
+        "refs/heads/ledger",
+    ]);
+    assert!(shown.lines().all(|l| l.starts_with("G ")), "{shown}");
+}
+
+#[test]
+fn child_exit_code_is_passed_through_and_recorded() {
+    let env = TestEnv::init();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "production_gates",
+        "--tag",
+        "committee_2026-11-22_run1",
+        "--owner",
+        "hui",
+        "--notes",
+        "official run",
+        "--threads",
+        "8",
+        "--",
+        "sh",
+        "-c",
+        "echo \"threads=$OMP_NUM_THREADS/$VECLIB_MAXIMUM_THREADS\"; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stdout.contains("threads=8/8\n"),
+        "child output reaches the terminal: {out:?}"
+    );
+    let run_id = "20261122T100100Z_production_gates_committee_2026-11-22_run1";
+    assert!(
+        out.stderr
+            .contains(&format!("run {run_id} failed (exit 3)")),
+        "{out:?}"
+    );
+
+    let dir = env.repo.join("audit/workstation_runs").join(run_id);
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert_eq!(log, "threads=8/8\noops\n");
+    let result =
+        crate::common::decode_payload(&env.ledger_file(&format!("runs/{run_id}/result.dsse.json")));
+    let p = &result["predicate"];
+    assert_eq!(p["status"], "failed");
+    assert_eq!(p["exit_code"], 3);
+    assert_eq!(p["code"], 3);
+    assert_eq!(p["signal"], Value::Null);
+    assert_eq!(p["log"]["bytes"], log.len());
+    assert_eq!(p["log"]["lines"], 2);
+    assert_eq!(p["log"]["tail"], serde_json::json!(["threads=8/8", "oops"]));
+    let digest = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(log.as_bytes())
+    );
+    assert_eq!(p["log"]["sha256"], digest);
+
+    let command = crate::common::decode_payload(
+        &env.ledger_file(&format!("runs/{run_id}/command.dsse.json")),
+    );
+    assert_eq!(command["predicate"]["argv"][0], "sh");
+    assert_eq!(command["predicate"]["env"]["MKL_NUM_THREADS"], "8");
+    for file in [
+        "preflight.json",
+        "context.json",
+        "command.sh",
+        "result.json",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let copy: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(copy, result, "result.json is the signed payload");
+    let script = std::fs::read_to_string(dir.join("command.sh")).unwrap();
+    assert!(
+        script.contains("export OMP_NUM_THREADS=8\n") && script.contains("exec sh -c '"),
+        "{script}"
+    );
+
+    // The chain: preflight → context → command → started → result.
+    let ids = env.payloads();
+    assert_eq!(ids.len(), 5);
+    let show: Vec<Value> =
+        serde_json::from_str(&env.ok(&["show", run_id, "--json"]).stdout).unwrap();
+    let kinds: Vec<&str> = show.iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["preflight", "context", "command", "started", "result"]
+    );
+    let seqs: Vec<u64> = show.iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(show[0]["prev"], Value::Null);
+    assert_eq!(show[0]["run_prev"], Value::Null);
+    assert_eq!(show[4]["run_prev"], show[4]["prev"]);
+
+    let log = env.ok(&["log"]).stdout;
+    assert_eq!(log, format!("failed     {run_id}  hui  exit 3\n"));
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn killed_child_exits_128_plus_signal() {
+    let env = TestEnv::init();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "k",
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        "echo before; kill -TERM $$",
+    ]);
+    assert_eq!(out.code, 143, "{out:?}");
+    let result = env
+        .payloads()
+        .into_iter()
+        .find(|p| p["kind"] == "result")
+        .unwrap();
+    assert_eq!(result["predicate"]["signal"], 15);
+    assert_eq!(result["predicate"]["exit_code"], Value::Null);
+    assert_eq!(result["predicate"]["code"], 143);
+}
+
+#[test]
+fn missing_program_is_a_recorded_failure() {
+    let env = TestEnv::init();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "x",
+        "--owner",
+        "o",
+        "--",
+        "no-such-program-xyz",
+    ]);
+    assert_eq!(out.code, 127, "{out:?}");
+    let result = env
+        .payloads()
+        .into_iter()
+        .find(|p| p["kind"] == "result")
+        .unwrap();
+    assert_eq!(result["predicate"]["code"], 127);
+    assert!(result["predicate"]["log"]["tail"][0]
+        .as_str()
+        .unwrap()
+        .contains("cannot start"));
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn preflight_below_default_thresholds_blocks_and_is_recorded() {
+    let env = TestEnv::new();
+    env.ok(&["init"]);
+    // This machine kind has 2 cores and 24 GiB, below the defaults (8, 60).
+    // On a bigger machine, raise the bar so the test still means the same.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    if cores >= 8 {
+        env.set_limits(100_000, 60);
+    }
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "blocked",
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        "touch ran",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("blocked by preflight") && out.stderr.contains("cores: "),
+        "{out:?}"
+    );
+    assert!(!env.repo.join("ran").exists(), "the command must not run");
+    let payloads = env.payloads();
+    assert_eq!(payloads.len(), 1, "only the preflight record");
+    assert_eq!(payloads[0]["kind"], "preflight");
+    assert_eq!(payloads[0]["predicate"]["passed"], false);
+    let cores_check = &payloads[0]["predicate"]["checks"][0];
+    assert_eq!(cores_check["id"], "cores");
+    assert_eq!(cores_check["passed"], false);
+    assert!(env.ok(&["log"]).stdout.starts_with("blocked "));
+    assert!(env
+        .repo
+        .join(format!(
+            "audit/workstation_runs/{}/preflight.json",
+            env.run_ids()[0]
+        ))
+        .is_file());
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn require_clean_blocks_a_dirty_tree() {
+    let env = TestEnv::init();
+    std::fs::write(env.repo.join("strategy.yaml"), "factor: changed\n").unwrap();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "c",
+        "--owner",
+        "o",
+        "--require-clean",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("clean_tree: tracked files differ from HEAD"),
+        "{out:?}"
+    );
+    let pre = &env.payloads()[0]["predicate"];
+    assert_eq!(pre["git"]["dirty"], true);
+    assert_eq!(pre["git"]["branch"], "main");
+}
+
+#[test]
+fn a_tag_is_used_once_unless_rerun() {
+    let env = TestEnv::init();
+    env.ok(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "t",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    let tip = env.ledger_tip();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "other",
+        "--tag",
+        "t",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    crate::common::assert_input_error(
+        &out,
+        "tag \"t\" is already used by run 20261122T100100Z_wf_t",
+    );
+    assert_eq!(env.ledger_tip(), tip);
+    // A tag that merely ends like another one is a different tag.
+    env.ok(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "x_t",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    env.ok(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "t",
+        "--owner",
+        "o",
+        "--rerun",
+        "--",
+        "true",
+    ]);
+    assert_eq!(env.run_ids().len(), 3);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn init_is_idempotent_and_prints_the_trust_line() {
+    let env = TestEnv::new();
+    let first = env.ok(&["init", "--principal", "hui@example.com"]);
+    assert!(first.stdout.contains("wrote ledger.yaml"), "{first:?}");
+    assert!(first.stdout.contains("(signed genesis)"), "{first:?}");
+    let trust = std::fs::read_to_string(env.repo.join(".ledger/allowed_signers")).unwrap();
+    assert!(
+        trust.starts_with("hui@example.com ssh-ed25519 AAAA"),
+        "{trust}"
+    );
+    let tip = env.ledger_tip();
+    let again = env.ok(&["init"]);
+    assert!(again.stdout.contains("already initialised"), "{again:?}");
+    assert_eq!(env.ledger_tip(), tip);
+    assert_eq!(
+        std::fs::read_to_string(env.repo.join(".ledger/allowed_signers")).unwrap(),
+        trust
+    );
+    let template = std::fs::read_to_string(env.repo.join("ledger.yaml")).unwrap();
+    assert_eq!(
+        template,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ledger-template/ledger.yaml"
+        ))
+        .unwrap()
+    );
+    env.ok(&["verify"]);
+    assert_eq!(env.ok(&["log"]).stdout, "no runs yet\n");
+}
+
+#[test]
+fn keygen_writes_a_key_ssh_keygen_reads() {
+    let env = TestEnv::new();
+    let key = env.dir.path().join("keys/second");
+    env.keygen(&key);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("(ED25519)"));
+    let again = env.ledger(&["keygen", "--out", key.to_str().unwrap()]);
+    crate::common::assert_input_error(&again, "already exists");
+}

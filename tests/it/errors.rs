@@ -1,0 +1,240 @@
+//! Bad input: a one-line error naming the file or field, exit 2, the ledger
+//! ref unchanged. A stale ref lock never hangs a writer.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{assert_input_error, TestEnv};
+
+fn run_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--workflow", "wf", "--tag", "t", "--owner", "o"];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn not_a_git_repository() {
+    let env = TestEnv::new();
+    let outside = env.dir.path().join("plain");
+    std::fs::create_dir(&outside).unwrap();
+    for args in [
+        vec!["init"],
+        run_args(&["--", "true"]),
+        vec!["verify"],
+        vec!["log"],
+    ] {
+        let out = env.ledger_in(&outside, &args);
+        assert_input_error(&out, "not inside a git repository");
+    }
+}
+
+#[test]
+fn no_ledger_yaml() {
+    let env = TestEnv::new();
+    let out = env.ledger(&run_args(&["--", "true"]));
+    assert_input_error(&out, "ledger.yaml: not found");
+    assert!(out.stderr.contains("hint: run `ledger init`"), "{out:?}");
+}
+
+#[test]
+fn malformed_ledger_yaml_names_line_and_key() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    let good = std::fs::read_to_string(env.repo.join("ledger.yaml")).unwrap();
+    for (text, needle) in [
+        (
+            good.replace("min_cores: 1", "min_cores: eight"),
+            "preflight.min_cores: invalid type",
+        ),
+        (
+            good.replace("min_cores: 1", "min_corez: 1"),
+            "unknown field `min_corez`",
+        ),
+        (
+            good.replace("version: 1", "version: 7"),
+            "version: 7 is not supported",
+        ),
+        (
+            good.replace("ref: refs/heads/ledger", "ref: ledger"),
+            "ledger.ref",
+        ),
+        ("version: 1\npreflight: [\n".to_string(), "ledger.yaml: "),
+    ] {
+        std::fs::write(env.repo.join("ledger.yaml"), &text).unwrap();
+        let out = env.ledger(&run_args(&["--", "true"]));
+        assert_input_error(&out, needle);
+        assert!(out.stderr.contains("ledger.yaml"), "{out:?}");
+        if needle.contains("min_cor") {
+            assert!(out.stderr.contains("line "), "names the line: {out:?}");
+        }
+        assert_eq!(env.ledger_tip(), tip);
+    }
+}
+
+#[test]
+fn key_problems() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    let keys = env.dir.path().join("keys");
+    let missing = keys.join("missing");
+    let directory = keys.join("a-directory");
+    std::fs::create_dir_all(&directory).unwrap();
+    let garbage = keys.join("garbage");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    let encrypted = keys.join("encrypted");
+    let rsa = keys.join("rsa");
+    let ssh_keygen = |args: &[&str]| {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(args)
+            .output()
+            .expect("ssh-keygen is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "secret",
+        "-f",
+        encrypted.to_str().unwrap(),
+    ]);
+    ssh_keygen(&["-q", "-t", "ecdsa", "-N", "", "-f", rsa.to_str().unwrap()]);
+    let open = keys.join("open");
+    env.keygen(&open);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    for (key, needle) in [
+        (&missing, "missing: key file not found"),
+        (&directory, "a-directory: cannot read key file"),
+        (&garbage, "garbage: not an OpenSSH private key"),
+        (&encrypted, "encrypted: key is passphrase-protected"),
+        (&rsa, "rsa: key type is ecdsa-sha2-nistp256"),
+        (&open, "open: private key is readable by others (mode 644)"),
+    ] {
+        let out = env.ledger(&run_args(&["--key", key.to_str().unwrap(), "--", "true"]));
+        assert_input_error(&out, needle);
+        assert_eq!(env.ledger_tip(), tip);
+    }
+    let out = env.ledger(&run_args(&["--key", open.to_str().unwrap(), "--", "true"]));
+    assert!(
+        out.stderr
+            .contains(&format!("hint: chmod 600 {}", open.display())),
+        "{out:?}"
+    );
+
+    // No key anywhere.
+    let mut cmd = env.command(&run_args(&["--", "true"]));
+    cmd.env_remove("LEDGER_KEY");
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_input_error(&out, "no signing key");
+}
+
+#[test]
+fn bad_flags_and_commands() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    assert_input_error(&env.ledger(&run_args(&["--"])), "command: nothing to run");
+    assert_input_error(&env.ledger(&run_args(&[])), "command: nothing to run");
+    assert_input_error(
+        &env.ledger(&run_args(&["--threads", "0", "--", "true"])),
+        "--threads: must be at least 1",
+    );
+    for tag in [
+        "../escape",
+        "a/b",
+        "semi;colon",
+        "x.lock",
+        ".hidden",
+        "two..dots",
+        "spa ce",
+    ] {
+        let out = env.ledger(&[
+            "run",
+            "--workflow",
+            "wf",
+            "--tag",
+            tag,
+            "--owner",
+            "o",
+            "--",
+            "true",
+        ]);
+        assert_input_error(&out, &format!("--tag: {tag:?} is not allowed"));
+    }
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "w/f",
+        "--tag",
+        "t",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    assert_input_error(&out, "--workflow:");
+    let out = env.ledger(&[
+        "run",
+        "--bogus",
+        "--workflow",
+        "wf",
+        "--tag",
+        "t",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("error: unexpected argument '--bogus'"),
+        "{out:?}"
+    );
+    let out = env.ledger(&["show", "nope"]);
+    assert_input_error(&out, "RUN: no run or tag \"nope\"");
+    let out = env.ledger(&["verify", "--trust", "/nonexistent/signers"]);
+    assert_input_error(&out, "/nonexistent/signers: cannot read trust file");
+    std::fs::write(env.repo.join("bad_signers"), "x@y ssh-ed25519 AAAA!!\n").unwrap();
+    let out = env.ledger(&["verify", "--trust", "bad_signers"]);
+    assert_input_error(&out, "bad_signers:1: invalid ssh-ed25519 key");
+    assert_eq!(env.ledger_tip(), tip);
+    assert!(env.run_ids().is_empty());
+}
+
+#[test]
+fn run_before_init_names_the_ref() {
+    let env = TestEnv::new();
+    std::fs::write(env.repo.join("ledger.yaml"), "version: 1\n").unwrap();
+    let out = env.ledger(&run_args(&["--", "true"]));
+    assert_input_error(&out, "ledger ref refs/heads/ledger does not exist");
+}
+
+#[test]
+fn stale_ref_lock_fails_fast_with_a_way_out() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    let lock = env.repo.join(".git/refs/heads/ledger.lock");
+    std::fs::write(&lock, "").unwrap();
+    let started = Instant::now();
+    let out = env.ledger(&run_args(&["--", "true"]));
+    let took = started.elapsed();
+    assert_input_error(&out, "ledger.lock: ref lock held by another process");
+    assert!(
+        out.stderr.contains(&format!("rm {}", lock.display())),
+        "{out:?}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "bounded retries, took {took:?}"
+    );
+    assert_eq!(env.ledger_tip(), tip);
+    std::fs::remove_file(&lock).unwrap();
+    env.ok(&run_args(&["--rerun", "--", "true"]));
+    env.ok(&["verify"]);
+}

@@ -1,0 +1,8 @@
+//! One integration test binary, a module per area (see ../shared/STYLE.md §5).
+
+mod common;
+mod concurrency;
+mod core;
+mod errors;
+mod schemas;
+mod tamper;

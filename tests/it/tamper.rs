@@ -1,0 +1,275 @@
+//! The tamper matrix: each alteration is detected with its own finding, and
+//! the untampered ledger verifies clean. Tampering is done with plain git.
+
+use serde_json::{json, Value};
+
+use crate::common::{decode_envelope, decode_payload, with_payload, TestEnv};
+
+/// Three runs by one writer: passed, failed, blocked.
+fn fixture() -> (TestEnv, Vec<String>) {
+    let env = TestEnv::init();
+    env.ok(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "r1",
+        "--owner",
+        "o",
+        "--notes",
+        "official run",
+        "--",
+        "true",
+    ]);
+    env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "r2",
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    std::fs::write(env.repo.join("strategy.yaml"), "dirty\n").unwrap();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "r3",
+        "--owner",
+        "o",
+        "--require-clean",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let runs = env.run_ids();
+    assert_eq!(runs.len(), 3);
+    let clean = env.ok(&["verify"]);
+    assert!(clean.stdout.ends_with("verify: ok\n"), "{clean:?}");
+    (env, runs)
+}
+
+fn findings(env: &TestEnv) -> Vec<Value> {
+    let out = env.ledger(&["verify", "--json"]);
+    assert_eq!(out.code, 1, "tampering must fail verify: {out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let human = env.ledger(&["verify"]);
+    assert_eq!(human.code, 1);
+    assert!(human.stdout.contains("FAIL "), "{human:?}");
+    report["findings"].as_array().unwrap().clone()
+}
+
+fn assert_finding(findings: &[Value], code: &str, record: Option<&str>) {
+    let hit = findings
+        .iter()
+        .any(|f| f["code"] == code && record.is_none_or(|r| f["record"] == r));
+    assert!(hit, "no {code} finding for {record:?} in {findings:#?}");
+}
+
+fn path(run: &str, kind: &str) -> String {
+    format!("runs/{run}/{kind}.dsse.json")
+}
+
+#[test]
+fn untampered_ledger_verifies_with_its_head() {
+    let (env, _) = fixture();
+    let out = env.ok(&["verify"]);
+    assert!(
+        out.stdout.starts_with(&format!(
+            "ledger refs/heads/ledger at {}\n",
+            env.ledger_tip()
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("checked 6 commits, 3 runs, 11 records, 1 writers\n"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn edited_payload_byte() {
+    let (env, runs) = fixture();
+    let file = path(&runs[0], "context");
+    let envelope = env.ledger_file(&file);
+    let mut payload = decode_payload(&envelope);
+    payload["predicate"]["notes"] = json!("official run!");
+    env.tamper(
+        &[(&file, Some(&with_payload(&envelope, &payload)))],
+        Some(&env.key),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "bad_signature", Some(&file));
+}
+
+#[test]
+fn swapped_signature() {
+    let (env, runs) = fixture();
+    let context = path(&runs[0], "context");
+    let command_sig =
+        decode_envelope(&env.ledger_file(&path(&runs[0], "command")))["signatures"].clone();
+    let mut envelope = decode_envelope(&env.ledger_file(&context));
+    envelope["signatures"] = command_sig;
+    env.tamper(
+        &[(&context, Some(&serde_json::to_vec(&envelope).unwrap()))],
+        Some(&env.key),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "bad_signature", Some(&context));
+    assert_eq!(f.len(), 1, "only the swapped signature is wrong: {f:#?}");
+}
+
+#[test]
+fn record_signed_by_an_untrusted_key() {
+    let (env, _) = fixture();
+    let stranger = env.dir.path().join("keys/stranger");
+    env.keygen(&stranger);
+    env.git(&["checkout", "-q", "strategy.yaml"]);
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "r4",
+        "--owner",
+        "o",
+        "--key",
+        stranger.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let f = findings(&env);
+    let run = env
+        .run_ids()
+        .into_iter()
+        .find(|r| r.ends_with("_r4"))
+        .unwrap();
+    assert_finding(&f, "untrusted_signer", Some(&path(&run, "preflight")));
+    assert_finding(&f, "commit_untrusted_key", None);
+}
+
+#[test]
+fn deleted_middle_record() {
+    let (env, runs) = fixture();
+    let file = path(&runs[0], "command");
+    env.tamper(&[(&file, None)], Some(&env.key));
+    let f = findings(&env);
+    assert_finding(&f, "missing_record", Some(&file));
+    assert_finding(&f, "chain_gap", Some(&path(&runs[0], "started")));
+}
+
+#[test]
+fn deleted_newest_record_is_caught_by_the_writer_head() {
+    let (env, runs) = fixture();
+    env.tamper(&[(&path(&runs[2], "preflight"), None)], Some(&env.key));
+    let f = findings(&env);
+    assert_finding(&f, "writer_head_mismatch", None);
+}
+
+#[test]
+fn two_records_reordered() {
+    let (env, runs) = fixture();
+    let (context, command) = (path(&runs[0], "context"), path(&runs[0], "command"));
+    let (a, b) = (env.ledger_file(&context), env.ledger_file(&command));
+    env.tamper(
+        &[(&context, Some(&b)), (&command, Some(&a))],
+        Some(&env.key),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "kind_mismatch", Some(&context));
+    assert_finding(&f, "kind_mismatch", Some(&command));
+}
+
+#[test]
+fn record_moved_into_another_run() {
+    let (env, runs) = fixture();
+    // The blocked run r3 gets r1's result; r1 loses it.
+    let from = path(&runs[0], "result");
+    let to = path(&runs[2], "result");
+    let bytes = env.ledger_file(&from);
+    env.tamper(&[(&from, None), (&to, Some(&bytes))], Some(&env.key));
+    let f = findings(&env);
+    assert_finding(&f, "wrong_run", Some(&to));
+    // r1 without its result reads as a run still going; its writer chain has a hole.
+    assert_finding(&f, "chain_gap", None);
+    assert!(!env.ledger_paths().contains(&from));
+}
+
+#[test]
+fn commit_whose_gpgsig_was_dropped() {
+    let (env, _) = fixture();
+    let tip = env.ledger_tip();
+    let raw = env.git(&["cat-file", "commit", &tip]);
+    let mut stripped = String::new();
+    let mut in_sig = false;
+    for line in raw.split_inclusive('\n') {
+        if line.starts_with("gpgsig ") {
+            in_sig = true;
+            continue;
+        }
+        if in_sig && line.starts_with(' ') {
+            continue;
+        }
+        in_sig = false;
+        stripped.push_str(line);
+    }
+    assert_ne!(stripped, raw);
+    let file = env.dir.path().join("commit.txt");
+    std::fs::write(&file, &stripped).unwrap();
+    let id = env.git(&["hash-object", "-t", "commit", "-w", file.to_str().unwrap()]);
+    env.git(&["update-ref", "refs/heads/ledger", id.trim()]);
+    env.skip_schema_check.set(true);
+    let f = findings(&env);
+    assert_finding(&f, "commit_unsigned", None);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["commit"], id.trim());
+}
+
+#[test]
+fn unsigned_tampering_commit_is_reported_too() {
+    let (env, runs) = fixture();
+    let file = path(&runs[1], "result");
+    env.tamper(&[(&file, Some(b"{}"))], None);
+    let f = findings(&env);
+    assert_finding(&f, "commit_unsigned", None);
+    assert_finding(&f, "malformed_record", Some(&file));
+}
+
+#[test]
+fn non_canonical_re_encoding() {
+    let (env, runs) = fixture();
+    let file = path(&runs[0], "started");
+    let envelope = env.ledger_file(&file);
+    let payload = decode_payload(&envelope);
+    let mut env_json = decode_envelope(&envelope);
+    // Same JSON value, pretty-printed: signatures over other bytes.
+    env_json["payload"] = json!(ledger::record::encode_b64(
+        &serde_json::to_vec_pretty(&payload).unwrap()
+    ));
+    env.tamper(
+        &[(&file, Some(&serde_json::to_vec(&env_json).unwrap()))],
+        Some(&env.key),
+    );
+    assert_finding(&findings(&env), "non_canonical", Some(&file));
+}
+
+#[test]
+fn verify_with_a_different_trust_file() {
+    let (env, _) = fixture();
+    let other = env.dir.path().join("committee_allowed_signers");
+    std::fs::write(&other, "# nobody yet\n").unwrap();
+    let out = env.ledger(&["verify", "--trust", other.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("[untrusted_signer]") && out.stdout.contains("[commit_untrusted_key]")
+    );
+}
