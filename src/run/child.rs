@@ -1,24 +1,32 @@
-//! Runs the child with stdout and stderr on one pipe, and streams that pipe to
-//! the run log and the terminal while hashing it: never the whole log in memory.
+//! Runs the child with stdout and stderr on the run log itself, and follows
+//! that file as it grows: every byte is hashed, counted and echoed to the
+//! terminal, and never the whole log is in memory.
 //!
-//! The pipe is enlarged to 1 MiB so that a chatty child costs few wakeups; each
-//! chunk is hashed once (SHA-256, SHA-NI where the CPU has it), written to the
-//! log file, and copied to the terminal. If the terminal goes away the run goes
-//! on and the log stays complete.
+//! Writing straight to the file costs the child exactly what `> run.log` costs;
+//! reading it back from the page cache and hashing (SHA-256, SHA-NI where the
+//! CPU has it) happens here, on the other core. stdout and stderr share one
+//! append-only file description, so their order is kept. Should the child
+//! truncate or rewrite its output, the file is hashed again from the start at
+//! the end, so the recorded digest always describes the file on disk.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::record::canon::hex;
 
 const CHUNK: usize = 1 << 20;
+/// How long to wait at the end of the log before looking again: short at
+/// first, so the terminal sees output promptly, longer while the child is quiet.
+const IDLE_MIN: Duration = Duration::from_millis(1);
+const IDLE_MAX: Duration = Duration::from_millis(25);
 const TAIL_BYTES: usize = 64 * 1024;
 const TAIL_LINE_CHARS: usize = 1000;
 
@@ -45,36 +53,28 @@ impl Exec {
     }
 }
 
-struct Sink {
-    log: File,
-    hasher: Sha256,
-    bytes: u64,
+/// Line count and last bytes of the stream, kept on the writer thread.
+#[derive(Default)]
+struct Tail {
     lines: u64,
-    tail: Vec<u8>,
-    terminal: Option<File>,
+    bytes: Vec<u8>,
 }
 
-impl Sink {
-    fn take(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.hasher.update(chunk);
-        self.bytes += chunk.len() as u64;
-        self.lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+impl Tail {
+    fn take(&mut self, chunk: &[u8]) {
+        self.lines += bytecount::count(chunk, b'\n') as u64;
         let keep = chunk.len().min(TAIL_BYTES);
-        self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
-        if self.tail.len() > 2 * TAIL_BYTES {
-            self.tail.drain(..self.tail.len() - TAIL_BYTES);
+        self.bytes.extend_from_slice(&chunk[chunk.len() - keep..]);
+        if self.bytes.len() > 2 * TAIL_BYTES {
+            self.bytes.drain(..self.bytes.len() - TAIL_BYTES);
         }
-        self.log.write_all(chunk)?;
-        if let Some(t) = &mut self.terminal {
-            if t.write_all(chunk).is_err() {
-                self.terminal = None;
-            }
-        }
-        Ok(())
     }
 
-    fn tail_lines(&self, n: usize) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.tail);
+    fn lines(&self, n: usize) -> Vec<String> {
+        if self.bytes.is_empty() {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(&self.bytes);
         let text = text.strip_suffix('\n').unwrap_or(&text);
         let mut lines: Vec<String> = text
             .rsplit('\n')
@@ -86,16 +86,13 @@ impl Sink {
                     .collect()
             })
             .collect();
-        if self.bytes == 0 {
-            lines.clear();
-        }
         lines.reverse();
         lines
     }
 }
 
-/// Spawns `argv` and streams its output to `log_path` (created new) and to
-/// this process's stdout when `echo` is set.
+/// Spawns `argv` with its output on `log_path` (created new) and follows the
+/// file, echoing to this process's stdout when `echo` is set.
 pub fn execute(
     argv: &[String],
     env: &[(String, String)],
@@ -105,32 +102,24 @@ pub fn execute(
     tail_lines: usize,
 ) -> io::Result<Exec> {
     let log = File::options()
-        .write(true)
+        .append(true)
         .create_new(true)
         .open(log_path)?;
-    let terminal = if echo {
+    let mut reader = File::open(log_path)?;
+    let mut terminal = if echo {
         // A second handle on fd 1, unbuffered: chunks go out whole.
-        Some(File::from(io::stdout().as_fd_owned()?))
+        Some(File::from(io::stdout().as_fd().try_clone_to_owned()?))
     } else {
         None
     };
-    let mut sink = Sink {
-        log,
-        hasher: Sha256::new(),
-        bytes: 0,
-        lines: 0,
-        tail: Vec::new(),
-        terminal,
-    };
-    let (reader, writer) = pipe()?;
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::inherit())
-        .stdout(Stdio::from(writer.try_clone()?))
-        .stderr(Stdio::from(writer));
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
     // SAFETY: only async-signal-safe calls (signal) between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -140,52 +129,46 @@ pub fn execute(
         });
     }
     let started = Instant::now();
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    drop(command); // closes our handles on the log's write side
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            drop(command);
             let code = if e.kind() == io::ErrorKind::PermissionDenied {
                 126
             } else {
                 127
             };
             let message = format!("ledger: cannot start {:?}: {e}\n", argv[0]);
-            sink.take(message.as_bytes())?;
-            return Ok(finish(sink, Some(code), None, started, tail_lines));
+            File::options()
+                .append(true)
+                .open(log_path)?
+                .write_all(message.as_bytes())?;
+            let follow = follow(&mut reader, &mut terminal, None)?;
+            return Ok(finish(follow, Some(code), None, started, tail_lines));
         }
     };
-    drop(command); // closes our copies of the pipe's write end
-                   // While the child runs, a terminal Ctrl-C is the child's to handle; we
-                   // record how it ended. (The child's own handlers were reset above.)
+    // While the child runs, a terminal Ctrl-C is the child's to handle; we
+    // record how it ended. (The child's own handlers were reset above.)
     let _guard = IgnoreInterrupts::new();
-    let mut reader = File::from(reader);
-    let mut buf = vec![0u8; CHUNK];
-    let mut exited = None;
-    loop {
-        if exited.is_none() && !readable(&reader, 200)? {
-            exited = child.try_wait()?;
-            if exited.is_none() {
-                continue;
-            }
-            // The child is gone but something it started may hold the pipe:
-            // take what is there now and stop.
-            set_nonblocking(&reader)?;
-        }
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => sink.take(&buf[..n])?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
+    let (done_tx, done_rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = done_tx.send(());
+        status
+    });
+    let mut followed = follow(&mut reader, &mut terminal, Some(&done_rx))?;
+    let status = waiter
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("waiting for the command panicked")))?;
+    let size = std::fs::metadata(log_path)?.len();
+    if size != followed.bytes {
+        // The child truncated or rewrote its output: describe the file as it is.
+        let mut again = File::open(log_path)?;
+        followed = follow(&mut again, &mut None, None)?;
     }
-    let status = match exited {
-        Some(s) => s,
-        None => child.wait()?,
-    };
-    sink.log.sync_data()?;
     Ok(finish(
-        sink,
+        followed,
         status.code(),
         status.signal(),
         started,
@@ -193,8 +176,60 @@ pub fn execute(
     ))
 }
 
+/// What following the log saw.
+struct Followed {
+    hasher: Sha256,
+    bytes: u64,
+    tail: Tail,
+}
+
+/// Reads `file` to its end, again and again until `done` fires (or at once
+/// when there is no `done`), then once more to take the last bytes.
+fn follow(
+    file: &mut File,
+    terminal: &mut Option<File>,
+    done: Option<&mpsc::Receiver<()>>,
+) -> io::Result<Followed> {
+    let mut seen = Followed {
+        hasher: Sha256::new(),
+        bytes: 0,
+        tail: Tail::default(),
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut finished = done.is_none();
+    let mut idle = IDLE_MIN;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n > 0 {
+            let chunk = &buf[..n];
+            seen.hasher.update(chunk);
+            seen.bytes += n as u64;
+            seen.tail.take(chunk);
+            if let Some(t) = terminal {
+                if t.write_all(chunk).is_err() {
+                    *terminal = None; // the terminal went away; the log goes on
+                }
+            }
+            idle = IDLE_MIN;
+            continue;
+        }
+        if finished {
+            return Ok(seen);
+        }
+        // At the end of what is written so far: wait for more, or for the exit.
+        match done.map(|rx| rx.recv_timeout(idle)) {
+            Some(Err(mpsc::RecvTimeoutError::Timeout)) => idle = (idle * 2).min(IDLE_MAX),
+            _ => finished = true, // exited: one more pass takes the rest
+        }
+    }
+}
+
 fn finish(
-    sink: Sink,
+    followed: Followed,
     exit_code: Option<i32>,
     signal: Option<i32>,
     started: Instant,
@@ -204,69 +239,11 @@ fn finish(
         exit_code,
         signal,
         duration: started.elapsed(),
-        tail: sink.tail_lines(tail_lines),
-        sha256: hex(&sink.hasher.finalize()),
-        bytes: sink.bytes,
-        lines: sink.lines,
+        sha256: hex(&followed.hasher.finalize()),
+        bytes: followed.bytes,
+        lines: followed.tail.lines,
+        tail: followed.tail.lines(tail_lines),
     }
-}
-
-trait StdoutFd {
-    fn as_fd_owned(&self) -> io::Result<OwnedFd>;
-}
-
-impl StdoutFd for io::Stdout {
-    fn as_fd_owned(&self) -> io::Result<OwnedFd> {
-        use std::os::fd::AsFd;
-        self.as_fd().try_clone_to_owned()
-    }
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors we now own.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // A bigger pipe means fewer wakeups; the kernel may refuse, which is fine.
-    // SAFETY: plain fcntl on a descriptor we own.
-    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
-    Ok((r, w))
-}
-
-fn readable(file: &File, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    match unsafe { libc::poll(&mut pfd, 1, timeout_ms) } {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
-    }
-}
-
-fn set_nonblocking(file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Ignores SIGINT and SIGQUIT in this process until dropped.

@@ -458,3 +458,68 @@ fn keygen_writes_a_key_ssh_keygen_reads() {
     let again = env.ledger(&["keygen", "--out", key.to_str().unwrap()]);
     crate::common::assert_input_error(&again, "already exists");
 }
+
+#[test]
+fn log_digest_describes_the_file_even_when_the_child_rewrites_it() {
+    let env = TestEnv::init();
+    // The child shrinks its own output midway; the digest must match the file.
+    let script = "echo one; echo two two two; truncate -s 4 /proc/$$/fd/1; echo three";
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "t",
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let run_id = env.run_ids().pop().unwrap();
+    let log = std::fs::read(
+        env.repo
+            .join("audit/workstation_runs")
+            .join(&run_id)
+            .join("run.log"),
+    )
+    .unwrap();
+    assert_eq!(log, b"one\nthree\n");
+    let result =
+        crate::common::decode_payload(&env.ledger_file(&format!("runs/{run_id}/result.dsse.json")));
+    let digest = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&log));
+    assert_eq!(result["predicate"]["log"]["sha256"], digest);
+    assert_eq!(result["predicate"]["log"]["bytes"], 10);
+    assert_eq!(
+        result["predicate"]["log"]["tail"],
+        serde_json::json!(["one", "three"])
+    );
+}
+
+#[test]
+fn output_of_a_background_child_does_not_hold_the_run() {
+    let env = TestEnv::init();
+    // The background sleeper keeps the log open; the run ends with its command.
+    let started = std::time::Instant::now();
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "bg",
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        "sleep 30 & echo done",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "ledger waited for the background child"
+    );
+    assert!(out.stdout.contains("done\n"), "{out:?}");
+}

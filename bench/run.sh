@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Benchmarks of `ledger run`, each side by side with its baseline in one script.
+#
+#   bench/run.sh            # all pairs
+#   bench/run.sh big        # 1 GiB of output: ledger run vs the command redirected to a file
+#   bench/run.sh fixed      # ledger run -- true vs git commit --allow-empty, same repository
+#
+# Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), BENCH_DIR
+# (scratch directory, default a temp dir; needs ~2 GiB free for `big`).
+# Prints median wall time, the ratio to the baseline and peak RSS of each side.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+cargo build --release --quiet
+exec python3 "$here/bench.py" "$PWD/target/release/ledger" "$@"
