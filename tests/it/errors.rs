@@ -238,3 +238,86 @@ fn stale_ref_lock_fails_fast_with_a_way_out() {
     env.ok(&run_args(&["--rerun", "--", "true"]));
     env.ok(&["verify"]);
 }
+
+#[test]
+fn signing_key_resolution_order() {
+    let env = TestEnv::init();
+    let home_key = env.dir.path().join("home_key");
+    env.keygen(&home_key);
+    let git_key = env.dir.path().join("keys/git_key");
+    env.keygen(&git_key);
+    let writer_of = |env: &TestEnv| -> String {
+        let last = env
+            .payloads()
+            .into_iter()
+            .max_by_key(|p| p["at"].as_str().unwrap().to_string())
+            .unwrap();
+        last["writer"].as_str().unwrap().to_string()
+    };
+    let fingerprint = |key: &std::path::Path| -> String {
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(key)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let run = |tag: &str, cmd: &mut std::process::Command| {
+        cmd.args([
+            "run",
+            "--workflow",
+            "wf",
+            "--tag",
+            tag,
+            "--owner",
+            "o",
+            "--",
+            "true",
+        ]);
+        cmd.env_remove("LEDGER_KEY");
+        let out: crate::common::Run = cmd.output().unwrap().into();
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+
+    // git's user.signingkey, when it names a key file (a .pub path names the pair).
+    env.git(&[
+        "config",
+        "user.signingkey",
+        &format!("{}.pub", git_key.display()),
+    ]);
+    run("from_git", &mut env.command(&[]));
+    assert_eq!(writer_of(&env), fingerprint(&git_key));
+
+    // ledger.yaml signing.key beats git, and `~/` is the home directory.
+    let cfg = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("  # key: ~/.ssh/id_ed25519", "  key: ~/home_key");
+    std::fs::write(&cfg, text).unwrap();
+    run("from_config", &mut env.command(&[]));
+    assert_eq!(writer_of(&env), fingerprint(&home_key));
+
+    // --key beats everything.
+    let mut cmd = env.command(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "from_flag",
+        "--owner",
+        "o",
+        "--key",
+        env.key.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    cmd.env_remove("LEDGER_KEY");
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(writer_of(&env), fingerprint(&env.key));
+}
