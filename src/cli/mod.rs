@@ -55,6 +55,7 @@ pub(crate) struct Env {
 }
 
 impl Env {
+    #[allow(clippy::disallowed_methods)] // the CLI is where the environment is read
     fn read() -> Result<Env, CliError> {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
         Ok(Env {

@@ -288,6 +288,61 @@ mod tests {
         );
     }
 
+    fn sample(predicate: serde_json::Value) -> Payload {
+        Payload {
+            statement_type: STATEMENT_TYPE.into(),
+            subject: vec![Subject::run("20261122T100000Z_wf_t")],
+            predicate_type: Kind::Started.predicate_type(),
+            predicate,
+            schema: Kind::Started.schema(),
+            kind: Kind::Started,
+            run_id: "20261122T100000Z_wf_t".into(),
+            writer: "SHA256:x".into(),
+            seq: 1,
+            prev: None,
+            run_prev: None,
+            at: "2026-11-22T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn sealing_is_deterministic_and_independent_of_key_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"pid":1,"host":"h","started_at":"x"}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"started_at":"x","host":"h","pid":1}"#).unwrap();
+        let sign = |pae: &[u8]| EnvelopeSignature {
+            keyid: "k".into(),
+            sig: encode_b64(&canon::sha256_hex(pae).into_bytes()),
+        };
+        let first = seal(sample(a.clone()), sign);
+        let again = seal(sample(a), sign);
+        let reordered = seal(sample(b), sign);
+        assert_eq!(first.envelope_bytes, again.envelope_bytes);
+        assert_eq!(first.envelope_bytes, reordered.envelope_bytes);
+        assert_eq!(first.id, reordered.id);
+        let parsed = parse(&first.envelope_bytes).unwrap();
+        assert_eq!(parsed.id, first.id);
+        assert_eq!(parsed.payload, first.payload);
+        assert!(parsed
+            .payload_bytes
+            .starts_with(br#"{"_type":"https://in-toto.io/Statement/v1","at":"#));
+    }
+
+    #[test]
+    fn duplicate_keys_are_not_canonical() {
+        let s = seal(sample(serde_json::json!({})), |_| EnvelopeSignature {
+            keyid: "k".into(),
+            sig: String::new(),
+        });
+        let text = String::from_utf8(canon::canonical_bytes(&s.payload)).unwrap();
+        let doubled = text.replacen(r#""seq":1"#, r#""seq":1,"seq":1"#, 1);
+        let mut envelope: Envelope = serde_json::from_slice(&s.envelope_bytes).unwrap();
+        envelope.payload = encode_b64(doubled.as_bytes());
+        let bytes = serde_json::to_vec(&envelope).unwrap();
+        assert!(matches!(parse(&bytes), Err(RecordError::NotCanonical)));
+    }
+
     #[test]
     fn kinds_round_trip_through_file_names() {
         for kind in Kind::ALL {

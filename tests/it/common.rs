@@ -107,6 +107,7 @@ impl TestEnv {
         std::fs::write(path, text).unwrap();
     }
 
+    #[allow(clippy::disallowed_methods)] // tests pass PATH through, nothing else
     fn base_command(&self, program: &str, cwd: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(cwd)
