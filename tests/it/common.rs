@@ -148,6 +148,24 @@ impl TestEnv {
         cmd.output().expect("ledger runs").into()
     }
 
+    /// `ledger run --workflow wf --tag TAG --owner o EXTRA... -- CMD...`
+    pub fn run(&self, tag: &str, extra: &[&str], cmd: &[&str]) -> Run {
+        let mut args = vec!["run", "--workflow", "wf", "--tag", tag, "--owner", "o"];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        self.ledger(&args)
+    }
+
+    /// The payload of the newest record of `kind` in the ledger.
+    pub fn record(&self, kind: &str) -> Value {
+        self.payloads()
+            .into_iter()
+            .filter(|p| p["kind"] == kind)
+            .max_by_key(|p| p["seq"].as_u64())
+            .unwrap_or_else(|| panic!("no {kind} record"))
+    }
+
     /// Runs ledger and asserts exit 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let out = self.ledger(args);
@@ -329,6 +347,12 @@ pub fn with_payload(envelope: &[u8], payload: &Value) -> Vec<u8> {
     let bytes = ledger::record::canon::canonical_bytes(payload);
     env["payload"] = Value::String(ledger::record::encode_b64(&bytes));
     serde_json::to_vec_pretty(&env).unwrap()
+}
+
+/// Asserts that a ledger call succeeded.
+pub fn assert_ok(out: Run) -> Run {
+    assert_eq!(out.code, 0, "{out:?}");
+    out
 }
 
 /// Asserts that a ledger call failed with exit 2 and a one-line error.

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::common::TestEnv;
+use crate::common::{assert_ok, TestEnv};
 
 fn state(env: &TestEnv) -> (String, String, Vec<u8>, String) {
     let status = env.git(&["status", "--porcelain", "--untracked-files=all"]);
@@ -38,31 +38,8 @@ fn head_index_and_working_tree_are_untouched() {
     let before = state(&env);
     env.ok(&["init"]);
     assert_eq!(state(&env), before, "init");
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "t1",
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        "echo out; echo err >&2",
-    ]);
-    env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "t2",
-        "--owner",
-        "o",
-        "--require-clean",
-        "--",
-        "true",
-    ]);
+    assert_ok(env.run("t1", &[], &["sh", "-c", "echo out; echo err >&2"]));
+    env.run("t2", &["--require-clean"], &["true"]);
     assert_eq!(state(&env), before, "run");
     env.ok(&["verify"]);
     env.ok(&["log"]);
@@ -73,28 +50,8 @@ fn head_index_and_working_tree_are_untouched() {
 #[test]
 fn git_accepts_every_ledger_commit() {
     let env = TestEnv::init();
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "a",
-        "--owner",
-        "o",
-        "--",
-        "true",
-    ]);
-    env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "b",
-        "--owner",
-        "o",
-        "--",
-        "false",
-    ]);
+    assert_ok(env.run("a", &[], &["true"]));
+    env.run("b", &[], &["false"]);
     let fsck = env.git_output(&["fsck", "--strict", "--no-dangling"]);
     assert_eq!(fsck.code, 0, "{fsck:?}");
     assert!(
@@ -221,25 +178,9 @@ fn child_exit_code_is_passed_through_and_recorded() {
 #[test]
 fn killed_child_exits_128_plus_signal() {
     let env = TestEnv::init();
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "k",
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        "echo before; kill -TERM $$",
-    ]);
+    let out = env.run("k", &[], &["sh", "-c", "echo before; kill -TERM $$"]);
     assert_eq!(out.code, 143, "{out:?}");
-    let result = env
-        .payloads()
-        .into_iter()
-        .find(|p| p["kind"] == "result")
-        .unwrap();
+    let result = env.record("result");
     assert_eq!(result["predicate"]["signal"], 15);
     assert_eq!(result["predicate"]["exit_code"], Value::Null);
     assert_eq!(result["predicate"]["code"], 143);
@@ -248,23 +189,9 @@ fn killed_child_exits_128_plus_signal() {
 #[test]
 fn missing_program_is_a_recorded_failure() {
     let env = TestEnv::init();
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "x",
-        "--owner",
-        "o",
-        "--",
-        "no-such-program-xyz",
-    ]);
+    let out = env.run("x", &[], &["no-such-program-xyz"]);
     assert_eq!(out.code, 127, "{out:?}");
-    let result = env
-        .payloads()
-        .into_iter()
-        .find(|p| p["kind"] == "result")
-        .unwrap();
+    let result = env.record("result");
     assert_eq!(result["predicate"]["code"], 127);
     assert!(result["predicate"]["log"]["tail"][0]
         .as_str()
@@ -283,19 +210,7 @@ fn preflight_below_default_thresholds_blocks_and_is_recorded() {
     if cores >= 8 {
         env.set_limits(100_000, 60);
     }
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "blocked",
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        "touch ran",
-    ]);
+    let out = env.run("blocked", &[], &["sh", "-c", "touch ran"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("blocked by preflight") && out.stderr.contains("cores: "),
@@ -324,18 +239,7 @@ fn preflight_below_default_thresholds_blocks_and_is_recorded() {
 fn require_clean_blocks_a_dirty_tree() {
     let env = TestEnv::init();
     std::fs::write(env.repo.join("strategy.yaml"), "factor: changed\n").unwrap();
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "c",
-        "--owner",
-        "o",
-        "--require-clean",
-        "--",
-        "true",
-    ]);
+    let out = env.run("c", &["--require-clean"], &["true"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr
@@ -350,17 +254,7 @@ fn require_clean_blocks_a_dirty_tree() {
 #[test]
 fn a_tag_is_used_once_unless_rerun() {
     let env = TestEnv::init();
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "t",
-        "--owner",
-        "o",
-        "--",
-        "true",
-    ]);
+    assert_ok(env.run("t", &[], &["true"]));
     let tip = env.ledger_tip();
     let out = env.ledger(&[
         "run",
@@ -379,29 +273,8 @@ fn a_tag_is_used_once_unless_rerun() {
     );
     assert_eq!(env.ledger_tip(), tip);
     // A tag that merely ends like another one is a different tag.
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "x_t",
-        "--owner",
-        "o",
-        "--",
-        "true",
-    ]);
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "t",
-        "--owner",
-        "o",
-        "--rerun",
-        "--",
-        "true",
-    ]);
+    assert_ok(env.run("x_t", &[], &["true"]));
+    assert_ok(env.run("t", &["--rerun"], &["true"]));
     assert_eq!(env.run_ids().len(), 3);
     env.ok(&["verify"]);
 }
@@ -464,19 +337,7 @@ fn log_digest_describes_the_file_even_when_the_child_rewrites_it() {
     let env = TestEnv::init();
     // The child shrinks its own output midway; the digest must match the file.
     let script = "echo one; echo two two two; truncate -s 4 /proc/$$/fd/1; echo three";
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "t",
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let out = env.run("t", &[], &["sh", "-c", script]);
     assert_eq!(out.code, 0, "{out:?}");
     let run_id = env.run_ids().pop().unwrap();
     let log = std::fs::read(
@@ -503,19 +364,7 @@ fn output_of_a_background_child_does_not_hold_the_run() {
     let env = TestEnv::init();
     // The background sleeper keeps the log open; the run ends with its command.
     let started = std::time::Instant::now();
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "bg",
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        "sleep 30 & echo done",
-    ]);
+    let out = env.run("bg", &[], &["sh", "-c", "sleep 30 & echo done"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),

@@ -153,17 +153,7 @@ fn bad_flags_and_commands() {
         "two..dots",
         "spa ce",
     ] {
-        let out = env.ledger(&[
-            "run",
-            "--workflow",
-            "wf",
-            "--tag",
-            tag,
-            "--owner",
-            "o",
-            "--",
-            "true",
-        ]);
+        let out = env.run(tag, &[], &["true"]);
         assert_input_error(&out, &format!("--tag: {tag:?} is not allowed"));
     }
     let out = env.ledger(&[

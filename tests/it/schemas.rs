@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::common::TestEnv;
+use crate::common::{assert_ok, TestEnv};
 
 const BASE: &str = "https://ledger.invalid/schemas/";
 
@@ -49,21 +49,7 @@ pub fn assert_valid_record(payload: &Value) {
 #[test]
 fn records_envelopes_and_reports_match_their_schemas() {
     let env = TestEnv::init();
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "a",
-        "--owner",
-        "o",
-        "--threads",
-        "2",
-        "--",
-        "sh",
-        "-c",
-        "echo hi",
-    ]);
+    assert_ok(env.run("a", &["--threads", "2"], &["sh", "-c", "echo hi"]));
     for path in env
         .ledger_paths()
         .iter()
@@ -113,17 +99,7 @@ fn records_envelopes_and_reports_match_their_schemas() {
 #[test]
 fn altered_records_are_rejected() {
     let env = TestEnv::init();
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "a",
-        "--owner",
-        "o",
-        "--",
-        "true",
-    ]);
+    assert_ok(env.run("a", &[], &["true"]));
     let payloads = env.payloads();
     let result = payloads
         .iter()

@@ -3,50 +3,15 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{decode_envelope, decode_payload, with_payload, TestEnv};
+use crate::common::{assert_ok, decode_envelope, decode_payload, with_payload, TestEnv};
 
 /// Three runs by one writer: passed, failed, blocked.
 fn fixture() -> (TestEnv, Vec<String>) {
     let env = TestEnv::init();
-    env.ok(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "r1",
-        "--owner",
-        "o",
-        "--notes",
-        "official run",
-        "--",
-        "true",
-    ]);
-    env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "r2",
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        "exit 4",
-    ]);
+    assert_ok(env.run("r1", &["--notes", "official run"], &["true"]));
+    env.run("r2", &[], &["sh", "-c", "exit 4"]);
     std::fs::write(env.repo.join("strategy.yaml"), "dirty\n").unwrap();
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "r3",
-        "--owner",
-        "o",
-        "--require-clean",
-        "--",
-        "true",
-    ]);
+    let out = env.run("r3", &["--require-clean"], &["true"]);
     assert_eq!(out.code, 1, "{out:?}");
     let runs = env.run_ids();
     assert_eq!(runs.len(), 3);
@@ -133,19 +98,7 @@ fn record_signed_by_an_untrusted_key() {
     let stranger = env.dir.path().join("keys/stranger");
     env.keygen(&stranger);
     env.git(&["checkout", "-q", "strategy.yaml"]);
-    let out = env.ledger(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "r4",
-        "--owner",
-        "o",
-        "--key",
-        stranger.to_str().unwrap(),
-        "--",
-        "true",
-    ]);
+    let out = env.run("r4", &["--key", stranger.to_str().unwrap()], &["true"]);
     assert_eq!(out.code, 0, "{out:?}");
     let f = findings(&env);
     let run = env
