@@ -14,7 +14,6 @@ fn four_processes_five_runs_each() {
             .map(|i| format!("\"$0\" run --workflow wf --tag p{p}_r{i} --owner o -- sh -c 'echo {p} {i}' || exit 9"))
             .collect::<Vec<_>>()
             .join("\n");
-        cmd.env("LEDGER", crate::common::BIN);
         let mut sh = std::process::Command::new("sh");
         sh.arg("-c").arg(script).arg(crate::common::BIN);
         sh.current_dir(&env.repo).env_clear();
@@ -23,7 +22,8 @@ fn four_processes_five_runs_each() {
                 sh.env(k, v);
             }
         }
-        sh.stdout(std::process::Stdio::null());
+        sh.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         children.push(sh.spawn().unwrap());
     }
     for mut c in children {
