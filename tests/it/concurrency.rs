@@ -23,11 +23,16 @@ fn four_processes_five_runs_each() {
             }
         }
         sh.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(std::process::Stdio::piped());
         children.push(sh.spawn().unwrap());
     }
-    for mut c in children {
-        assert!(c.wait().unwrap().success());
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a writer failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let runs = env.run_ids();
     assert_eq!(runs.len(), 20, "{runs:#?}");
