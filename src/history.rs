@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::record::kinds::{ContextPredicate, PreflightPredicate, ResultPredicate};
+use crate::proc::{Here, Liveness};
+use crate::record::kinds::{
+    ContextPredicate, PreflightPredicate, ResultPredicate, StartedPredicate,
+};
 use crate::record::{self, Kind, Parsed};
 use crate::store::{Snapshot, Store, StoreError};
 
@@ -20,6 +23,9 @@ pub enum Status {
     Running,
     Passed,
     Failed,
+    /// The supervising `ledger run` died before writing the result (or
+    /// `ledger recover` has since recorded that it did).
+    Aborted,
     /// Records are missing or unreadable.
     Incomplete,
 }
@@ -31,6 +37,7 @@ impl Status {
             Status::Running => "running",
             Status::Passed => "passed",
             Status::Failed => "failed",
+            Status::Aborted => "aborted",
             Status::Incomplete => "incomplete",
         }
     }
@@ -70,12 +77,36 @@ impl Run {
             .map_or("", |r| r.payload.at.as_str())
     }
 
+    pub fn started(&self) -> Option<StartedPredicate> {
+        self.get(Kind::Started)?.payload.predicate_as().ok()
+    }
+
+    /// Like [`Run::status`], but a run still `running` whose supervising
+    /// process is provably gone from this machine is `aborted`.
+    pub fn status_here(&self, here: &Here) -> Status {
+        match (self.status(), self.started()) {
+            (Status::Running, Some(s))
+                if crate::proc::liveness(
+                    here,
+                    &s.host,
+                    s.boot_id.as_deref(),
+                    s.pid,
+                    s.pid_start,
+                ) == Liveness::Gone =>
+            {
+                Status::Aborted
+            }
+            (status, _) => status,
+        }
+    }
+
     pub fn status(&self) -> Status {
         if !self.unreadable.is_empty() {
             return Status::Incomplete;
         }
         match (self.preflight(), self.get(Kind::Started), self.result()) {
-            (_, Some(_), Some(result)) if result.code == 0 => Status::Passed,
+            (_, Some(_), Some(result)) if result.status == "aborted" => Status::Aborted,
+            (_, Some(_), Some(result)) if result.code == Some(0) => Status::Passed,
             (_, Some(_), Some(_)) => Status::Failed,
             (_, Some(_), None) => Status::Running,
             (Some(p), None, None) if !p.passed && self.records.len() == 1 => Status::Blocked,

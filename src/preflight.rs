@@ -12,7 +12,7 @@ const GIB: u64 = 1 << 30;
 /// Reads the machine's cores, memory, hostname and free disk at `dir`.
 pub fn host_facts(dir: &Path) -> HostFacts {
     HostFacts {
-        hostname: hostname(),
+        hostname: crate::proc::hostname(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         memory_bytes: memory_bytes().unwrap_or(0),
         disk_free_bytes: disk_free_bytes(dir).unwrap_or(0),
@@ -65,18 +65,6 @@ pub fn checks(
 pub fn gib(bytes: u64) -> String {
     let tenths = (u128::from(bytes) * 10 + u128::from(GIB) / 2) / u128::from(GIB);
     format!("{}.{} GiB", tenths / 10, tenths % 10)
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates, and we stop at the first NUL.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn memory_bytes() -> Option<u64> {

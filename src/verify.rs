@@ -20,7 +20,9 @@ use serde::Serialize;
 use ssh_key::{HashAlg, SshSig};
 
 use crate::clock;
+use crate::history::{History, Status};
 use crate::journal::{self, WriterHead};
+use crate::proc::Here;
 use crate::record::kinds::{
     CommandPredicate, ContextPredicate, PreflightPredicate, ResultPredicate, StartedPredicate,
 };
@@ -72,6 +74,17 @@ pub struct Report {
     pub writers: usize,
     pub ok: bool,
     pub findings: Vec<Finding>,
+    /// Runs whose `ledger run` died: closed as aborted, or (not yet
+    /// recovered) provably gone from this machine. Not a verification failure.
+    pub aborted: Vec<Aborted>,
+}
+
+/// An aborted run, for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Aborted {
+    pub run_id: String,
+    /// Whether `ledger recover` has recorded it.
+    pub recovered: bool,
 }
 
 struct Ctx<'a> {
@@ -98,7 +111,7 @@ impl Ctx<'_> {
 }
 
 /// Verifies the whole ledger at its tip against `trust`.
-pub fn verify(store: &Store, trust: &TrustFile) -> Result<Report, Error> {
+pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, Error> {
     let tip = store.require_tip()?;
     let mut ctx = Ctx {
         trust,
@@ -150,6 +163,15 @@ pub fn verify(store: &Store, trust: &TrustFile) -> Result<Report, Error> {
     let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
 
     let record_count = records.len();
+    let aborted = History::load(store)?
+        .runs
+        .iter()
+        .filter(|r| r.status_here(here) == Status::Aborted)
+        .map(|r| Aborted {
+            run_id: r.run_id.clone(),
+            recovered: r.get(Kind::Result).is_some(),
+        })
+        .collect();
     Ok(Report {
         ref_name: store.ref_name().to_string(),
         head: tip.to_string(),
@@ -160,6 +182,7 @@ pub fn verify(store: &Store, trust: &TrustFile) -> Result<Report, Error> {
         writers,
         ok: ctx.findings.is_empty(),
         findings: ctx.findings,
+        aborted,
     })
 }
 

@@ -2,6 +2,7 @@ use serde::Serialize;
 
 use super::{CliError, Env};
 use crate::history::{History, Run, Status};
+use crate::proc::Here;
 use crate::workspace::Workspace;
 
 /// List runs, newest first, with their status.
@@ -39,16 +40,16 @@ struct Line {
     code: Option<i32>,
 }
 
-fn line(run: &Run) -> Line {
+fn line(run: &Run, here: &Here) -> Line {
     let pre = run.preflight();
     Line {
         run_id: run.run_id.clone(),
-        status: run.status(),
+        status: run.status_here(here),
         at: run.at().to_string(),
         workflow: pre.as_ref().map(|p| p.workflow.clone()).unwrap_or_default(),
         tag: pre.as_ref().map(|p| p.tag.clone()).unwrap_or_default(),
         owner: pre.as_ref().map(|p| p.owner.clone()).unwrap_or_default(),
-        code: run.result().map(|r| r.code),
+        code: run.result().and_then(|r| r.code),
     }
 }
 
@@ -56,7 +57,8 @@ pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliE
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
     let history = History::load(&ws.store)?;
-    let lines: Vec<Line> = history.runs.iter().rev().map(line).collect();
+    let here = Here::read();
+    let lines: Vec<Line> = history.runs.iter().rev().map(|r| line(r, &here)).collect();
     if args.json {
         super::json(&lines, out);
         return Ok(0);
@@ -65,6 +67,7 @@ pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliE
         let detail = match (l.status, l.code) {
             (_, Some(code)) => format!("exit {code}"),
             (Status::Blocked, _) => "preflight failed".into(),
+            (Status::Aborted, _) => "ledger run died; `ledger recover` records it".into(),
             _ => String::new(),
         };
         out.extend_from_slice(
@@ -101,7 +104,11 @@ pub fn exec_show(args: ShowArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, Cl
         super::json(&payloads, out);
         return Ok(0);
     }
-    let mut text = format!("run {}\nstatus {}\n", run.run_id, run.status().as_str());
+    let mut text = format!(
+        "run {}\nstatus {}\n",
+        run.run_id,
+        run.status_here(&Here::read()).as_str()
+    );
     for r in run.records.values() {
         let p = &r.payload;
         text.push_str(&format!(

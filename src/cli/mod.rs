@@ -5,6 +5,7 @@ mod error;
 mod init;
 mod keygen;
 mod log;
+mod recover;
 mod run;
 mod verify;
 
@@ -44,6 +45,7 @@ enum Command {
     Verify(verify::Args),
     Log(log::LogArgs),
     Show(log::ShowArgs),
+    Recover(recover::Args),
 }
 
 /// What the commands read from the process environment.
@@ -102,6 +104,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Verify(a) => verify::exec(a, env, out),
         Command::Log(a) => log::exec_log(a, env, out),
         Command::Show(a) => log::exec_show(a, env, out),
+        Command::Recover(a) => recover::exec(a, env, out),
     }
 }
 

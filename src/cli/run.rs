@@ -92,14 +92,22 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                     ws.config.ledger.ref_name
                 ));
             }
-            status => msg.push_str(&format!(
-                "ledger: run {} {} (exit {}); records in {}, copies in {}\n",
-                outcome.run_id,
-                status.as_str(),
-                outcome.code,
-                ws.config.ledger.ref_name,
-                outcome.audit_dir
-            )),
+            status => {
+                for p in &outcome.leftover_processes {
+                    msg.push_str(&format!(
+                        "ledger: left behind by the command, now terminated: pid {} {}\n",
+                        p.pid, p.command
+                    ));
+                }
+                msg.push_str(&format!(
+                    "ledger: run {} {} (exit {}); records in {}, copies in {}\n",
+                    outcome.run_id,
+                    status.as_str(),
+                    outcome.code,
+                    ws.config.ledger.ref_name,
+                    outcome.audit_dir
+                ));
+            }
         }
         eprint!("{msg}");
     }

@@ -30,7 +30,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         None => ws.trust_path(),
     };
     let trust = TrustFile::load(&trust_path).map_err(crate::Error::from)?;
-    let report = crate::verify::verify(&ws.store, &trust)?;
+    let report = crate::verify::verify(&ws.store, &trust, &crate::proc::Here::read())?;
     if args.json {
         super::json(&report, out);
     } else {
@@ -44,6 +44,19 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             report.records,
             report.writers
         );
+        for a in &report.aborted {
+            if a.recovered {
+                text.push_str(&format!(
+                    "aborted run {} (its ledger run died; recorded by recover)\n",
+                    a.run_id
+                ));
+            } else {
+                text.push_str(&format!(
+                    "aborted run {} (its ledger run died; `ledger recover` records it)\n",
+                    a.run_id
+                ));
+            }
+        }
         for f in &report.findings {
             text.push_str(&format!("FAIL {f}\n"));
         }

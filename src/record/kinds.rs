@@ -87,7 +87,21 @@ pub struct StartedPredicate {
     pub host: String,
     /// Process id of the `ledger run` process that supervises the child.
     pub pid: u32,
+    /// That process's start time in clock ticks after boot (`/proc/<pid>/stat`),
+    /// so a reused pid is never taken for it.
+    pub pid_start: Option<u64>,
+    /// The kernel's boot id: after a reboot the supervisor is surely gone.
+    pub boot_id: Option<String>,
     pub started_at: String,
+}
+
+/// A process found in a run's process group after its command ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub pid: u32,
+    /// Its command line (or command name when that cannot be read).
+    pub command: String,
 }
 
 /// Digest and summary of the run log.
@@ -105,14 +119,19 @@ pub struct LogDigest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultPredicate {
-    /// `passed` (exit 0) or `failed`.
+    /// `passed` (exit 0), `failed`, or `aborted` (the supervising `ledger run`
+    /// died; written later by `ledger recover`).
     pub status: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
-    /// What `ledger run` exits with: the exit code, or 128 + signal.
-    pub code: i32,
+    /// What `ledger run` exits with: the exit code, or 128 + signal; `null`
+    /// when aborted.
+    pub code: Option<i32>,
     pub started_at: String,
     pub ended_at: String,
     pub duration_ms: u64,
     pub log: LogDigest,
+    /// Processes still alive in the command's process group when it ended
+    /// (then terminated by ledger): a walk-forward shard left behind.
+    pub leftover_processes: Vec<Process>,
 }

@@ -15,12 +15,14 @@ use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
 use crate::record::canon::hex;
+use crate::record::kinds::Process;
 
 const CHUNK: usize = 1 << 20;
 /// How long to wait at the end of the log before looking again: short at
@@ -40,6 +42,8 @@ pub struct Exec {
     pub bytes: u64,
     pub lines: u64,
     pub tail: Vec<String>,
+    /// Processes left in the command's group when it ended (since terminated).
+    pub leftovers: Vec<Process>,
 }
 
 impl Exec {
@@ -120,13 +124,23 @@ pub fn execute(
         .stdin(Stdio::inherit())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
-    // SAFETY: only async-signal-safe calls (signal) between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
-            Ok(())
-        });
+    // The command gets a process group of its own, so that everything it
+    // starts can be signalled and found afterwards. On an interactive terminal
+    // that group becomes the foreground, as a shell would do, so the command
+    // can read the terminal and gets Ctrl-C itself.
+    command.process_group(0);
+    let foreground = terminal_is_ours();
+    if foreground {
+        // SAFETY: between fork and exec only async-signal-safe calls:
+        // signal, tcsetpgrp, getpid.
+        unsafe {
+            command.pre_exec(|| {
+                let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+                libc::signal(libc::SIGTTOU, old);
+                Ok(())
+            });
+        }
     }
     let started = Instant::now();
     let spawned = command.spawn();
@@ -145,20 +159,33 @@ pub fn execute(
                 .open(log_path)?
                 .write_all(message.as_bytes())?;
             let follow = follow(&mut reader, &mut terminal, None)?;
-            return Ok(finish(follow, Some(code), None, started, tail_lines));
+            return Ok(finish(
+                follow,
+                Some(code),
+                None,
+                started,
+                tail_lines,
+                Vec::new(),
+            ));
         }
     };
-    // While the child runs, a terminal Ctrl-C is the child's to handle; we
-    // record how it ended. (The child's own handlers were reset above.)
-    let _guard = IgnoreInterrupts::new();
+    let pgid = child.id();
+    let _terminal = foreground.then(|| Foreground::hand_to(pgid));
+    let _forwarding = Forwarding::install(pgid);
     let (done_tx, done_rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let status = child.wait();
+        // What the command left behind is listed, then ended, before the
+        // log is read for the last time.
+        let leftovers = crate::proc::group_members(pgid);
+        if !leftovers.is_empty() {
+            terminate_group(pgid);
+        }
         let _ = done_tx.send(());
-        status
+        status.map(|s| (s, leftovers))
     });
     let mut followed = follow(&mut reader, &mut terminal, Some(&done_rx))?;
-    let status = waiter
+    let (status, leftovers) = waiter
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("waiting for the command panicked")))?;
     let size = std::fs::metadata(log_path)?.len();
@@ -173,6 +200,21 @@ pub fn execute(
         status.signal(),
         started,
         tail_lines,
+        leftovers,
+    ))
+}
+
+/// Digest, size, lines and tail of everything `reader` yields.
+pub fn digest(reader: &mut impl Read, tail_lines: usize) -> io::Result<Exec> {
+    let started = Instant::now();
+    let followed = follow(reader, &mut None, None)?;
+    Ok(finish(
+        followed,
+        None,
+        None,
+        started,
+        tail_lines,
+        Vec::new(),
     ))
 }
 
@@ -186,7 +228,7 @@ struct Followed {
 /// Reads `file` to its end, again and again until `done` fires (or at once
 /// when there is no `done`), then once more to take the last bytes.
 fn follow(
-    file: &mut File,
+    file: &mut impl Read,
     terminal: &mut Option<File>,
     done: Option<&mpsc::Receiver<()>>,
 ) -> io::Result<Followed> {
@@ -234,8 +276,10 @@ fn finish(
     signal: Option<i32>,
     started: Instant,
     tail_lines: usize,
+    leftovers: Vec<Process>,
 ) -> Exec {
     Exec {
+        leftovers,
         exit_code,
         signal,
         duration: started.elapsed(),
@@ -246,30 +290,103 @@ fn finish(
     }
 }
 
-/// Ignores SIGINT and SIGQUIT in this process until dropped.
-struct IgnoreInterrupts {
-    int: libc::sighandler_t,
-    quit: libc::sighandler_t,
+/// The process group that SIGINT, SIGTERM and SIGHUP sent to ledger go to.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+extern "C" fn forward(signal: libc::c_int) {
+    let pgid = FORWARD_TO.load(Ordering::SeqCst);
+    if pgid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(-pgid, signal) };
+    }
 }
 
-impl IgnoreInterrupts {
-    fn new() -> Self {
-        // SAFETY: installing SIG_IGN is always sound.
-        unsafe {
-            IgnoreInterrupts {
-                int: libc::signal(libc::SIGINT, libc::SIG_IGN),
-                quit: libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+/// Forwards SIGINT, SIGTERM and SIGHUP to the command's process group while
+/// it runs, so that ledger outlives the command and records how it ended.
+struct Forwarding {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl Forwarding {
+    fn install(pgid: u32) -> Forwarding {
+        FORWARD_TO.store(pgid as i32, Ordering::SeqCst);
+        let mut old = Vec::new();
+        for signal in FORWARDED {
+            // SAFETY: a zeroed sigaction is a valid starting value; the handler
+            // only calls async-signal-safe functions.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = forward as *const () as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut previous: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, &action, &mut previous) == 0 {
+                    old.push((signal, previous));
+                }
             }
         }
+        Forwarding { old }
     }
 }
 
-impl Drop for IgnoreInterrupts {
+impl Drop for Forwarding {
     fn drop(&mut self) {
-        // SAFETY: restores the dispositions saved in `new`.
-        unsafe {
-            libc::signal(libc::SIGINT, self.int);
-            libc::signal(libc::SIGQUIT, self.quit);
+        for (signal, previous) in &self.old {
+            // SAFETY: restores the action saved by `install`.
+            unsafe { libc::sigaction(*signal, previous, std::ptr::null_mut()) };
         }
+        FORWARD_TO.store(0, Ordering::SeqCst);
     }
+}
+
+/// Whether stdin is a terminal whose foreground process group is ours.
+fn terminal_is_ours() -> bool {
+    // SAFETY: plain queries on fd 0 and our own process group.
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 1
+            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
+}
+
+/// Makes the command's group the terminal's foreground; gives it back on drop.
+struct Foreground;
+
+impl Foreground {
+    fn hand_to(pgid: u32) -> Foreground {
+        set_foreground(pgid as libc::pid_t);
+        Foreground
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        // SAFETY: getpgrp has no preconditions.
+        set_foreground(unsafe { libc::getpgrp() });
+    }
+}
+
+fn set_foreground(pgid: libc::pid_t) {
+    // SAFETY: SIGTTOU is ignored around tcsetpgrp, which a background group
+    // may then call; both calls are plain syscalls.
+    unsafe {
+        let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::tcsetpgrp(libc::STDIN_FILENO, pgid);
+        libc::signal(libc::SIGTTOU, old);
+    }
+}
+
+/// Ends what is left of a process group: SIGTERM, up to 2 s of grace, then SIGKILL.
+fn terminate_group(pgid: u32) {
+    let group = -(pgid as libc::pid_t);
+    // SAFETY: kill on a process group id we created.
+    unsafe { libc::kill(group, libc::SIGTERM) };
+    for _ in 0..40 {
+        if crate::proc::group_members(pgid).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(group, libc::SIGKILL) };
 }

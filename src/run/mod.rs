@@ -59,6 +59,8 @@ pub struct Outcome {
     pub audit_dir: String,
     pub failed_checks: Vec<Check>,
     pub records: Vec<String>,
+    /// Processes the command left behind (listed in the result, then terminated).
+    pub leftover_processes: Vec<Process>,
 }
 
 /// A workflow or tag name: safe in a path, a ref name and a shell word.
@@ -118,6 +120,15 @@ pub fn run(
         return Err(Error::input("--threads", "must be at least 1"));
     }
     let store = &ws.store;
+    // Runs of this machine whose supervisor died are closed first.
+    for done in crate::recover::recover(ws, signer, identity, &crate::proc::Here::read())? {
+        writeln!(
+            note,
+            "ledger: recorded run {} as aborted (its ledger run process is gone)",
+            done.run_id
+        )
+        .ok();
+    }
     let now = clock::now()?;
     let run_id = format!("{}_{}_{}", clock::compact(now), req.workflow, req.tag);
     let audit_rel = ws.audit_rel(&run_id);
@@ -187,6 +198,7 @@ pub fn run(
             audit_dir: audit_rel,
             failed_checks,
             records: sealed.into_iter().map(|r| r.id).collect(),
+            leftover_processes: Vec::new(),
         });
     }
 
@@ -221,6 +233,8 @@ pub fn run(
     let started = StartedPredicate {
         host: host.hostname.clone(),
         pid: std::process::id(),
+        pid_start: crate::proc::start_time(std::process::id()),
+        boot_id: crate::proc::boot_id(),
         started_at: clock::rfc3339(now),
     };
     drafts.push(Draft::new(
@@ -266,7 +280,7 @@ pub fn run(
         status: if exec.code() == 0 { "passed" } else { "failed" }.into(),
         exit_code: exec.exit_code,
         signal: exec.signal,
-        code: exec.code(),
+        code: Some(exec.code()),
         started_at: clock::rfc3339(now),
         ended_at: clock::rfc3339(ended),
         duration_ms: u64::try_from(exec.duration.as_millis()).unwrap_or(u64::MAX),
@@ -277,6 +291,7 @@ pub fn run(
             lines: exec.lines,
             tail: exec.tail.clone(),
         },
+        leftover_processes: exec.leftovers.clone(),
     };
     subject.push(Subject::sha256(&log_rel, &exec.sha256));
     let draft = Draft::new(Kind::Result, &run_id, subject, &result);
@@ -298,6 +313,7 @@ pub fn run(
         audit_dir: audit_rel,
         failed_checks: Vec::new(),
         records: opening.into_iter().chain(closing).map(|r| r.id).collect(),
+        leftover_processes: exec.leftovers,
     })
 }
 
