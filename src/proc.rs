@@ -122,6 +122,32 @@ pub fn group_members(pgid: u32) -> Vec<Process> {
     out
 }
 
+/// Whether any process on this machine has `path` open. `None` when that
+/// cannot be known: some process's descriptors are not readable to us.
+pub fn open_by_any_process(path: &Path) -> Option<bool> {
+    let target = std::fs::canonicalize(path).ok()?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let fds = match std::fs::read_dir(entry.path().join("fd")) {
+            Ok(fds) => fds,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // exited meanwhile
+            Err(_) => return None,
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l == target) {
+                return Some(true);
+            }
+        }
+    }
+    Some(false)
+}
+
 fn cmdline(proc_dir: &Path) -> Option<String> {
     let raw = std::fs::read(proc_dir.join("cmdline")).ok()?;
     let words: Vec<String> = raw
@@ -168,6 +194,16 @@ mod tests {
             liveness(&here, &here.hostname, None, u32::MAX - 1, None),
             Liveness::Gone
         );
+    }
+
+    #[test]
+    fn open_files_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held.lock");
+        let file = std::fs::File::create(&path).unwrap();
+        assert_eq!(open_by_any_process(&path), Some(true));
+        drop(file);
+        assert_eq!(open_by_any_process(&path), Some(false));
     }
 
     #[test]

@@ -232,6 +232,7 @@ impl Store {
     ) -> Result<(ObjectId, T), E> {
         let mut conflicts = 0;
         let mut lock_waits = 0;
+        let mut cleared_stale = false;
         loop {
             let tip = self.require_tip()?;
             let snapshot = self.snapshot(tip)?;
@@ -254,6 +255,11 @@ impl Store {
                 Err(Swap::Locked) => {
                     lock_waits += 1;
                     if lock_waits >= LOCK_ATTEMPTS {
+                        if !cleared_stale && self.clear_stale_lock() {
+                            cleared_stale = true;
+                            lock_waits = 0;
+                            continue;
+                        }
                         return Err(self.lock_error().into());
                     }
                     std::thread::sleep(Duration::from_millis(20 * u64::from(lock_waits)));
@@ -335,6 +341,16 @@ impl Store {
         self.repo
             .common_dir()
             .join(format!("{}.lock", self.ref_name))
+    }
+
+    /// Removes the ref lock when it is provably stale: it outlived all our
+    /// waits and no process on this machine has it open (git and gix both hold
+    /// a ref lock open until they rename it into place). Unprovable when some
+    /// process's descriptors are not readable to us; then it stays.
+    fn clear_stale_lock(&self) -> bool {
+        let lock = self.lock_path();
+        crate::proc::open_by_any_process(&lock) == Some(false)
+            && std::fs::remove_file(&lock).is_ok()
     }
 
     fn lock_error(&self) -> StoreError {
