@@ -142,6 +142,7 @@ pub fn execute(
             });
         }
     }
+    let forwarding = Forwarding::install();
     let started = Instant::now();
     let spawned = command.spawn();
     drop(command); // closes our handles on the log's write side
@@ -171,7 +172,7 @@ pub fn execute(
     };
     let pgid = child.id();
     let _terminal = foreground.then(|| Foreground::hand_to(pgid));
-    let _forwarding = Forwarding::install(pgid);
+    forwarding.target(pgid);
     let (done_tx, done_rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let status = child.wait();
@@ -292,6 +293,8 @@ fn finish(
 
 /// The process group that SIGINT, SIGTERM and SIGHUP sent to ledger go to.
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// A signal that came before the command's group existed, delivered once it does.
+static PENDING: AtomicI32 = AtomicI32::new(0);
 const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 extern "C" fn forward(signal: libc::c_int) {
@@ -299,6 +302,8 @@ extern "C" fn forward(signal: libc::c_int) {
     if pgid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(-pgid, signal) };
+    } else {
+        PENDING.store(signal, Ordering::SeqCst);
     }
 }
 
@@ -309,8 +314,10 @@ struct Forwarding {
 }
 
 impl Forwarding {
-    fn install(pgid: u32) -> Forwarding {
-        FORWARD_TO.store(pgid as i32, Ordering::SeqCst);
+    /// Installed before the command starts, so no signal can slip between.
+    fn install() -> Forwarding {
+        FORWARD_TO.store(0, Ordering::SeqCst);
+        PENDING.store(0, Ordering::SeqCst);
         let mut old = Vec::new();
         for signal in FORWARDED {
             // SAFETY: a zeroed sigaction is a valid starting value; the handler
@@ -327,6 +334,16 @@ impl Forwarding {
             }
         }
         Forwarding { old }
+    }
+
+    /// From now on signals go to `pgid`, starting with any that came early.
+    fn target(&self, pgid: u32) {
+        FORWARD_TO.store(pgid as i32, Ordering::SeqCst);
+        let early = PENDING.swap(0, Ordering::SeqCst);
+        if early != 0 {
+            // SAFETY: kill on the process group we just created.
+            unsafe { libc::kill(-(pgid as libc::pid_t), early) };
+        }
     }
 }
 

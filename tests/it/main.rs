@@ -5,4 +5,5 @@ mod concurrency;
 mod core;
 mod errors;
 mod schemas;
+mod supervise;
 mod tamper;

@@ -39,6 +39,12 @@ fn check(name: &str, value: &Value) -> Result<(), String> {
     schemas.validate(value, index).map_err(|e| format!("{e:#}"))
 }
 
+pub fn assert_valid(schema: &str, value: &Value) {
+    if let Err(e) = check(schema, value) {
+        panic!("does not match schemas/{schema}: {e}\n{value:#}");
+    }
+}
+
 pub fn assert_valid_record(payload: &Value) {
     let kind = payload["kind"].as_str().expect("payload has a kind");
     if let Err(e) = check(&format!("{kind}.schema.json"), payload) {

@@ -1,0 +1,212 @@
+//! Process supervision and crash recovery, with real signals.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{assert_ok, Run, TestEnv};
+
+fn spawn_run(env: &TestEnv, tag: &str, script: &str) -> Child {
+    let mut cmd = env.command(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        tag,
+        "--owner",
+        "o",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().expect("ledger starts")
+}
+
+/// Waits until the newest run's log contains `needle`.
+fn wait_for_log(env: &TestEnv, tag: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dir = env.repo.join("audit/workstation_runs");
+        let found = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("_{tag}"))
+                    && std::fs::read_to_string(e.path().join("run.log"))
+                        .is_ok_and(|l| l.contains(needle))
+            });
+        if found {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never reached the log of {tag}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: signalling a child process we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+fn result_of(env: &TestEnv, tag: &str) -> Value {
+    let run = env
+        .run_ids()
+        .into_iter()
+        .find(|r| r.ends_with(&format!("_{tag}")))
+        .unwrap();
+    crate::common::decode_payload(&env.ledger_file(&format!("runs/{run}/result.dsse.json")))
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn signals_to_ledger_reach_the_command_and_are_recorded() {
+    let env = TestEnv::init();
+    for (sig, name, code) in [
+        (libc::SIGINT, "int", 130),
+        (libc::SIGTERM, "term", 143),
+        (libc::SIGHUP, "hup", 129),
+    ] {
+        let child = spawn_run(&env, name, "echo ready; exec sleep 30");
+        wait_for_log(&env, name, "ready");
+        signal(&child, sig);
+        let out: Run = child.wait_with_output().unwrap().into();
+        assert_eq!(out.code, code, "{name}: {out:?}");
+        let result = result_of(&env, name);
+        assert_eq!(result["predicate"]["signal"], sig, "{name}");
+        assert_eq!(result["predicate"]["code"], code);
+        assert_eq!(result["predicate"]["status"], "failed");
+    }
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn leftover_processes_are_listed_and_terminated() {
+    let env = TestEnv::init();
+    let out = env.run(
+        "shard",
+        &[],
+        &["sh", "-c", "sleep 300 & sleep 301 & echo main done"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("left behind by the command, now terminated: pid "),
+        "{out:?}"
+    );
+    let result = result_of(&env, "shard");
+    let left = result["predicate"]["leftover_processes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let commands: Vec<&str> = left
+        .iter()
+        .map(|p| p["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(commands, ["sleep 300", "sleep 301"], "{left:#?}");
+    for p in &left {
+        assert!(!alive(p["pid"].as_u64().unwrap()), "{p} still alive");
+    }
+    // A command that cleans up after itself leaves nothing.
+    assert_ok(env.run("clean", &[], &["sh", "-c", "sleep 300 & kill $!; wait"]));
+    assert_eq!(
+        result_of(&env, "clean")["predicate"]["leftover_processes"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_never_loses_a_record() {
+    let env = TestEnv::init();
+    let fsck = |env: &TestEnv| {
+        let out = env.git_output(&["fsck", "--strict", "--no-dangling"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+    // A fixed pseudo-random spread of delays: before the child starts, while
+    // it runs, while the result is committed, and after ledger is done.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..24 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(seed % 350);
+        let before: Vec<String> = env.ledger_paths();
+        let mut child = spawn_run(&env, &format!("k{i}"), "echo a; sleep 0.1; echo b");
+        std::thread::sleep(delay);
+        signal(&child, libc::SIGKILL);
+        child.wait().unwrap();
+        let after = env.ledger_paths();
+        for path in &before {
+            assert!(after.contains(path), "kill {i} after {delay:?} lost {path}");
+        }
+        // Every earlier record is still exactly what it was and verifies.
+        fsck(&env);
+        let out = env.ledger(&["verify"]);
+        assert_eq!(out.code, 0, "kill {i} after {delay:?}: {out:?}");
+    }
+    // One more, killed for certain while its command runs.
+    let mut child = spawn_run(&env, "last", "echo a; sleep 0.5; echo b");
+    wait_for_log(&env, "last", "a\n");
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+
+    let report: Value = serde_json::from_str(&env.ok(&["verify", "--json"]).stdout).unwrap();
+    let aborted = report["aborted"].as_array().unwrap();
+    let last = aborted
+        .iter()
+        .find(|a| a["run_id"].as_str().unwrap().ends_with("_last"))
+        .expect("last is aborted");
+    assert_eq!(last["recovered"], false);
+    let log = env.ok(&["log"]).stdout;
+    assert!(log.lines().next().unwrap().starts_with("aborted "), "{log}");
+
+    let recovered: Value = serde_json::from_str(&env.ok(&["recover", "--json"]).stdout).unwrap();
+    let closed: Vec<&str> = recovered
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert!(closed.iter().any(|r| r.ends_with("_last")), "{recovered:#}");
+    crate::schemas::assert_valid("recover.schema.json", &recovered);
+    let result = result_of(&env, "last");
+    assert_eq!(result["predicate"]["status"], "aborted");
+    assert_eq!(result["predicate"]["code"], Value::Null);
+    assert!(
+        result["predicate"]["log"]["bytes"].as_u64().unwrap() >= 2,
+        "the log that reached the disk is digested"
+    );
+    assert_eq!(env.ok(&["recover"]).stdout, "nothing to recover\n");
+
+    let report: Value = serde_json::from_str(&env.ok(&["verify", "--json"]).stdout).unwrap();
+    assert!(
+        report["aborted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["recovered"] == true),
+        "{report:#}"
+    );
+    let log = env.ok(&["log"]).stdout;
+    assert!(!log.contains("running"), "{log}");
+    fsck(&env);
+    // The commands of killed runs may outlive ledger; let them finish before cleanup.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(Path::new(&env.repo).exists());
+}
