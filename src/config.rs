@@ -44,6 +44,8 @@ pub struct Config {
     #[serde(default)]
     pub preflight: PreflightSection,
     #[serde(default)]
+    pub context: ContextSection,
+    #[serde(default)]
     pub audit: AuditSection,
     #[serde(default)]
     pub run: RunSection,
@@ -78,6 +80,47 @@ pub struct PreflightSection {
     pub min_memory_gb: u64,
     #[serde(default)]
     pub min_free_disk_gb: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSection {
+    /// Environment variables recorded in the context record: names, or
+    /// prefixes ending in `*`. Values that look secret are redacted anyway.
+    #[serde(default = "default_env_allow")]
+    pub env_allow: Vec<String>,
+}
+
+/// The variables a run's context records by default.
+pub const DEFAULT_ENV_ALLOW: [&str; 16] = [
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "PATH",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "PYTHONHASHSEED",
+    "PYTHONPATH",
+    "CONDA_DEFAULT_ENV",
+    "CONDA_PREFIX",
+    "VIRTUAL_ENV",
+    "CUDA_VISIBLE_DEVICES",
+    "SLURM_JOB_ID",
+];
+
+fn default_env_allow() -> Vec<String> {
+    DEFAULT_ENV_ALLOW.map(String::from).to_vec()
+}
+
+impl Default for ContextSection {
+    fn default() -> Self {
+        ContextSection {
+            env_allow: default_env_allow(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -226,6 +269,10 @@ mod tests {
         assert_eq!(c.preflight.min_memory_gb, 60);
         assert_eq!(c.audit.dir, "audit/workstation_runs");
         assert!(c.signing.key.is_none());
+        assert_eq!(
+            c.context.env_allow, DEFAULT_ENV_ALLOW,
+            "template and code agree"
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod proc;
 pub mod record;
 pub mod recover;
 pub mod run;
+pub mod secrets;
 pub mod sign;
 pub mod store;
 pub mod trust;

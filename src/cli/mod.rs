@@ -54,6 +54,8 @@ pub(crate) struct Env {
     pub home: Option<PathBuf>,
     pub ledger_key: Option<PathBuf>,
     pub user: String,
+    /// The whole environment; commands record only allow-listed parts of it.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Env {
@@ -68,6 +70,14 @@ impl Env {
             user: var("USER")
                 .or_else(|| var("LOGNAME"))
                 .map_or_else(|| "unknown".into(), |v| v.to_string_lossy().into_owned()),
+            vars: std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect(),
         })
     }
 }

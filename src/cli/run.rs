@@ -66,6 +66,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         rerun: args.rerun,
         argv: args.command,
         user: env.user.clone(),
+        env: env.vars.clone(),
         cwd: env.cwd.clone(),
         echo: !args.json,
     };

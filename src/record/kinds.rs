@@ -67,6 +67,9 @@ pub struct ContextPredicate {
     /// `ledger <version>`.
     pub tool: String,
     pub git: GitFacts,
+    /// The allow-listed environment (ledger.yaml `context.env_allow`), with
+    /// secret-looking values replaced by `[redacted]`.
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

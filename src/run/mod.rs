@@ -6,6 +6,7 @@
 
 pub mod child;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,8 @@ pub struct Request {
     pub argv: Vec<String>,
     /// The login name running ledger (from the environment, by the CLI).
     pub user: String,
+    /// ledger's environment; only the allow-listed part is recorded.
+    pub env: BTreeMap<String, String>,
     pub cwd: PathBuf,
     /// Copy the child's output to stdout.
     pub echo: bool,
@@ -223,6 +226,7 @@ pub fn run(
         rerun: req.rerun,
         tool: format!("ledger {}", env!("CARGO_PKG_VERSION")),
         git,
+        env: crate::secrets::capture(&req.env, &ws.config.context.env_allow),
     };
     let command = CommandPredicate {
         argv: req.argv.clone(),

@@ -414,3 +414,68 @@ fn a_committee_verifies_a_bare_clone_with_its_own_trust_file() {
     );
     crate::common::assert_input_error(&run, "bare repository");
 }
+
+#[test]
+fn secrets_in_the_environment_never_reach_the_ledger() {
+    let env = TestEnv::init();
+    let aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKEFAKEFAKE";
+    let pem_body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQFAKEFAKE";
+    let pem = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{pem_body}\n-----END OPENSSH PRIVATE KEY-----\n"
+    );
+    // Both names are allow-listed on purpose: the second guard must still hold.
+    let cfg = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "    - SLURM_JOB_ID\n",
+        "    - SLURM_JOB_ID\n    - AWS_*\n    - DEPLOY_NOTE\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut cmd = env.command(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "s",
+        "--owner",
+        "o",
+        "--notes",
+        "n",
+        "--",
+        "true",
+    ]);
+    cmd.env("AWS_SECRET_ACCESS_KEY", aws)
+        .env("DEPLOY_NOTE", &pem)
+        .env("PYTHONHASHSEED", "0");
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let context = env.record("context");
+    let recorded = &context["predicate"]["env"];
+    assert_eq!(recorded["AWS_SECRET_ACCESS_KEY"], "[redacted]");
+    assert_eq!(recorded["DEPLOY_NOTE"], "[redacted]");
+    assert_eq!(recorded["PYTHONHASHSEED"], "0");
+    assert!(
+        recorded.get("HOME").is_none(),
+        "not allow-listed: {recorded}"
+    );
+
+    let mut everything = format!("{}{}", out.stdout, out.stderr);
+    for path in env.ledger_paths() {
+        everything.push_str(&String::from_utf8_lossy(&env.ledger_file(&path)));
+    }
+    for payload in env.payloads() {
+        everything.push_str(&payload.to_string());
+    }
+    everything.push_str(&env.git(&["log", "--format=%B", "refs/heads/ledger"]));
+    let audit = env.repo.join("audit/workstation_runs");
+    for run in std::fs::read_dir(&audit).unwrap() {
+        for file in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            everything.push_str(&String::from_utf8_lossy(
+                &std::fs::read(file.unwrap().path()).unwrap(),
+            ));
+        }
+    }
+    for secret in [aws, pem_body, "PRIVATE KEY"] {
+        assert!(!everything.contains(secret), "{secret:?} leaked");
+    }
+}
