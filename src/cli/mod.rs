@@ -5,6 +5,7 @@ mod error;
 mod init;
 mod keygen;
 mod log;
+mod preflight;
 mod recover;
 mod run;
 mod verify;
@@ -41,6 +42,7 @@ pub struct Cli {
 enum Command {
     Init(init::Args),
     Keygen(keygen::Args),
+    Preflight(preflight::Args),
     Run(run::Args),
     Verify(verify::Args),
     Log(log::LogArgs),
@@ -110,6 +112,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
     match command {
         Command::Init(a) => init::exec(a, env, out),
         Command::Keygen(a) => keygen::exec(a, env, out),
+        Command::Preflight(a) => preflight::exec(a, env, out),
         Command::Run(a) => run::exec(a, env, out),
         Command::Verify(a) => verify::exec(a, env, out),
         Command::Log(a) => log::exec_log(a, env, out),

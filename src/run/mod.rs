@@ -87,6 +87,28 @@ pub fn check_name(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
+/// What preflight saw and concluded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Preflight {
+    pub host: HostFacts,
+    pub git: GitFacts,
+    pub checks: Vec<Check>,
+}
+
+impl Preflight {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// The preflight of a run, without running or recording anything.
+pub fn preflight_facts(ws: &Workspace, require_clean: bool) -> Preflight {
+    let git = ws.store.head_facts();
+    let host = preflight::host_facts(&ws.root);
+    let checks = preflight::checks(&ws.config.preflight, &host, &git, require_clean);
+    Preflight { host, git, checks }
+}
+
 /// Run ids in `snapshot` whose preflight names `tag`.
 fn runs_with_tag(snapshot: &Snapshot<'_>, tag: &str) -> Result<Vec<String>, Error> {
     let suffix = format!("_{tag}");
@@ -166,9 +188,7 @@ pub fn run(
         ));
     }
 
-    let git = store.head_facts();
-    let host = preflight::host_facts(&ws.root);
-    let checks = preflight::checks(&ws.config.preflight, &host, &git, req.require_clean);
+    let Preflight { host, git, checks } = preflight_facts(ws, req.require_clean);
     let failed_checks: Vec<Check> = checks.iter().filter(|c| !c.passed).cloned().collect();
     let preflight = PreflightPredicate {
         passed: failed_checks.is_empty(),

@@ -479,3 +479,29 @@ fn secrets_in_the_environment_never_reach_the_ledger() {
         assert!(!everything.contains(secret), "{secret:?} leaked");
     }
 }
+
+#[test]
+fn preflight_alone_checks_without_recording() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    let out = env.ok(&["preflight"]);
+    assert!(
+        out.stdout.contains("ok   cores") && out.stdout.ends_with("preflight: ok\n"),
+        "{out:?}"
+    );
+    std::fs::write(env.repo.join("strategy.yaml"), "changed\n").unwrap();
+    let out = env.ledger(&["preflight", "--require-clean", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["clean_tree"]);
+    crate::schemas::assert_valid("preflight-report.schema.json", &report);
+    assert_eq!(env.ledger_tip(), tip, "preflight records nothing");
+}
