@@ -45,6 +45,10 @@ pub struct Config {
     pub preflight: PreflightSection,
     #[serde(default)]
     pub context: ContextSection,
+    /// Globs of files (strategy configs, data) whose digests each run's
+    /// context records.
+    #[serde(default)]
+    pub inputs: Vec<String>,
     #[serde(default)]
     pub audit: AuditSection,
     #[serde(default)]
@@ -239,6 +243,16 @@ impl Config {
                     "{:?} must be a relative path inside the repository",
                     config.audit.dir
                 ),
+            ));
+        }
+        if let Some(bad) = config
+            .inputs
+            .iter()
+            .find(|p| !crate::files::pattern_is_inside(p))
+        {
+            return Err(invalid(
+                "inputs",
+                format!("{bad:?} must be a relative glob inside the repository"),
             ));
         }
         if config.trust.allowed_signers.trim().is_empty() {

@@ -25,6 +25,7 @@ pub fn checks(
     host: &HostFacts,
     git: &GitFacts,
     require_clean: bool,
+    pinned_commit: Option<&str>,
 ) -> Vec<Check> {
     let mut out = vec![
         Check {
@@ -56,6 +57,15 @@ pub fn checks(
                 None => "unknown (status unreadable)".into(),
             },
             required: "clean (--require-clean)".into(),
+        });
+    }
+    if let Some(pinned) = pinned_commit {
+        let head = git.commit.as_deref().unwrap_or("(no commit)");
+        out.push(Check {
+            id: "freeze_commit".into(),
+            passed: git.commit.as_deref().is_some_and(|c| c.starts_with(pinned)),
+            observed: format!("freeze file pins commit {pinned}, HEAD is {head}"),
+            required: "HEAD starts with the commit the freeze file's name pins".into(),
         });
     }
     out
@@ -105,7 +115,7 @@ mod tests {
             min_memory_gb: 16,
             min_free_disk_gb: 0,
         };
-        let c = checks(&limits, &host, &git, true);
+        let c = checks(&limits, &host, &git, true, None);
         let verdicts: Vec<_> = c.iter().map(|c| (c.id.as_str(), c.passed)).collect();
         assert_eq!(
             verdicts,
@@ -117,6 +127,21 @@ mod tests {
             ]
         );
         assert_eq!(c[1].observed, "24.0 GiB");
+        let git = GitFacts {
+            commit: Some("1a2b3c4d5e".into()),
+            ..git
+        };
+        let pinned = |hex| {
+            checks(&limits, &host, &git, false, Some(hex))
+                .pop()
+                .unwrap()
+        };
+        assert!(pinned("1a2b3c4").passed);
+        assert!(!pinned("9999999").passed);
+        assert_eq!(
+            pinned("9999999").observed,
+            "freeze file pins commit 9999999, HEAD is 1a2b3c4d5e"
+        );
         assert_eq!(gib(GIB + GIB / 10), "1.1 GiB");
         assert_eq!(gib(GIB + GIB / 20 + 1), "1.1 GiB", "halves round up");
     }

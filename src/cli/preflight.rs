@@ -13,6 +13,9 @@ pub struct Args {
     /// Also require that tracked files do not differ from HEAD.
     #[arg(long)]
     require_clean: bool,
+    /// A freeze file whose name may pin a commit (`_g<hex>`), as for `ledger run`.
+    #[arg(long, value_name = "FILE")]
+    freeze_file: Option<std::path::PathBuf>,
     /// Print the facts and checks as JSON.
     #[arg(long)]
     json: bool,
@@ -20,7 +23,11 @@ pub struct Args {
 
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let pre = crate::run::preflight_facts(&ws, args.require_clean);
+    let freeze = args
+        .freeze_file
+        .map(|p| crate::run::freeze(&ws, &crate::files::from_cwd(&env.cwd, &p)))
+        .transpose()?;
+    let pre = crate::run::preflight_facts(&ws, args.require_clean, freeze.as_ref());
     let code = if pre.passed() { 0 } else { 1 };
     if args.json {
         super::json(

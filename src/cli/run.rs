@@ -38,6 +38,11 @@ pub struct Args {
     /// Block the run when tracked files differ from HEAD.
     #[arg(long)]
     require_clean: bool,
+    /// A freeze file to hash into the context. When its name carries
+    /// `_g<hex>` (e.g. freeze_g1a2b3c4.json) that hex must prefix HEAD, else
+    /// preflight blocks the run.
+    #[arg(long, value_name = "FILE")]
+    freeze_file: Option<PathBuf>,
     /// Allow a tag that the ledger already has.
     #[arg(long)]
     rerun: bool,
@@ -69,6 +74,9 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         env: env.vars.clone(),
         cwd: env.cwd.clone(),
         echo: !args.json,
+        freeze_file: args
+            .freeze_file
+            .map(|p| crate::files::from_cwd(&env.cwd, &p)),
     };
     let mut stderr = std::io::stderr();
     let outcome = crate::run::run(&ws, &signer, &identity, &request, &mut stderr)?;

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::files::FileDigest;
+
 /// One preflight check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +72,21 @@ pub struct ContextPredicate {
     /// The allow-listed environment (ledger.yaml `context.env_allow`), with
     /// secret-looking values replaced by `[redacted]`.
     pub env: BTreeMap<String, String>,
+    /// Files named by ledger.yaml `inputs`, sorted by path.
+    pub inputs: Vec<FileDigest>,
+    /// The `--freeze-file`, if given.
+    pub freeze: Option<Freeze>,
+}
+
+/// The freeze file of a run: its digest, and the commit its name pins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// The hex after `_g` in the file name, which must prefix HEAD.
+    pub pinned_commit: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

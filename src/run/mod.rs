@@ -50,6 +50,8 @@ pub struct Request {
     pub cwd: PathBuf,
     /// Copy the child's output to stdout.
     pub echo: bool,
+    /// `--freeze-file`, absolute.
+    pub freeze_file: Option<PathBuf>,
 }
 
 /// How a run ended, for the CLI to report and exit with.
@@ -102,11 +104,24 @@ impl Preflight {
 }
 
 /// The preflight of a run, without running or recording anything.
-pub fn preflight_facts(ws: &Workspace, require_clean: bool) -> Preflight {
+pub fn preflight_facts(ws: &Workspace, require_clean: bool, freeze: Option<&Freeze>) -> Preflight {
     let git = ws.store.head_facts();
     let host = preflight::host_facts(&ws.root);
-    let checks = preflight::checks(&ws.config.preflight, &host, &git, require_clean);
+    let pinned = freeze.and_then(|f| f.pinned_commit.as_deref());
+    let checks = preflight::checks(&ws.config.preflight, &host, &git, require_clean, pinned);
     Preflight { host, git, checks }
+}
+
+/// Reads and hashes the freeze file given on the command line.
+pub fn freeze(ws: &Workspace, path: &Path) -> Result<Freeze, Error> {
+    let (sha256, bytes) = crate::files::sha256_file(path)
+        .map_err(|e| Error::input("--freeze-file", format!("{}: {e}", path.display())))?;
+    Ok(Freeze {
+        path: crate::files::relative(&ws.root, path).unwrap_or_else(|| path.display().to_string()),
+        sha256,
+        bytes,
+        pinned_commit: crate::files::pinned_commit(path),
+    })
 }
 
 /// Run ids in `snapshot` whose preflight names `tag`.
@@ -188,7 +203,16 @@ pub fn run(
         ));
     }
 
-    let Preflight { host, git, checks } = preflight_facts(ws, req.require_clean);
+    let freeze = req
+        .freeze_file
+        .as_deref()
+        .map(|p| freeze(ws, p))
+        .transpose()?;
+    let inputs = crate::files::expand(&ws.root, &ws.config.inputs)
+        .iter()
+        .map(|rel| crate::files::digest(&ws.root, rel).map_err(|e| Error::io(ws.root.join(rel), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Preflight { host, git, checks } = preflight_facts(ws, req.require_clean, freeze.as_ref());
     let failed_checks: Vec<Check> = checks.iter().filter(|c| !c.passed).cloned().collect();
     let preflight = PreflightPredicate {
         passed: failed_checks.is_empty(),
@@ -247,6 +271,8 @@ pub fn run(
         tool: format!("ledger {}", env!("CARGO_PKG_VERSION")),
         git,
         env: crate::secrets::capture(&req.env, &ws.config.context.env_allow),
+        inputs,
+        freeze,
     };
     let command = CommandPredicate {
         argv: req.argv.clone(),

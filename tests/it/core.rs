@@ -505,3 +505,65 @@ fn preflight_alone_checks_without_recording() {
     crate::schemas::assert_valid("preflight-report.schema.json", &report);
     assert_eq!(env.ledger_tip(), tip, "preflight records nothing");
 }
+
+#[test]
+fn inputs_and_freeze_file_are_hashed_and_the_pinned_commit_checked() {
+    let env = TestEnv::init();
+    let cfg = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("inputs: []", "inputs:\n  - strategy.yaml\n  - data/*.csv");
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::create_dir(env.repo.join("data")).unwrap();
+    std::fs::write(env.repo.join("data/b.csv"), "date,x\n2026-01-02,2\n").unwrap();
+    std::fs::write(env.repo.join("data/a.csv"), "date,x\n2026-01-01,1\n").unwrap();
+    let head = env.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let good = format!("freeze_2026-11-22_g{}.json", &head[..8]);
+    std::fs::write(env.repo.join(&good), "{\"frozen\": true}\n").unwrap();
+
+    assert_ok(env.run("frozen", &["--freeze-file", &good], &["true"]));
+    let context = env.record("context")["predicate"].clone();
+    let paths: Vec<&str> = context["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["data/a.csv", "data/b.csv", "strategy.yaml"]);
+    let sha = |bytes: &[u8]| format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes));
+    assert_eq!(context["inputs"][2]["sha256"], sha(b"factor: momentum\n"));
+    assert_eq!(context["freeze"]["path"], good);
+    assert_eq!(context["freeze"]["pinned_commit"], &head[..8]);
+    assert_eq!(context["freeze"]["sha256"], sha(b"{\"frozen\": true}\n"));
+
+    let bad = "freeze_g0123456789.json";
+    std::fs::write(env.repo.join(bad), "{}\n").unwrap();
+    let out = env.run("stale", &["--freeze-file", bad], &["true"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "freeze_commit: freeze file pins commit 0123456789, HEAD is {head}"
+        )),
+        "{out:?}"
+    );
+    let pre = env.ledger(&["preflight", "--freeze-file", bad]);
+    assert_eq!(pre.code, 1, "{pre:?}");
+
+    let tip = env.ledger_tip();
+    let out = env.run(
+        "missing",
+        &["--freeze-file", "nope_g1234567.json"],
+        &["true"],
+    );
+    crate::common::assert_input_error(&out, "--freeze-file: ");
+    assert!(out.stderr.contains("nope_g1234567.json"), "{out:?}");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("  - data/*.csv", "  - ../outside/*");
+    std::fs::write(&cfg, text).unwrap();
+    crate::common::assert_input_error(
+        &env.run("x", &[], &["true"]),
+        "ledger.yaml: inputs: \"../outside/*\" must be a relative glob",
+    );
+    assert_eq!(env.ledger_tip(), tip);
+}
