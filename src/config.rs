@@ -52,7 +52,9 @@ pub struct Config {
     #[serde(default)]
     pub audit: AuditSection,
     #[serde(default)]
-    pub run: RunSection,
+    pub products: ProductsSection,
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -136,9 +138,26 @@ pub struct AuditSection {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunSection {
+pub struct ProductsSection {
+    /// Globs of the reports a run writes; those created or changed during
+    /// the run are hashed into its result and stored in the ledger.
+    #[serde(default = "default_product_globs")]
+    pub globs: Vec<String>,
+    /// Larger products are recorded by digest only.
+    #[serde(default = "default_product_max")]
+    pub max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Last lines of the run log kept in the result record.
     #[serde(default = "default_tail")]
-    pub log_tail_lines: usize,
+    pub tail_lines: usize,
+    /// Logs up to this size are stored in the ledger as runs/<run_id>/log;
+    /// larger ones by digest only.
+    #[serde(default = "default_log_max")]
+    pub max_store_bytes: u64,
 }
 
 fn default_ref() -> String {
@@ -158,6 +177,15 @@ fn default_audit_dir() -> String {
 }
 fn default_tail() -> usize {
     20
+}
+fn default_product_globs() -> Vec<String> {
+    vec!["gate_results/**/production_gates_report.json".into()]
+}
+fn default_product_max() -> u64 {
+    64 << 20
+}
+fn default_log_max() -> u64 {
+    16 << 20
 }
 
 impl Default for LedgerSection {
@@ -190,10 +218,19 @@ impl Default for AuditSection {
         }
     }
 }
-impl Default for RunSection {
+impl Default for ProductsSection {
     fn default() -> Self {
-        RunSection {
-            log_tail_lines: default_tail(),
+        ProductsSection {
+            globs: default_product_globs(),
+            max_bytes: default_product_max(),
+        }
+    }
+}
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            tail_lines: default_tail(),
+            max_store_bytes: default_log_max(),
         }
     }
 }
@@ -283,6 +320,15 @@ mod tests {
         assert_eq!(c.preflight.min_memory_gb, 60);
         assert_eq!(c.audit.dir, "audit/workstation_runs");
         assert!(c.signing.key.is_none());
+        assert_eq!(c.products.globs, default_product_globs());
+        assert_eq!(
+            (
+                c.products.max_bytes,
+                c.log.max_store_bytes,
+                c.log.tail_lines
+            ),
+            (64 << 20, 16 << 20, 20)
+        );
         assert_eq!(
             c.context.env_allow, DEFAULT_ENV_ALLOW,
             "template and code agree"

@@ -74,8 +74,10 @@ pub fn writer_head(
     }
 }
 
-/// Appends `drafts` as one commit; `check` runs on every tip tried (e.g. a
-/// tag-uniqueness test) before anything is written.
+/// Appends `drafts` (and `extra` files, such as a stored log) as one commit;
+/// `check` runs on every tip tried (e.g. a tag-uniqueness test) before
+/// anything is written.
+#[allow(clippy::too_many_arguments)]
 pub fn append(
     store: &Store,
     signer: &Signer,
@@ -83,6 +85,7 @@ pub fn append(
     at: OffsetDateTime,
     run_prev: Option<String>,
     drafts: &[Draft],
+    extra: &[(String, Vec<u8>)],
     mut check: impl FnMut(&Snapshot<'_>) -> Result<(), Error>,
 ) -> Result<Vec<Sealed>, Error> {
     let at_text = clock::rfc3339(at);
@@ -114,7 +117,8 @@ pub fn append(
             run_prev = Some(record.id.clone());
             sealed.push(record);
         }
-        let batch = batch_for(signer.fingerprint(), &sealed);
+        let mut batch = batch_for(signer.fingerprint(), &sealed);
+        batch.files.extend(extra.iter().cloned());
         Ok::<_, Error>((batch, sealed))
     })?;
     Ok(sealed)

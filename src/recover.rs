@@ -70,7 +70,7 @@ fn close(
         .unwrap_or_else(|| format!("{}/run.log", ws.audit_rel(&run.run_id)));
     let log_path = ws.root.join(&log_rel);
     let digest = match std::fs::File::open(&log_path) {
-        Ok(mut file) => child::digest(&mut file, ws.config.run.log_tail_lines)
+        Ok(mut file) => child::digest(&mut file, ws.config.log.tail_lines)
             .map_err(|e| Error::io(&log_path, e))?,
         Err(_) => child::digest(&mut std::io::empty(), 0).expect("reading nothing cannot fail"),
     };
@@ -90,8 +90,10 @@ fn close(
             bytes: digest.bytes,
             lines: digest.lines,
             tail: digest.tail.clone(),
+            stored: false,
         },
         leftover_processes: Vec::new(),
+        products: Vec::new(),
     };
     let subject = vec![
         Subject::run(&run.run_id),
@@ -107,6 +109,7 @@ fn close(
         now,
         Some(started_record.id.clone()),
         &[draft],
+        &[],
         |snapshot| {
             // Another process may have closed it meanwhile: then there is nothing to do.
             already = snapshot.read(&result_path)?.is_some();

@@ -251,11 +251,27 @@ fn check_run_files(
     run_id: &str,
 ) -> Result<BTreeMap<Kind, Parsed>, Error> {
     let mut out = BTreeMap::new();
+    let mut stored = Stored::default();
     for item in snapshot
         .list(&format!("runs/{run_id}"))?
         .unwrap_or_default()
     {
         let path = format!("runs/{run_id}/{}", item.name);
+        match (item.name.as_str(), item.is_tree()) {
+            ("log", false) => {
+                stored.log = Some(item.id);
+                continue;
+            }
+            ("products", true) => {
+                stored.products = snapshot
+                    .walk(&path)?
+                    .into_iter()
+                    .map(|(rel, i)| (rel, i.id))
+                    .collect();
+                continue;
+            }
+            _ => {}
+        }
         let Some(kind) = Kind::from_file_name(&item.name).filter(|_| !item.is_tree()) else {
             ctx.add(
                 "unexpected_entry",
@@ -336,7 +352,97 @@ fn check_run_files(
             out.insert(kind, parsed);
         }
     }
+    check_stored(ctx, snapshot, run_id, &out, &stored)?;
     Ok(out)
+}
+
+/// The log and products a run's tree stores beside its records.
+#[derive(Default)]
+struct Stored {
+    log: Option<gix::ObjectId>,
+    products: Vec<(String, gix::ObjectId)>,
+}
+
+/// Stored files must be exactly what the signed result says, and nothing else.
+fn check_stored(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    run_id: &str,
+    records: &BTreeMap<Kind, Parsed>,
+    stored: &Stored,
+) -> Result<(), Error> {
+    let result = records
+        .get(&Kind::Result)
+        .and_then(|r| r.payload.predicate_as::<ResultPredicate>().ok());
+    let log_path = format!("runs/{run_id}/log");
+    match (stored.log, &result) {
+        (Some(id), Some(r)) if r.log.stored => {
+            let bytes = snapshot.blob(id)?;
+            if record::canon::sha256_hex(&bytes) != r.log.sha256
+                || bytes.len() as u64 != r.log.bytes
+            {
+                ctx.add(
+                    "log_mismatch",
+                    Some(run_id),
+                    Some(&log_path),
+                    "stored log does not match the digest in the result (truncated or replaced)"
+                        .into(),
+                );
+            }
+        }
+        (Some(_), _) => ctx.add(
+            "unexpected_entry",
+            Some(run_id),
+            Some(&log_path),
+            "a stored log the result does not declare".into(),
+        ),
+        (None, Some(r)) if r.log.stored => ctx.add(
+            "missing_log",
+            Some(run_id),
+            Some(&log_path),
+            "the result declares a stored log, but there is none".into(),
+        ),
+        (None, _) => {}
+    }
+    let declared: BTreeMap<&str, &crate::record::kinds::Product> = result
+        .as_ref()
+        .map(|r| {
+            r.products
+                .iter()
+                .filter(|p| p.stored)
+                .map(|p| (p.path.as_str(), p))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (rel, id) in &stored.products {
+        let path = format!("runs/{run_id}/products/{rel}");
+        match declared.get(rel.as_str()) {
+            None => ctx.add(
+                "unexpected_entry",
+                Some(run_id),
+                Some(&path),
+                "a stored product the result does not declare".into(),
+            ),
+            Some(p) => {
+                let bytes = snapshot.blob(*id)?;
+                if record::canon::sha256_hex(&bytes) != p.sha256 || bytes.len() as u64 != p.bytes {
+                    ctx.add("product_mismatch", Some(run_id), Some(&path), "stored product does not match the digest in the result (swapped or edited)".into());
+                }
+            }
+        }
+    }
+    for rel in declared
+        .keys()
+        .filter(|rel| !stored.products.iter().any(|(r, _)| r == *rel))
+    {
+        ctx.add(
+            "missing_product",
+            Some(run_id),
+            Some(&format!("runs/{run_id}/products/{rel}")),
+            "the result declares a stored product, but there is none".into(),
+        );
+    }
+    Ok(())
 }
 
 fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {

@@ -134,6 +134,20 @@ pub struct LogDigest {
     pub lines: u64,
     /// The last lines (lossy UTF-8), oldest first.
     pub tail: Vec<String>,
+    /// Whether the log is stored in the ledger at `runs/<run_id>/log`.
+    pub stored: bool,
+}
+
+/// A report the run wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    /// Path relative to the repository top.
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// Whether it is stored at `runs/<run_id>/products/<path>`.
+    pub stored: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,4 +168,7 @@ pub struct ResultPredicate {
     /// Processes still alive in the command's process group when it ended
     /// (then terminated by ledger): a walk-forward shard left behind.
     pub leftover_processes: Vec<Process>,
+    /// Files matching ledger.yaml `products.globs` created or changed during
+    /// the run, sorted by path.
+    pub products: Vec<Product>,
 }

@@ -5,6 +5,7 @@
 //! command. Every bad input is refused before anything is written.
 
 pub mod child;
+pub mod products;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -236,7 +237,7 @@ pub fn run(
     )];
 
     if !preflight.passed {
-        let sealed = journal::append(store, signer, identity, now, None, &drafts, unique)?;
+        let sealed = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
         write_copy(&audit_dir, "preflight.json", &pretty(&sealed[0].payload))?;
         return Ok(Outcome {
             run_id,
@@ -305,7 +306,7 @@ pub fn run(
         subject.clone(),
         &started,
     ));
-    let opening = journal::append(store, signer, identity, now, None, &drafts, unique)?;
+    let opening = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
     write_copy(&audit_dir, "preflight.json", &pretty(&opening[0].payload))?;
     write_copy(&audit_dir, "context.json", &pretty(&opening[1].payload))?;
     write_copy(
@@ -315,18 +316,19 @@ pub fn run(
     )?;
     writeln!(note, "ledger: run {run_id} started; log: {log_rel}").ok();
 
+    let products_before = products::snapshot(&ws.root, &ws.config.products.globs);
     let exec = child::execute(
         &req.argv,
         &env,
         &req.cwd,
         &ws.root.join(&log_rel),
         req.echo,
-        ws.config.run.log_tail_lines,
+        ws.config.log.tail_lines,
     )
     .map_err(|e| Error::io(ws.root.join(&log_rel), e))?;
 
     let ended = clock::now()?.max(now);
-    let result = ResultPredicate {
+    let mut result = ResultPredicate {
         status: if exec.code() == 0 { "passed" } else { "failed" }.into(),
         exit_code: exec.exit_code,
         signal: exec.signal,
@@ -340,17 +342,44 @@ pub fn run(
             bytes: exec.bytes,
             lines: exec.lines,
             tail: exec.tail.clone(),
+            stored: false,
         },
         leftover_processes: exec.leftovers.clone(),
+        products: Vec::new(),
     };
+    let mut stored = Vec::new();
+    if exec.bytes <= ws.config.log.max_store_bytes {
+        // Stored only if the file still is exactly what was hashed.
+        if let Ok(bytes) = std::fs::read(ws.root.join(&log_rel)) {
+            if crate::record::canon::sha256_hex(&bytes) == exec.sha256 {
+                stored.push((format!("runs/{run_id}/log"), bytes));
+                result.log.stored = true;
+            }
+        }
+    }
+    let (found, product_files) =
+        products::collect(&ws.root, &ws.config.products, &products_before, &run_id)
+            .map_err(|(path, e)| Error::io(path, e))?;
+    result.products = found;
+    stored.extend(product_files);
     subject.push(Subject::sha256(&log_rel, &exec.sha256));
+    for p in &result.products {
+        subject.push(Subject::sha256(&p.path, &p.sha256));
+    }
     let draft = Draft::new(Kind::Result, &run_id, subject, &result);
     // The human copy first: if the ledger cannot take the result, it is not lost.
     write_copy(&audit_dir, "result.json", &pretty(&result))?;
     let started_id = opening.last().map(|r| r.id.clone());
-    let closing = journal::append(store, signer, identity, ended, started_id, &[draft], |_| {
-        Ok(())
-    })?;
+    let closing = journal::append(
+        store,
+        signer,
+        identity,
+        ended,
+        started_id,
+        &[draft],
+        &stored,
+        |_| Ok(()),
+    )?;
     write_copy(&audit_dir, "result.json", &pretty(&closing[0].payload))?;
     Ok(Outcome {
         run_id,

@@ -522,6 +522,29 @@ impl Snapshot<'_> {
         ))
     }
 
+    /// Every entry below the tree at `path`, depth first, with paths relative
+    /// to it; trees themselves are not listed.
+    pub fn walk(&self, path: &str) -> Result<Vec<(String, Item)>, StoreError> {
+        let mut out = Vec::new();
+        let mut pending = vec![(String::new(), path.to_string())];
+        while let Some((rel, full)) = pending.pop() {
+            for item in self.list(&full)?.unwrap_or_default() {
+                let item_rel = if rel.is_empty() {
+                    item.name.clone()
+                } else {
+                    format!("{rel}/{}", item.name)
+                };
+                if item.is_tree() {
+                    pending.push((item_rel, format!("{full}/{}", item.name)));
+                } else {
+                    out.push((item_rel, item));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// The content of the blob at `path`, or `None`.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let root = self

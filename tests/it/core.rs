@@ -567,3 +567,69 @@ fn inputs_and_freeze_file_are_hashed_and_the_pinned_commit_checked() {
     );
     assert_eq!(env.ledger_tip(), tip);
 }
+
+#[test]
+fn products_and_the_log_are_stored_and_verified() {
+    let env = TestEnv::init();
+    // A report from an earlier day, untouched by the run, is not its product.
+    std::fs::create_dir_all(env.repo.join("gate_results/production_gates_old")).unwrap();
+    std::fs::write(
+        env.repo
+            .join("gate_results/production_gates_old/production_gates_report.json"),
+        "{}\n",
+    )
+    .unwrap();
+    let script = "mkdir -p gate_results/production_gates_1 && echo '{\"factor\":\"momentum\"}' > gate_results/production_gates_1/production_gates_report.json && echo wrote";
+    assert_ok(env.run("p", &[], &["sh", "-c", script]));
+    let run_id = env.run_ids().pop().unwrap();
+    let result = env.record("result")["predicate"].clone();
+    let products = result["products"].as_array().unwrap();
+    assert_eq!(products.len(), 1, "{products:#?}");
+    let report = "gate_results/production_gates_1/production_gates_report.json";
+    assert_eq!(products[0]["path"], report);
+    assert_eq!(products[0]["stored"], true);
+    assert_eq!(
+        env.ledger_file(&format!("runs/{run_id}/products/{report}")),
+        b"{\"factor\":\"momentum\"}\n"
+    );
+    assert_eq!(result["log"]["stored"], true);
+    assert_eq!(env.ledger_file(&format!("runs/{run_id}/log")), b"wrote\n");
+    env.ok(&["verify"]);
+    let subjects = env.record("result")["subject"].to_string();
+    assert!(
+        subjects.contains(report),
+        "products are in-toto subjects: {subjects}"
+    );
+
+    // Limits: larger logs and products are kept by digest only.
+    let cfg = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_bytes: 67108864", "max_bytes: 4")
+        .replace("max_store_bytes: 16777216", "max_store_bytes: 3");
+    std::fs::write(&cfg, text).unwrap();
+    assert_ok(env.run(
+        "big",
+        &[],
+        &[
+            "sh",
+            "-c",
+            &script.replace("production_gates_1", "production_gates_2"),
+        ],
+    ));
+    let run_id = env
+        .run_ids()
+        .into_iter()
+        .find(|r| r.ends_with("_big"))
+        .unwrap();
+    let result = env.record("result")["predicate"].clone();
+    assert_eq!(result["log"]["stored"], false);
+    assert_eq!(result["products"][0]["stored"], false);
+    assert_eq!(result["products"][0]["bytes"], 22);
+    assert!(!env
+        .ledger_paths()
+        .iter()
+        .any(|p| p.starts_with(&format!("runs/{run_id}/products"))
+            || *p == format!("runs/{run_id}/log")));
+    env.ok(&["verify"]);
+}

@@ -9,7 +9,7 @@ use crate::common::{assert_ok, decode_envelope, decode_payload, with_payload, Te
 fn fixture() -> (TestEnv, Vec<String>) {
     let env = TestEnv::init();
     assert_ok(env.run("r1", &["--notes", "official run"], &["true"]));
-    env.run("r2", &[], &["sh", "-c", "exit 4"]);
+    env.run("r2", &[], &["sh", "-c", "echo gate cost_2x failed; exit 4"]);
     std::fs::write(env.repo.join("strategy.yaml"), "dirty\n").unwrap();
     let out = env.run("r3", &["--require-clean"], &["true"]);
     assert_eq!(out.code, 1, "{out:?}");
@@ -225,4 +225,29 @@ fn verify_with_a_different_trust_file() {
     assert!(
         out.stdout.contains("[untrusted_signer]") && out.stdout.contains("[commit_untrusted_key]")
     );
+}
+
+#[test]
+fn truncated_stored_log() {
+    let (env, runs) = fixture();
+    let log = format!("runs/{}/log", runs[1]);
+    assert!(
+        env.ledger_paths().contains(&log),
+        "the failed run's log is stored"
+    );
+    env.tamper(&[(&log, Some(b""))], Some(&env.key));
+    assert_finding(&findings(&env), "log_mismatch", Some(&log));
+}
+
+#[test]
+fn product_swapped_in_the_tree_only() {
+    let env = TestEnv::init();
+    let script = "mkdir -p gate_results/g && echo '{\"sharpe\": 1.1}' > gate_results/g/production_gates_report.json";
+    crate::common::assert_ok(env.run("p", &[], &["sh", "-c", script]));
+    let run = env.run_ids().pop().unwrap();
+    let product = format!("runs/{run}/products/gate_results/g/production_gates_report.json");
+    env.tamper(&[(&product, Some(b"{\"sharpe\": 9.9}\n"))], Some(&env.key));
+    let f = findings(&env);
+    assert_finding(&f, "product_mismatch", Some(&product));
+    assert_eq!(f.len(), 1, "{f:#?}");
 }
