@@ -1,6 +1,7 @@
 //! The typed `ledger.yaml`. `ledger-template/ledger.yaml` (embedded in the
 //! binary, written by `ledger init`) documents every key and its default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -51,6 +52,13 @@ pub struct Config {
     pub inputs: Vec<String>,
     #[serde(default)]
     pub audit: AuditSection,
+    /// Per-workflow settings; a workflow not named here runs with the
+    /// defaults (no DQ gate).
+    #[serde(default)]
+    pub workflows: BTreeMap<String, WorkflowSection>,
+    /// The data-quality gate's rules.
+    #[serde(default)]
+    pub dq: DqSection,
     #[serde(default)]
     pub products: ProductsSection,
     #[serde(default)]
@@ -134,6 +142,95 @@ impl Default for ContextSection {
 pub struct AuditSection {
     #[serde(default = "default_audit_dir")]
     pub dir: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSection {
+    /// Runs of this workflow need `--dq-input-csv FILE` (or `--skip-dq`).
+    #[serde(default)]
+    pub require_dq: bool,
+}
+
+/// Column types the DQ gate knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Int,
+    Float,
+    /// ISO `YYYY-MM-DD`.
+    Date,
+    String,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Date => "date",
+            ColumnType::String => "string",
+        }
+    }
+}
+
+/// The DQ gate's built-in rules; every one is optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DqSection {
+    /// Required columns and their types.
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnType>,
+    #[serde(default)]
+    pub not_null: Vec<String>,
+    /// Columns whose values together are unique per row.
+    #[serde(default)]
+    pub unique_key: Vec<String>,
+    pub date: Option<DateRule>,
+    /// Inclusive numeric bounds per column.
+    #[serde(default)]
+    pub ranges: BTreeMap<String, Range>,
+    pub min_rows: Option<u64>,
+    /// Largest share of null values allowed in each typed column.
+    pub max_null_fraction: Option<f64>,
+    pub staleness: Option<Staleness>,
+    /// External check run with `sh -c`; `{input}` becomes the CSV's path.
+    /// Exit 0 passes.
+    pub command: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateRule {
+    pub column: String,
+    #[serde(default)]
+    pub sorted: bool,
+    pub max_gap_days: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staleness {
+    pub max_age_days: u32,
+    /// The date the data is judged against (`--dq-as-of` overrides it).
+    #[serde(default, deserialize_with = "iso_date")]
+    pub as_of: Option<time::Date>,
+}
+
+fn iso_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<time::Date>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| {
+        crate::dq::parse_date(t.trim().as_bytes())
+            .ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a date YYYY-MM-DD")))
+    })
+    .transpose()
 }
 
 #[derive(Clone, Debug, Deserialize)]
