@@ -22,20 +22,7 @@ use crate::record::canon::hex;
 /// Line numbers kept per failed rule.
 const FIRST_LINES: usize = 5;
 
-/// One rule's verdict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleOutcome {
-    /// e.g. `columns`, `type:ret`, `not_null:date`, `unique_key`, `date_sorted`,
-    /// `date_gap`, `range:ret`, `min_rows`, `null_fraction:ret`, `staleness`, `csv`.
-    pub rule: String,
-    pub passed: bool,
-    /// Rows (or items) that failed.
-    pub failures: u64,
-    /// The first failing line numbers of the file (1 is the header).
-    pub first_lines: Vec<u64>,
-    pub detail: String,
-}
+pub use crate::record::kinds::RuleOutcome;
 
 /// What the built-in rules found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

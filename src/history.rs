@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::proc::{Here, Liveness};
 use crate::record::kinds::{
-    ContextPredicate, PreflightPredicate, ResultPredicate, StartedPredicate,
+    ContextPredicate, DataQualityPredicate, PreflightPredicate, ResultPredicate, StartedPredicate,
 };
 use crate::record::{self, Kind, Parsed};
 use crate::store::{Snapshot, Store, StoreError};
@@ -61,6 +61,10 @@ impl Run {
         self.get(Kind::Preflight)?.payload.predicate_as().ok()
     }
 
+    pub fn data_quality(&self) -> Option<DataQualityPredicate> {
+        self.get(Kind::DataQuality)?.payload.predicate_as().ok()
+    }
+
     pub fn context(&self) -> Option<ContextPredicate> {
         self.get(Kind::Context)?.payload.predicate_as().ok()
     }
@@ -110,6 +114,11 @@ impl Run {
             (_, Some(_), Some(_)) => Status::Failed,
             (_, Some(_), None) => Status::Running,
             (Some(p), None, None) if !p.passed && self.records.len() == 1 => Status::Blocked,
+            (Some(_), None, None)
+                if self.data_quality().is_some_and(|d| !d.passed) && self.records.len() == 2 =>
+            {
+                Status::Blocked
+            }
             _ => Status::Incomplete,
         }
     }

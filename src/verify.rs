@@ -24,7 +24,8 @@ use crate::history::{History, Status};
 use crate::journal::{self, WriterHead};
 use crate::proc::Here;
 use crate::record::kinds::{
-    CommandPredicate, ContextPredicate, PreflightPredicate, ResultPredicate, StartedPredicate,
+    CommandPredicate, ContextPredicate, DataQualityPredicate, PreflightPredicate, ResultPredicate,
+    StartedPredicate,
 };
 use crate::record::{self, Kind, Parsed, RecordError};
 use crate::store::{self, Snapshot, Store};
@@ -448,6 +449,7 @@ fn check_stored(
 fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {
     match p.kind {
         Kind::Preflight => p.predicate_as::<PreflightPredicate>().map(drop),
+        Kind::DataQuality => p.predicate_as::<DataQualityPredicate>().map(drop),
         Kind::Context => p.predicate_as::<ContextPredicate>().map(drop),
         Kind::Command => p.predicate_as::<CommandPredicate>().map(drop),
         Kind::Started => p.predicate_as::<StartedPredicate>().map(drop),
@@ -533,16 +535,32 @@ fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed
 
 fn check_run_order(ctx: &mut Ctx<'_>, run_id: &str, records: &BTreeMap<Kind, Parsed>) {
     let present: Vec<Kind> = records.keys().copied().collect();
-    let blocked = records
-        .get(&Kind::Preflight)
-        .and_then(|p| p.payload.predicate_as::<PreflightPredicate>().ok())
-        .is_some_and(|p| !p.passed);
-    let expected: &[Kind] = if blocked {
-        &[Kind::Preflight]
-    } else if present.contains(&Kind::Result) {
-        &Kind::ALL
+    let failed = |kind: Kind| -> bool {
+        records.get(&kind).is_some_and(|r| match kind {
+            Kind::Preflight => r
+                .payload
+                .predicate_as::<PreflightPredicate>()
+                .is_ok_and(|p| !p.passed),
+            _ => r
+                .payload
+                .predicate_as::<DataQualityPredicate>()
+                .is_ok_and(|p| !p.passed),
+        })
+    };
+    // preflight [data_quality] context command started [result]; a failed
+    // preflight or DQ gate ends the run right there (blocked).
+    let expected: Vec<Kind> = if failed(Kind::Preflight) {
+        vec![Kind::Preflight]
+    } else if failed(Kind::DataQuality) {
+        vec![Kind::Preflight, Kind::DataQuality]
     } else {
-        &Kind::ALL[..4]
+        Kind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                Kind::DataQuality | Kind::Result => present.contains(k),
+                _ => true,
+            })
+            .collect()
     };
     for kind in expected.iter().filter(|k| !present.contains(k)) {
         ctx.add(
@@ -552,12 +570,12 @@ fn check_run_order(ctx: &mut Ctx<'_>, run_id: &str, records: &BTreeMap<Kind, Par
             format!("{kind} record is missing (deleted?)"),
         );
     }
-    if blocked && present.len() > 1 {
+    if present.len() > expected.len() {
         ctx.add(
             "ran_despite_block",
             Some(run_id),
             None,
-            "records follow a failed preflight".into(),
+            "records follow a failed preflight or DQ gate".into(),
         );
     }
     let mut prev: Option<&Parsed> = None;

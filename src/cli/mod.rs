@@ -1,6 +1,7 @@
 //! The command line: parses, gathers the environment, calls the library and
 //! renders. The only code that prints, reads the environment or picks exit codes.
 
+mod dq;
 mod error;
 mod init;
 mod keygen;
@@ -43,6 +44,7 @@ enum Command {
     Init(init::Args),
     Keygen(keygen::Args),
     Preflight(preflight::Args),
+    Dq(dq::Args),
     Run(run::Args),
     Verify(verify::Args),
     Log(log::LogArgs),
@@ -113,6 +115,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Init(a) => init::exec(a, env, out),
         Command::Keygen(a) => keygen::exec(a, env, out),
         Command::Preflight(a) => preflight::exec(a, env, out),
+        Command::Dq(a) => dq::exec(a, env, out),
         Command::Run(a) => run::exec(a, env, out),
         Command::Verify(a) => verify::exec(a, env, out),
         Command::Log(a) => log::exec_log(a, env, out),
@@ -173,6 +176,12 @@ pub(crate) fn identity(
             )
         }),
     }
+}
+
+/// Parses a `YYYY-MM-DD` flag value.
+pub(crate) fn parse_date(text: &str) -> Result<time::Date, String> {
+    crate::dq::parse_date(text.as_bytes())
+        .ok_or_else(|| format!("{text:?} is not a date YYYY-MM-DD"))
 }
 
 /// Pretty JSON for `--json` outputs, with a final newline.

@@ -43,6 +43,20 @@ pub struct Args {
     /// preflight blocks the run.
     #[arg(long, value_name = "FILE")]
     freeze_file: Option<PathBuf>,
+    /// CSV for the data-quality gate (required by workflows with
+    /// `require_dq`); a failed gate blocks the run (exit 1, recorded).
+    #[arg(long, value_name = "FILE")]
+    dq_input_csv: Option<PathBuf>,
+    /// Date (YYYY-MM-DD) the DQ staleness rule measures against; overrides
+    /// ledger.yaml dq.staleness.as_of.
+    #[arg(long, value_name = "DATE", value_parser = super::parse_date)]
+    dq_as_of: Option<time::Date>,
+    /// Skip the DQ gate; needs --skip-reason, and who skipped it and why are recorded.
+    #[arg(long, requires = "skip_reason")]
+    skip_dq: bool,
+    /// Why the DQ gate is skipped.
+    #[arg(long, value_name = "TEXT", requires = "skip_dq")]
+    skip_reason: Option<String>,
     /// Allow a tag that the ledger already has.
     #[arg(long)]
     rerun: bool,
@@ -77,6 +91,11 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         freeze_file: args
             .freeze_file
             .map(|p| crate::files::from_cwd(&env.cwd, &p)),
+        dq_input: args
+            .dq_input_csv
+            .map(|p| crate::files::from_cwd(&env.cwd, &p)),
+        dq_as_of: args.dq_as_of,
+        skip_dq: args.skip_dq.then(|| args.skip_reason.unwrap_or_default()),
     };
     let mut stderr = std::io::stderr();
     let outcome = crate::run::run(&ws, &signer, &identity, &request, &mut stderr)?;
@@ -85,6 +104,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     } else {
         let mut msg = String::new();
         match outcome.status {
+            Status::Blocked if outcome.data_quality.is_some() => {
+                msg.push_str(&format!(
+                    "ledger: run {} blocked by the data-quality gate; recorded in {}, report in {}/data_quality.log\n",
+                    outcome.run_id, ws.config.ledger.ref_name, outcome.audit_dir
+                ));
+            }
             Status::Blocked => {
                 msg.push_str(&format!(
                     "ledger: run {} blocked by preflight:\n",

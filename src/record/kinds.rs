@@ -55,6 +55,58 @@ pub struct PreflightPredicate {
     pub git: GitFacts,
 }
 
+/// One data-quality rule's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOutcome {
+    /// e.g. `columns`, `type:ret`, `not_null:date`, `unique_key`, `date_sorted`,
+    /// `date_gap`, `range:ret`, `min_rows`, `null_fraction:ret`, `staleness`, `csv`.
+    pub rule: String,
+    pub passed: bool,
+    /// Rows (or items) that failed.
+    pub failures: u64,
+    /// The first failing line numbers of the file (1 is the header).
+    pub first_lines: Vec<u64>,
+    pub detail: String,
+}
+
+/// The external DQ command (ledger.yaml `dq.command`) and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DqCommand {
+    /// The command as run by `sh -c`, `{input}` substituted.
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Digest of its output (in `data_quality.log`).
+    pub output_sha256: String,
+    pub output_bytes: u64,
+}
+
+/// The data-quality gate's verdict on the run's input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataQualityPredicate {
+    pub passed: bool,
+    pub input: FileDigest,
+    /// Data rows read.
+    pub rows: u64,
+    /// The date staleness was judged against.
+    pub as_of: Option<String>,
+    pub rules: Vec<RuleOutcome>,
+    pub command: Option<DqCommand>,
+}
+
+/// A DQ gate skipped on purpose: who and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DqSkip {
+    /// The login that ran `ledger run --skip-dq`.
+    pub by: String,
+    pub owner: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContextPredicate {
@@ -76,6 +128,8 @@ pub struct ContextPredicate {
     pub inputs: Vec<FileDigest>,
     /// The `--freeze-file`, if given.
     pub freeze: Option<Freeze>,
+    /// Set when the workflow requires the DQ gate and it was skipped.
+    pub dq_skip: Option<DqSkip>,
 }
 
 /// The freeze file of a run: its digest, and the commit its name pins.

@@ -27,6 +27,7 @@ pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Preflight,
+    DataQuality,
     Context,
     Command,
     Started,
@@ -34,8 +35,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Preflight,
+        Kind::DataQuality,
         Kind::Context,
         Kind::Command,
         Kind::Started,
@@ -45,6 +47,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Preflight => "preflight",
+            Kind::DataQuality => "data_quality",
             Kind::Context => "context",
             Kind::Command => "command",
             Kind::Started => "started",

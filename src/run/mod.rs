@@ -5,6 +5,7 @@
 //! command. Every bad input is refused before anything is written.
 
 pub mod child;
+pub mod gate;
 pub mod products;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,12 @@ pub struct Request {
     pub echo: bool,
     /// `--freeze-file`, absolute.
     pub freeze_file: Option<PathBuf>,
+    /// `--dq-input-csv`, absolute.
+    pub dq_input: Option<PathBuf>,
+    /// `--dq-as-of`.
+    pub dq_as_of: Option<time::Date>,
+    /// `--skip-dq --skip-reason REASON`.
+    pub skip_dq: Option<String>,
 }
 
 /// How a run ended, for the CLI to report and exit with.
@@ -67,6 +74,8 @@ pub struct Outcome {
     pub records: Vec<String>,
     /// Processes the command left behind (listed in the result, then terminated).
     pub leftover_processes: Vec<Process>,
+    /// The DQ gate's verdict, when it ran.
+    pub data_quality: Option<DataQualityPredicate>,
 }
 
 /// A workflow or tag name: safe in a path, a ref name and a shell word.
@@ -160,6 +169,25 @@ pub fn run(
     if req.threads == Some(0) {
         return Err(Error::input("--threads", "must be at least 1"));
     }
+    let dq_required = ws
+        .config
+        .workflows
+        .get(&req.workflow)
+        .is_some_and(|w| w.require_dq);
+    match (&req.dq_input, &req.skip_dq) {
+        (Some(_), Some(_)) => return Err(Error::input("--skip-dq", "conflicts with --dq-input-csv: run the gate or skip it")),
+        (_, Some(reason)) if reason.trim().is_empty() => {
+            return Err(Error::input("--skip-reason", "say why the DQ gate is skipped; it is recorded"))
+        }
+        (None, None) if dq_required => {
+            return Err(Error::input(
+                "--dq-input-csv",
+                format!("workflow {} requires the DQ gate: pass --dq-input-csv FILE, or --skip-dq --skip-reason \"why\"", req.workflow),
+            ))
+        }
+        (Some(csv), None) if !csv.is_file() => return Err(Error::input("--dq-input-csv", format!("{}: no such file", csv.display()))),
+        _ => {}
+    }
     let store = &ws.store;
     // Runs of this machine whose supervisor died are closed first.
     for done in crate::recover::recover(ws, signer, identity, &crate::proc::Here::read())? {
@@ -247,7 +275,51 @@ pub fn run(
             failed_checks,
             records: sealed.into_iter().map(|r| r.id).collect(),
             leftover_processes: Vec::new(),
+            data_quality: None,
         });
+    }
+
+    let mut data_quality = None;
+    if let Some(csv) = &req.dq_input {
+        std::fs::create_dir_all(&audit_dir).map_err(|e| Error::io(&audit_dir, e))?;
+        let rel =
+            crate::files::relative(&ws.root, csv).unwrap_or_else(|| csv.display().to_string());
+        let log = audit_dir.join("data_quality.log");
+        let dq = gate::check(
+            &ws.root,
+            &ws.config,
+            csv,
+            &rel,
+            req.dq_as_of,
+            gate::Output::Log(&log),
+        )?;
+        let mut human = std::fs::read(&log).unwrap_or_default();
+        human.extend_from_slice(gate::render(&dq).as_bytes());
+        write_copy(&audit_dir, "data_quality.log", &human)?;
+        write_copy(
+            &audit_dir,
+            "data_quality_command.sh",
+            dq_script(&run_id, &ws.root, csv, req.dq_as_of, &dq).as_bytes(),
+        )?;
+        let mut dq_subject = subject.clone();
+        dq_subject.push(Subject::sha256(&dq.input.path, &dq.input.sha256));
+        drafts.push(Draft::new(Kind::DataQuality, &run_id, dq_subject, &dq));
+        if !dq.passed {
+            let sealed = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
+            write_copy(&audit_dir, "preflight.json", &pretty(&sealed[0].payload))?;
+            write!(note, "{}", gate::render(&dq)).ok();
+            return Ok(Outcome {
+                run_id,
+                status: history::Status::Blocked,
+                code: 1,
+                audit_dir: audit_rel,
+                failed_checks: Vec::new(),
+                records: sealed.into_iter().map(|r| r.id).collect(),
+                leftover_processes: Vec::new(),
+                data_quality: Some(dq),
+            });
+        }
+        data_quality = Some(dq);
     }
 
     let env: Vec<(String, String)> = req
@@ -274,6 +346,11 @@ pub fn run(
         env: crate::secrets::capture(&req.env, &ws.config.context.env_allow),
         inputs,
         freeze,
+        dq_skip: req.skip_dq.as_ref().map(|reason| DqSkip {
+            by: req.user.clone(),
+            owner: req.owner.clone(),
+            reason: reason.clone(),
+        }),
     };
     let command = CommandPredicate {
         argv: req.argv.clone(),
@@ -307,8 +384,13 @@ pub fn run(
         &started,
     ));
     let opening = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
-    write_copy(&audit_dir, "preflight.json", &pretty(&opening[0].payload))?;
-    write_copy(&audit_dir, "context.json", &pretty(&opening[1].payload))?;
+    for record in &opening {
+        match record.payload.kind {
+            Kind::Preflight => write_copy(&audit_dir, "preflight.json", &pretty(&record.payload))?,
+            Kind::Context => write_copy(&audit_dir, "context.json", &pretty(&record.payload))?,
+            _ => {}
+        }
+    }
     write_copy(
         &audit_dir,
         "command.sh",
@@ -393,6 +475,7 @@ pub fn run(
         failed_checks: Vec::new(),
         records: opening.into_iter().chain(closing).map(|r| r.id).collect(),
         leftover_processes: exec.leftovers,
+        data_quality,
     })
 }
 
@@ -422,6 +505,30 @@ fn command_script(run_id: &str, command: &CommandPredicate) -> String {
     }
     let words: Vec<String> = command.argv.iter().map(|a| shell_quote(a)).collect();
     out.push_str(&format!("exec {}\n", words.join(" ")));
+    out
+}
+
+/// `data_quality_command.sh`: re-runs the gate by hand.
+fn dq_script(
+    run_id: &str,
+    root: &Path,
+    csv: &Path,
+    as_of: Option<time::Date>,
+    dq: &DataQualityPredicate,
+) -> String {
+    let mut out = format!(
+        "#!/bin/sh\n# data-quality gate of ledger run {run_id}: {}\ncd {} || exit 1\n",
+        if dq.passed { "passed" } else { "failed" },
+        shell_quote(&root.display().to_string())
+    );
+    if let Some(c) = &dq.command {
+        out.push_str(&format!("# dq.command was: {}\n", c.command));
+    }
+    let as_of = as_of.map(|d| format!(" --as-of {d}")).unwrap_or_default();
+    out.push_str(&format!(
+        "exec ledger dq --input {}{as_of}\n",
+        shell_quote(&csv.display().to_string())
+    ));
     out
 }
 

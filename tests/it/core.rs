@@ -96,6 +96,9 @@ fn child_exit_code_is_passed_through_and_recorded() {
         "official run",
         "--threads",
         "8",
+        "--skip-dq",
+        "--skip-reason",
+        "smoke test without data",
         "--",
         "sh",
         "-c",
@@ -135,6 +138,9 @@ fn child_exit_code_is_passed_through_and_recorded() {
     let command = crate::common::decode_payload(
         &env.ledger_file(&format!("runs/{run_id}/command.dsse.json")),
     );
+    let skip = &env.record("context")["predicate"]["dq_skip"];
+    assert_eq!(skip["reason"], "smoke test without data");
+    assert_eq!(skip["by"], "tester");
     assert_eq!(command["predicate"]["argv"][0], "sh");
     assert_eq!(command["predicate"]["env"]["MKL_NUM_THREADS"], "8");
     for file in [

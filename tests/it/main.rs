@@ -3,6 +3,7 @@
 mod common;
 mod concurrency;
 mod core;
+mod dq;
 mod errors;
 mod schemas;
 mod supervise;
