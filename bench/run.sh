@@ -4,6 +4,7 @@
 #   bench/run.sh            # all pairs
 #   bench/run.sh big        # 1 GiB of output: ledger run vs the command redirected to a file
 #   bench/run.sh fixed      # ledger run -- true vs git commit --allow-empty, same repository
+#   bench/run.sh dq         # ledger dq on a generated 1 GiB CSV of 8 columns vs wc -l
 #
 # Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), BENCH_DIR
 # (scratch directory, default a temp dir; needs ~2 GiB free for `big`).

@@ -72,20 +72,69 @@ impl Rule {
     }
 }
 
-/// Hashes everything read through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
+/// The parser's side of the reading thread: chunks in, bytes out.
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
+        while self.at == self.current.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
+}
+
+/// Reads and hashes the whole file on its own thread, handing chunks to the
+/// parser while it listens; the digest always covers every byte.
+fn read_and_hash(
+    mut file: std::fs::File,
+) -> (
+    Chunks,
+    std::thread::JoinHandle<std::io::Result<(String, u64)>>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let reader = std::thread::spawn(move || {
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let mut listening = true;
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let n = match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            chunk.truncate(n);
+            hasher.update(&chunk);
+            bytes += n as u64;
+            if listening && tx.send(chunk).is_err() {
+                listening = false; // the parser stopped early; keep hashing
+            }
+        }
+        Ok((hex(&hasher.finalize()), bytes))
+    });
+    (
+        Chunks {
+            rx,
+            current: Vec::new(),
+            at: 0,
+        },
+        reader,
+    )
 }
 
 /// `YYYY-MM-DD`, strictly.
@@ -105,20 +154,41 @@ pub fn parse_date(text: &[u8]) -> Option<Date> {
 fn type_ok(kind: ColumnType, field: &[u8]) -> bool {
     match kind {
         ColumnType::String => true,
-        ColumnType::Int => std::str::from_utf8(field).is_ok_and(|s| s.parse::<i64>().is_ok()),
-        ColumnType::Float => {
-            std::str::from_utf8(field).is_ok_and(|s| s.parse::<f64>().is_ok_and(f64::is_finite))
-        }
+        ColumnType::Int => is_int(field),
+        ColumnType::Float => parse_f64(field).is_some(),
         ColumnType::Date => parse_date(field).is_some(),
     }
 }
 
+/// An optional sign, then 1 to 18 digits (always fits an i64), or anything
+/// else i64 parses.
+fn is_int(field: &[u8]) -> bool {
+    let digits = field
+        .strip_prefix(b"-")
+        .or_else(|| field.strip_prefix(b"+"))
+        .unwrap_or(field);
+    (1..=18).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        || std::str::from_utf8(field).is_ok_and(|s| s.parse::<i64>().is_ok())
+}
+
+/// A finite float.
+fn parse_f64(field: &[u8]) -> Option<f64> {
+    std::str::from_utf8(field)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
 fn is_null(field: &[u8]) -> bool {
     let t = field.trim_ascii();
-    t.is_empty()
-        || t.eq_ignore_ascii_case(b"null")
-        || t.eq_ignore_ascii_case(b"nan")
-        || t.eq_ignore_ascii_case(b"na")
+    match t.len() {
+        0 => true,
+        2 => t.eq_ignore_ascii_case(b"na"),
+        3 => t.eq_ignore_ascii_case(b"nan"),
+        4 => t.eq_ignore_ascii_case(b"null"),
+        _ => false,
+    }
 }
 
 /// Checks `path` against `rules`. `as_of` overrides `dq.staleness.as_of`.
@@ -130,22 +200,20 @@ pub fn check(
     as_of: Option<Date>,
 ) -> std::io::Result<Report> {
     let file = std::fs::File::open(path)?;
-    let mut hashing = Hashing {
-        inner: file,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let (mut chunks, reader) = read_and_hash(file);
     let as_of = as_of.or(rules.staleness.as_ref().and_then(|s| s.as_of));
-    let (rows, outcomes) = scan(&mut hashing, rules, as_of);
-    // Whatever the parser did not read still belongs to the digest.
-    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    let (rows, outcomes) = scan(&mut chunks, rules, as_of);
+    drop(chunks);
+    let (sha256, bytes) = reader
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked")))?;
     let passed = outcomes.iter().all(|r| r.passed);
     Ok(Report {
         passed,
         input: FileDigest {
             path: rel.to_string(),
-            sha256: hex(&hashing.hasher.finalize()),
-            bytes: hashing.bytes,
+            sha256,
+            bytes,
         },
         rows,
         as_of: as_of.map(|d| d.to_string()),
@@ -285,6 +353,8 @@ fn scan(reader: &mut impl Read, rules: &DqSection, as_of: Option<Date>) -> (u64,
 
     let mut rows = 0u64;
     let mut line = 1u64;
+    let mut row_null: Vec<bool> = Vec::new();
+    let mut row_num: Vec<Option<f64>> = Vec::new();
     loop {
         match csv.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -305,19 +375,34 @@ fn scan(reader: &mut impl Read, rules: &DqSection, as_of: Option<Date>) -> (u64,
         }
         line = record.position().map_or(line + 1, |p| p.line());
         rows += 1;
-        if record.iter().any(|f| std::str::from_utf8(f).is_err()) {
+        if std::str::from_utf8(record.as_slice()).is_err() {
             csv_rule.fail(line);
             csv_rule.detail = format!("line {line}: invalid UTF-8");
             continue;
         }
+        // Each field is classified once per row: null or not, and its number.
+        row_null.clear();
+        row_null.extend(record.iter().map(is_null));
+        row_num.clear();
+        row_num.resize(record.len(), None);
         for (i, kind, rule) in &mut typed {
-            let f = &record[*i];
-            if !is_null(f) && !type_ok(*kind, f.trim_ascii()) {
+            if row_null[*i] {
+                continue;
+            }
+            let f = record[*i].trim_ascii();
+            let ok = match kind {
+                ColumnType::Float => {
+                    row_num[*i] = parse_f64(f);
+                    row_num[*i].is_some()
+                }
+                _ => type_ok(*kind, f),
+            };
+            if !ok {
                 rule.fail(line);
             }
         }
         for (i, rule) in &mut not_null {
-            if is_null(&record[*i]) {
+            if row_null[*i] {
                 rule.fail(line);
             }
         }
@@ -334,19 +419,16 @@ fn scan(reader: &mut impl Read, rules: &DqSection, as_of: Option<Date>) -> (u64,
             }
         }
         for (i, lo, hi, rule) in &mut ranges {
-            let f = record[*i].trim_ascii();
-            if is_null(f) {
+            if row_null[*i] {
                 continue;
             }
-            let v = std::str::from_utf8(f)
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok());
+            let v = row_num[*i].or_else(|| parse_f64(record[*i].trim_ascii()));
             if !v.is_some_and(|v| v >= *lo && v <= *hi) {
                 rule.fail(line);
             }
         }
         for (i, count) in nulls.values_mut() {
-            if is_null(&record[*i]) {
+            if row_null[*i] {
                 *count += 1;
             }
         }

@@ -214,7 +214,15 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap();
-        let members = group_members(child.id());
+        // Right after spawn the exec may not have happened yet.
+        let mut members = group_members(child.id());
+        for _ in 0..200 {
+            if members.first().is_some_and(|m| m.command == "sleep 5") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            members = group_members(child.id());
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(members.len(), 1, "{members:?}");
