@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod dq;
 pub mod error;
 pub mod files;

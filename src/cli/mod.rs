@@ -1,6 +1,7 @@
 //! The command line: parses, gathers the environment, calls the library and
 //! renders. The only code that prints, reads the environment or picks exit codes.
 
+mod demo;
 mod dq;
 mod error;
 mod init;
@@ -41,6 +42,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::Args),
     Init(init::Args),
     Keygen(keygen::Args),
     Preflight(preflight::Args),
@@ -112,6 +114,7 @@ pub fn main() -> i32 {
 
 fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     match command {
+        Command::Demo(a) => demo::exec(a, env, out),
         Command::Init(a) => init::exec(a, env, out),
         Command::Keygen(a) => keygen::exec(a, env, out),
         Command::Preflight(a) => preflight::exec(a, env, out),

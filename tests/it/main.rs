@@ -3,6 +3,7 @@
 mod common;
 mod concurrency;
 mod core;
+mod demo;
 mod dq;
 mod errors;
 mod schemas;

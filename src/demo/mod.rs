@@ -1,0 +1,220 @@
+//! `ledger demo`: a scratch research repository with a sample gate workflow
+//! that needs only a POSIX shell, and three recorded runs (one passing, one
+//! failing a gate, one blocked by the data-quality gate), then `verify`.
+//! Everything goes through the same library calls as the real commands.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::config;
+use crate::run::{self, Outcome, Request};
+use crate::sign::{self, Signer};
+use crate::store::{self, Identity, Store};
+use crate::trust::TrustFile;
+use crate::verify;
+use crate::workspace::Workspace;
+use crate::Error;
+
+const GATES: &str = include_str!("gates.sh");
+const GOOD_CSV: &str = "date,factor,ret,vol\n\
+2026-11-16,momentum,0.0123,0.18\n2026-11-16,value,-0.0041,0.15\n\
+2026-11-17,momentum,0.0087,0.17\n2026-11-17,value,0.0012,0.15\n\
+2026-11-18,momentum,-0.0032,0.19\n2026-11-18,value,0.0025,0.16\n\
+2026-11-19,momentum,0.0101,0.18\n2026-11-19,value,-0.0007,0.15\n\
+2026-11-20,momentum,0.0044,0.18\n2026-11-20,value,0.0019,0.16\n";
+/// A duplicated (date, factor) and a return of 740 %.
+const BAD_CSV: &str = "date,factor,ret,vol\n\
+2026-11-16,momentum,0.0123,0.18\n2026-11-16,value,-0.0041,0.15\n\
+2026-11-17,momentum,0.0087,0.17\n2026-11-17,momentum,7.4,0.15\n\
+2026-11-18,momentum,-0.0032,0.19\n2026-11-18,value,0.0025,0.16\n";
+const DQ_RULES: &str = "dq:
+  # The demo's data-quality rules (see ledger-template/ledger.yaml for all of them).
+  columns: {date: date, factor: string, ret: float, vol: float}
+  not_null: [date, factor, ret]
+  unique_key: [date, factor]
+  date: {column: date, sorted: true, max_gap_days: 4}
+  ranges: {ret: {min: -0.5, max: 0.5}, vol: {min: 0.0, max: 2.0}}
+  min_rows: 4
+  staleness: {max_age_days: 3, as_of: 2026-11-22}
+";
+
+/// What the demo did.
+pub struct Demo {
+    pub repo: PathBuf,
+    pub key: PathBuf,
+    pub trust: PathBuf,
+    pub runs: Vec<Outcome>,
+    pub verify: verify::Report,
+}
+
+fn git(repo: &Path, args: &[&str]) -> Result<(), Error> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .map_err(|e| Error::input("git", format!("cannot run git: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::input(
+            format!("git {}", args.join(" ")),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// The template with the demo's settings, each one marked as such.
+fn demo_config() -> String {
+    let mut text = config::TEMPLATE
+        .replace(
+            "  min_cores: 8",
+            "  min_cores: 1  # lowered for the demo only; official runs keep 8",
+        )
+        .replace(
+            "  min_memory_gb: 60",
+            "  min_memory_gb: 1  # lowered for the demo only; official runs keep 60",
+        )
+        .replace(
+            "  # key: ~/.ssh/id_ed25519",
+            "  key: ../keys/demo_ed25519  # the demo's own key",
+        );
+    let start = text.find("\ndq:\n").map_or(text.len(), |i| i + 1);
+    let end = text.find("\nproducts:\n").map_or(text.len(), |i| i + 1);
+    text.replace_range(start..end, &format!("{DQ_RULES}\n"));
+    text
+}
+
+/// Builds the demo under `dir` (which must be empty or absent).
+pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::input(
+            "DIR",
+            format!(
+                "{} is not empty; give a new or empty directory",
+                dir.display()
+            ),
+        ));
+    }
+    let repo = dir.join("research");
+    let key = dir.join("keys/demo_ed25519");
+    std::fs::create_dir_all(&repo).map_err(|e| Error::io(&repo, e))?;
+    std::fs::create_dir_all(dir.join("keys")).map_err(|e| Error::io(dir, e))?;
+    writeln!(note, "demo: a research repository in {}", repo.display()).ok();
+    git(&repo, &["init", "-q", "-b", "main"])?;
+    git(&repo, &["config", "user.name", "Demo Analyst"])?;
+    git(&repo, &["config", "user.email", "analyst@demo.invalid"])?;
+    let made = sign::keygen(&key, "analyst@demo.invalid")?;
+    writeln!(
+        note,
+        "demo: a signing key {} ({})",
+        key.display(),
+        made.fingerprint
+    )
+    .ok();
+    let trust = repo.join(".ledger/allowed_signers");
+    write(&repo.join(config::FILE_NAME), &demo_config())?;
+    write(
+        &trust,
+        &format!("analyst@demo.invalid {}\n", made.public_openssh),
+    )?;
+    write(&repo.join("scripts/gates.sh"), GATES)?;
+    write(&repo.join("data/prices.csv"), GOOD_CSV)?;
+    write(&repo.join("data/prices_bad.csv"), BAD_CSV)?;
+    write(&repo.join(".gitignore"), "audit/\ngate_results/\n")?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "-q", "-m", "Demo research repository"])?;
+    writeln!(note, "demo: ledger.yaml lowers the preflight limits for the demo only (min_cores 1, min_memory_gb 1)").ok();
+
+    let signer = Signer::load(&key)?;
+    let store = Store::new(store::discover(&repo)?, "refs/heads/ledger");
+    let identity = Identity {
+        name: "Demo Analyst".into(),
+        email: "analyst@demo.invalid".into(),
+    };
+    store.init(&identity, crate::clock::now()?, &|bytes: &[u8]| {
+        signer.sign_commit(bytes)
+    })?;
+    let ws = Workspace::open(&repo)?;
+
+    let plan: [(&str, &str, &str, &str, &str); 3] = [
+        (
+            "committee_demo_momentum",
+            "momentum",
+            "1.21",
+            "0.93",
+            "data/prices.csv",
+        ),
+        (
+            "committee_demo_value",
+            "value",
+            "0.74",
+            "0.31",
+            "data/prices.csv",
+        ),
+        (
+            "committee_demo_bad_data",
+            "quality",
+            "1.05",
+            "0.88",
+            "data/prices_bad.csv",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (tag, factor, s15, s20, csv) in plan {
+        writeln!(note, "\ndemo: ledger run --workflow production_gates --tag {tag} --dq-input-csv {csv} -- sh scripts/gates.sh {factor} …").ok();
+        let request = Request {
+            workflow: "production_gates".into(),
+            tag: tag.into(),
+            owner: "demo".into(),
+            notes: format!("demo run of the {factor} factor"),
+            threads: Some(2),
+            require_clean: true,
+            rerun: false,
+            argv: ["sh", "scripts/gates.sh", factor, tag, s15, s20]
+                .map(String::from)
+                .to_vec(),
+            user: "demo".into(),
+            env: BTreeMap::new(),
+            cwd: repo.clone(),
+            echo: true,
+            freeze_file: None,
+            dq_input: Some(repo.join(csv)),
+            dq_as_of: None,
+            skip_dq: None,
+        };
+        let outcome = run::run(&ws, &signer, &identity, &request, note)?;
+        writeln!(
+            note,
+            "demo: run {} {} (exit {})",
+            outcome.run_id,
+            outcome.status.as_str(),
+            outcome.code
+        )
+        .ok();
+        runs.push(outcome);
+    }
+    let trust_file = TrustFile::load(&trust)?;
+    let report = verify::verify(&ws.store, &trust_file, &crate::proc::Here::read())?;
+    Ok(Demo {
+        repo,
+        key,
+        trust,
+        runs,
+        verify: report,
+    })
+}
