@@ -31,7 +31,10 @@ fn demo_records_three_runs_that_verify() {
     // The demo's repository works with plain commands and plain git.
     let verify = env.ledger_in(&repo, &["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
-    assert!(verify.stdout.contains(", 3 runs, 14 records, 1 writers"), "{verify:?}");
+    assert!(
+        verify.stdout.contains(", 3 runs, 14 records, 1 writers"),
+        "{verify:?}"
+    );
     let log = env.ledger_in(&repo, &["log"]);
     assert_eq!(log.stdout.lines().count(), 3, "{log:?}");
     let fsck = std::process::Command::new("git")
