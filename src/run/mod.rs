@@ -189,15 +189,6 @@ pub fn run(
         _ => {}
     }
     let store = &ws.store;
-    // Runs of this machine whose supervisor died are closed first.
-    for done in crate::recover::recover(ws, signer, identity, &crate::proc::Here::read())? {
-        writeln!(
-            note,
-            "ledger: recorded run {} as aborted (its ledger run process is gone)",
-            done.run_id
-        )
-        .ok();
-    }
     let now = clock::now()?;
     let run_id = format!("{}_{}_{}", clock::compact(now), req.workflow, req.tag);
     let audit_rel = ws.audit_rel(&run_id);
@@ -230,6 +221,16 @@ pub fn run(
             "--tag",
             format!("{} already exists", audit_dir.display()),
         ));
+    }
+    // Every check has passed: from here on the ledger may change. Runs of
+    // this machine whose supervisor died are closed first.
+    for done in crate::recover::recover(ws, signer, identity, &crate::proc::Here::read())? {
+        writeln!(
+            note,
+            "ledger: recorded run {} as aborted (its ledger run process is gone)",
+            done.run_id
+        )
+        .ok();
     }
 
     let freeze = req

@@ -210,3 +210,26 @@ fn kill_9_at_random_moments_never_loses_a_record() {
     std::thread::sleep(Duration::from_millis(600));
     assert!(Path::new(&env.repo).exists());
 }
+
+#[test]
+fn a_refused_run_does_not_recover_anything_first() {
+    let env = TestEnv::init();
+    let mut child = spawn_run(&env, "dies", "echo a; sleep 0.3");
+    wait_for_log(&env, "dies", "a\n");
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let tip = env.ledger_tip();
+    // Refused (the tag is taken): the ledger must not change at all.
+    let out = env.run("dies", &[], &["true"]);
+    crate::common::assert_input_error(&out, "tag \"dies\" is already used");
+    assert_eq!(env.ledger_tip(), tip);
+    // A run that goes ahead closes the aborted one first.
+    let out = assert_ok(env.run("next", &[], &["true"]));
+    assert!(
+        out.stderr
+            .contains("as aborted (its ledger run process is gone)"),
+        "{out:?}"
+    );
+    assert_eq!(result_of(&env, "dies")["predicate"]["status"], "aborted");
+    std::thread::sleep(Duration::from_millis(400));
+}
