@@ -20,7 +20,7 @@ use serde::Serialize;
 use ssh_key::{HashAlg, SshSig};
 
 use crate::clock;
-use crate::history::{History, Status};
+use crate::history::{Run, Status};
 use crate::journal::{self, WriterHead};
 use crate::proc::Here;
 use crate::record::kinds::{
@@ -134,6 +134,7 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
 
     let snapshot = store.snapshot(tip)?;
     let mut records: Vec<(String, Parsed)> = Vec::new();
+    let mut aborted = Vec::new();
     let mut runs = 0;
     for item in snapshot.list("")?.unwrap_or_default() {
         match (item.name.as_str(), item.is_tree()) {
@@ -159,20 +160,22 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
         runs += 1;
         let parsed = check_run_files(&mut ctx, &snapshot, &run.name)?;
         check_run_order(&mut ctx, &run.name, &parsed);
-        records.extend(parsed.into_values().map(|p| (run.name.clone(), p)));
+        let view = Run {
+            run_id: run.name.clone(),
+            records: parsed,
+            unreadable: Vec::new(),
+        };
+        if view.status_here(here) == Status::Aborted {
+            aborted.push(Aborted {
+                run_id: view.run_id.clone(),
+                recovered: view.get(Kind::Result).is_some(),
+            });
+        }
+        records.extend(view.records.into_values().map(|p| (run.name.clone(), p)));
     }
     let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
 
     let record_count = records.len();
-    let aborted = History::load(store)?
-        .runs
-        .iter()
-        .filter(|r| r.status_here(here) == Status::Aborted)
-        .map(|r| Aborted {
-            run_id: r.run_id.clone(),
-            recovered: r.get(Kind::Result).is_some(),
-        })
-        .collect();
     Ok(Report {
         ref_name: store.ref_name().to_string(),
         head: tip.to_string(),
