@@ -12,7 +12,7 @@ use crate::journal::{self, Draft};
 use crate::proc::Here;
 use crate::record::kinds::{CommandPredicate, LogDigest, ResultPredicate};
 use crate::record::{Kind, Subject};
-use crate::run::child;
+use crate::run::{self, child};
 use crate::sign::Signer;
 use crate::store::Identity;
 use crate::workspace::Workspace;
@@ -127,10 +127,7 @@ fn close(
     };
     let dir = ws.audit_dir(&run.run_id);
     if dir.is_dir() {
-        let mut bytes = serde_json::to_vec_pretty(&sealed[0].payload).expect("records serialize");
-        bytes.push(b'\n');
-        let path = dir.join("result.json");
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+        run::write_copy(&dir, "result.json", &run::pretty(&sealed[0].payload))?;
     }
     Ok(Some(Recovered {
         run_id: run.run_id.clone(),

@@ -265,19 +265,26 @@ pub fn run(
         &preflight,
     )];
 
-    if !preflight.passed {
-        let sealed = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
+    // A blocked run keeps what was recorded so far (preflight, and the DQ
+    // verdict when that is what blocked it) and never starts the command.
+    let blocked = |drafts: &[Draft],
+                   failed_checks: Vec<Check>,
+                   data_quality: Option<DataQualityPredicate>| {
+        let sealed = journal::append(store, signer, identity, now, None, drafts, &[], unique)?;
         write_copy(&audit_dir, "preflight.json", &pretty(&sealed[0].payload))?;
-        return Ok(Outcome {
-            run_id,
+        Ok::<_, Error>(Outcome {
+            run_id: run_id.clone(),
             status: history::Status::Blocked,
             code: 1,
-            audit_dir: audit_rel,
+            audit_dir: audit_rel.clone(),
             failed_checks,
             records: sealed.into_iter().map(|r| r.id).collect(),
             leftover_processes: Vec::new(),
-            data_quality: None,
-        });
+            data_quality,
+        })
+    };
+    if !preflight.passed {
+        return blocked(&drafts, failed_checks, None);
     }
 
     let mut data_quality = None;
@@ -306,19 +313,8 @@ pub fn run(
         dq_subject.push(Subject::sha256(&dq.input.path, &dq.input.sha256));
         drafts.push(Draft::new(Kind::DataQuality, &run_id, dq_subject, &dq));
         if !dq.passed {
-            let sealed = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
-            write_copy(&audit_dir, "preflight.json", &pretty(&sealed[0].payload))?;
             write!(note, "{}", gate::render(&dq)).ok();
-            return Ok(Outcome {
-                run_id,
-                status: history::Status::Blocked,
-                code: 1,
-                audit_dir: audit_rel,
-                failed_checks: Vec::new(),
-                records: sealed.into_iter().map(|r| r.id).collect(),
-                leftover_processes: Vec::new(),
-                data_quality: Some(dq),
-            });
+            return blocked(&drafts, Vec::new(), Some(dq));
         }
         data_quality = Some(dq);
     }
@@ -480,13 +476,14 @@ pub fn run(
     })
 }
 
-fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(value).expect("records serialize");
     out.push(b'\n');
     out
 }
 
-fn write_copy(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+/// Writes a human copy atomically (a temporary file, then rename).
+pub(crate) fn write_copy(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
