@@ -150,11 +150,19 @@ impl TestEnv {
 
     /// `ledger run --workflow wf --tag TAG --owner o EXTRA... -- CMD...`
     pub fn run(&self, tag: &str, extra: &[&str], cmd: &[&str]) -> Run {
+        self.run_command(tag, extra, cmd)
+            .output()
+            .expect("ledger runs")
+            .into()
+    }
+
+    /// The command behind [`TestEnv::run`], to spawn or adjust first.
+    pub fn run_command(&self, tag: &str, extra: &[&str], cmd: &[&str]) -> Command {
         let mut args = vec!["run", "--workflow", "wf", "--tag", tag, "--owner", "o"];
         args.extend_from_slice(extra);
         args.push("--");
         args.extend_from_slice(cmd);
-        self.ledger(&args)
+        self.command(&args)
     }
 
     /// The payload of the newest record of `kind` in the ledger.

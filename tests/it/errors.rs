@@ -280,18 +280,9 @@ fn signing_key_resolution_order() {
             .unwrap()
             .to_string()
     };
-    let run = |tag: &str, cmd: &mut std::process::Command| {
-        cmd.args([
-            "run",
-            "--workflow",
-            "wf",
-            "--tag",
-            tag,
-            "--owner",
-            "o",
-            "--",
-            "true",
-        ]);
+    // Each run without LEDGER_KEY, so the later sources are consulted.
+    let run = |tag: &str, extra: &[&str]| {
+        let mut cmd = env.run_command(tag, extra, &["true"]);
         cmd.env_remove("LEDGER_KEY");
         let out: crate::common::Run = cmd.output().unwrap().into();
         assert_eq!(out.code, 0, "{out:?}");
@@ -303,7 +294,7 @@ fn signing_key_resolution_order() {
         "user.signingkey",
         &format!("{}.pub", git_key.display()),
     ]);
-    run("from_git", &mut env.command(&[]));
+    run("from_git", &[]);
     assert_eq!(writer_of(&env), fingerprint(&git_key));
 
     // ledger.yaml signing.key beats git, and `~/` is the home directory.
@@ -312,25 +303,10 @@ fn signing_key_resolution_order() {
         .unwrap()
         .replace("  # key: ~/.ssh/id_ed25519", "  key: ~/home_key");
     std::fs::write(&cfg, text).unwrap();
-    run("from_config", &mut env.command(&[]));
+    run("from_config", &[]);
     assert_eq!(writer_of(&env), fingerprint(&home_key));
 
     // --key beats everything.
-    let mut cmd = env.command(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        "from_flag",
-        "--owner",
-        "o",
-        "--key",
-        env.key.to_str().unwrap(),
-        "--",
-        "true",
-    ]);
-    cmd.env_remove("LEDGER_KEY");
-    let out: crate::common::Run = cmd.output().unwrap().into();
-    assert_eq!(out.code, 0, "{out:?}");
+    run("from_flag", &["--key", env.key.to_str().unwrap()]);
     assert_eq!(writer_of(&env), fingerprint(&env.key));
 }

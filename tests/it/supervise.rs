@@ -9,19 +9,7 @@ use serde_json::Value;
 use crate::common::{assert_ok, Run, TestEnv};
 
 fn spawn_run(env: &TestEnv, tag: &str, script: &str) -> Child {
-    let mut cmd = env.command(&[
-        "run",
-        "--workflow",
-        "wf",
-        "--tag",
-        tag,
-        "--owner",
-        "o",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let mut cmd = env.run_command(tag, &[], &["sh", "-c", script]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.spawn().expect("ledger starts")
 }
