@@ -7,14 +7,14 @@
 use serde::Serialize;
 
 use crate::clock;
-use crate::history::{History, Run, Status};
+use crate::history::{self, Run, Status};
 use crate::journal::{self, Draft};
 use crate::proc::Here;
 use crate::record::kinds::{CommandPredicate, LogDigest, ResultPredicate};
 use crate::record::{Kind, Subject};
 use crate::run::{self, child};
 use crate::sign::Signer;
-use crate::store::Identity;
+use crate::store::{Identity, Store};
 use crate::workspace::Workspace;
 use crate::Error;
 
@@ -27,13 +27,29 @@ pub struct Recovered {
     pub log_bytes: u64,
 }
 
-/// Runs of this machine that are aborted and not yet closed.
-pub fn pending<'h>(history: &'h History, here: &Here) -> Vec<&'h Run> {
-    history
-        .runs
-        .iter()
-        .filter(|r| r.get(Kind::Result).is_none() && r.status_here(here) == Status::Aborted)
-        .collect()
+/// Runs of this machine that are aborted and not yet closed. Only runs
+/// without a `result` file are read at all, so a ledger of closed runs costs
+/// one tree listing per run and no record parsing.
+pub fn pending(store: &Store, here: &Here) -> Result<Vec<Run>, Error> {
+    let Some(tip) = store.tip()? else {
+        return Ok(Vec::new());
+    };
+    let snapshot = store.snapshot(tip)?;
+    let result_file = Kind::Result.file_name();
+    let mut out = Vec::new();
+    for item in snapshot.list("runs")?.unwrap_or_default() {
+        let path = format!("runs/{}", item.name);
+        let open = snapshot
+            .list(&path)?
+            .is_some_and(|files| !files.iter().any(|f| f.name == result_file));
+        if open {
+            let run = history::load_run(&snapshot, &item.name)?;
+            if run.status_here(here) == Status::Aborted {
+                out.push(run);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Closes every pending aborted run with a signed `aborted` result.
@@ -43,10 +59,9 @@ pub fn recover(
     identity: &Identity,
     here: &Here,
 ) -> Result<Vec<Recovered>, Error> {
-    let history = History::load(&ws.store)?;
     let mut out = Vec::new();
-    for run in pending(&history, here) {
-        if let Some(done) = close(ws, signer, identity, run)? {
+    for run in pending(&ws.store, here)? {
+        if let Some(done) = close(ws, signer, identity, &run)? {
             out.push(done);
         }
     }
