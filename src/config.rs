@@ -389,6 +389,27 @@ impl Config {
                 format!("{bad:?} must be a relative glob inside the repository"),
             ));
         }
+        if let Some(bad) = config
+            .products
+            .globs
+            .iter()
+            .find(|p| !crate::files::pattern_is_inside(p))
+        {
+            return Err(invalid(
+                "products.globs",
+                format!("{bad:?} must be a relative glob inside the repository"),
+            ));
+        }
+        if let Some(f) = config
+            .dq
+            .max_null_fraction
+            .filter(|f| !(0.0..=1.0).contains(f))
+        {
+            return Err(invalid(
+                "dq.max_null_fraction",
+                format!("{f} must be between 0 and 1"),
+            ));
+        }
         if config.trust.allowed_signers.trim().is_empty() {
             return Err(invalid("trust.allowed_signers", "must name a file".into()));
         }

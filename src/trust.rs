@@ -302,5 +302,14 @@ mod tests {
         );
         let err = TrustFile::parse(Path::new("s"), &format!("\nx bogus=1 {KEY}\n")).unwrap_err();
         assert_eq!(err.to_string(), "s:2: unsupported option \"bogus=1\"");
+        let err = TrustFile::parse(
+            Path::new("s"),
+            &format!("x valid-after=\"2026-01-01\" {KEY}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s:1: invalid time \"2026-01-01\", expected YYYYMMDD[HHMM[SS]][Z]"
+        );
     }
 }

@@ -310,3 +310,60 @@ fn signing_key_resolution_order() {
     run("from_flag", &["--key", env.key.to_str().unwrap()]);
     assert_eq!(writer_of(&env), fingerprint(&env.key));
 }
+
+#[test]
+fn malformed_config_fields_added_later_name_the_field() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    let good = std::fs::read_to_string(env.repo.join("ledger.yaml")).unwrap();
+    for (text, needle) in [
+        (
+            good.replace(
+                "    - gate_results/**/production_gates_report.json",
+                "    - /etc/*",
+            ),
+            "ledger.yaml: products.globs: \"/etc/*\" must be a relative glob",
+        ),
+        (
+            good.replace("dir: audit/workstation_runs", "dir: ../audit"),
+            "ledger.yaml: audit.dir: \"../audit\"",
+        ),
+        (
+            good.replace(
+                "allowed_signers: .ledger/allowed_signers",
+                "allowed_signers: \" \"",
+            ),
+            "ledger.yaml: trust.allowed_signers: must name a file",
+        ),
+        (
+            good.replace("  not_null: []", "  not_null: []\n  max_null_fraction: 1.5"),
+            "dq.max_null_fraction: 1.5 must be between 0 and 1",
+        ),
+        (
+            good.replace("  columns: {}", "  columns: {ret: decimal}"),
+            "unknown variant `decimal`",
+        ),
+        (
+            good.replace(
+                "  not_null: []",
+                "  not_null: []\n  staleness: {max_age_days: 3, as_of: 20/11/2026}",
+            ),
+            "\"20/11/2026\" is not a date YYYY-MM-DD",
+        ),
+    ] {
+        std::fs::write(env.repo.join("ledger.yaml"), &text).unwrap();
+        let out = env.run("t", &[], &["true"]);
+        assert_input_error(&out, needle);
+        assert!(out.stderr.contains("ledger.yaml"), "{out:?}");
+        assert_eq!(env.ledger_tip(), tip);
+    }
+    std::fs::write(env.repo.join("ledger.yaml"), &good).unwrap();
+    let mut cmd = env.run_command("t", &[], &["true"]);
+    cmd.env("LEDGER_TIMESTAMP", "yesterday");
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_input_error(
+        &out,
+        "LEDGER_TIMESTAMP: \"yesterday\" is not an RFC 3339 time",
+    );
+    assert_eq!(env.ledger_tip(), tip);
+}
