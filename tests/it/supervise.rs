@@ -90,7 +90,11 @@ fn leftover_processes_are_listed_and_terminated() {
     let out = env.run(
         "shard",
         &[],
-        &["sh", "-c", "sleep 300 & sleep 301 & echo main done"],
+        &[
+            "sh",
+            "-c",
+            "sleep 300 & sleep 301 & sleep 0.3; echo main done",
+        ],
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
