@@ -87,6 +87,8 @@ fn signals_to_ledger_reach_the_command_and_are_recorded() {
 #[test]
 fn leftover_processes_are_listed_and_terminated() {
     let env = TestEnv::init();
+    // The pause lets both children exec `sleep` before the shell exits, so
+    // their command lines are what the result lists.
     let out = env.run(
         "shard",
         &[],
