@@ -63,6 +63,78 @@ pub struct Config {
     pub products: ProductsSection,
     #[serde(default)]
     pub log: LogSection,
+    /// How `ledger finalize` reads a run's report.
+    #[serde(default)]
+    pub report: ReportSection,
+    /// Where `ledger finalize` writes its documents.
+    #[serde(default)]
+    pub finalize: FinalizeSection,
+}
+
+/// Where in a team's report JSON finalize finds what it needs: JSON pointers
+/// (RFC 6901). An empty pointer means the report has no such field.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Glob over a run's stored products naming its report.
+    #[serde(default = "default_report_product")]
+    pub product: String,
+    #[serde(default = "default_ptr_factor")]
+    pub factor: String,
+    #[serde(default = "default_ptr_strategy")]
+    pub strategy: String,
+    #[serde(default = "default_ptr_verdict")]
+    pub verdict: String,
+    /// The list of gates.
+    #[serde(default = "default_ptr_gates")]
+    pub gates: String,
+    /// Pointers inside one gate object.
+    #[serde(default)]
+    pub gate: GatePointers,
+    /// An object of metric name to number.
+    #[serde(default = "default_ptr_metrics")]
+    pub metrics: String,
+    /// The metric that ranks runs and factors.
+    #[serde(default = "default_primary_metric")]
+    pub primary_metric: String,
+    #[serde(default = "default_true")]
+    pub higher_is_better: bool,
+    /// Walk-forward shard counts: total and passed.
+    #[serde(default = "default_ptr_wf_shards")]
+    pub walk_forward_shards: String,
+    #[serde(default = "default_ptr_wf_passed")]
+    pub walk_forward_passed: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatePointers {
+    #[serde(default = "default_ptr_name")]
+    pub name: String,
+    #[serde(default = "default_ptr_passed")]
+    pub passed: String,
+    #[serde(default = "default_ptr_value")]
+    pub value: String,
+    #[serde(default = "default_ptr_threshold")]
+    pub threshold: String,
+    #[serde(default = "default_ptr_reason")]
+    pub reason: String,
+    #[serde(default = "default_ptr_cost")]
+    pub cost_multiplier: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeSection {
+    /// One row per run.
+    #[serde(default = "default_stage_log")]
+    pub stage_audit_log: String,
+    /// Written beside each run's report.
+    #[serde(default = "default_summary_name")]
+    pub summary_name: String,
+    /// Written beside each run's report.
+    #[serde(default = "default_review_name")]
+    pub review_name: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -257,6 +329,63 @@ pub struct LogSection {
     pub max_store_bytes: u64,
 }
 
+fn default_report_product() -> String {
+    "**/production_gates_report.json".into()
+}
+fn default_ptr_factor() -> String {
+    "/factor".into()
+}
+fn default_ptr_strategy() -> String {
+    "/strategy".into()
+}
+fn default_ptr_verdict() -> String {
+    "/verdict".into()
+}
+fn default_ptr_gates() -> String {
+    "/gates".into()
+}
+fn default_ptr_metrics() -> String {
+    "/metrics".into()
+}
+fn default_primary_metric() -> String {
+    "sharpe".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_ptr_wf_shards() -> String {
+    "/walk_forward/shards".into()
+}
+fn default_ptr_wf_passed() -> String {
+    "/walk_forward/passed".into()
+}
+fn default_ptr_name() -> String {
+    "/name".into()
+}
+fn default_ptr_passed() -> String {
+    "/passed".into()
+}
+fn default_ptr_value() -> String {
+    "/value".into()
+}
+fn default_ptr_threshold() -> String {
+    "/threshold".into()
+}
+fn default_ptr_reason() -> String {
+    "/reason".into()
+}
+fn default_ptr_cost() -> String {
+    "/cost_multiplier".into()
+}
+fn default_stage_log() -> String {
+    "docs/production_research/STAGE_AUDIT_LOG.md".into()
+}
+fn default_summary_name() -> String {
+    "production_gates_final_summary.md".into()
+}
+fn default_review_name() -> String {
+    "production_gates_run_review.md".into()
+}
 fn default_ref() -> String {
     "refs/heads/ledger".into()
 }
@@ -320,6 +449,44 @@ impl Default for ProductsSection {
         ProductsSection {
             globs: default_product_globs(),
             max_bytes: default_product_max(),
+        }
+    }
+}
+impl Default for ReportSection {
+    fn default() -> Self {
+        ReportSection {
+            product: default_report_product(),
+            factor: default_ptr_factor(),
+            strategy: default_ptr_strategy(),
+            verdict: default_ptr_verdict(),
+            gates: default_ptr_gates(),
+            gate: GatePointers::default(),
+            metrics: default_ptr_metrics(),
+            primary_metric: default_primary_metric(),
+            higher_is_better: true,
+            walk_forward_shards: default_ptr_wf_shards(),
+            walk_forward_passed: default_ptr_wf_passed(),
+        }
+    }
+}
+impl Default for GatePointers {
+    fn default() -> Self {
+        GatePointers {
+            name: default_ptr_name(),
+            passed: default_ptr_passed(),
+            value: default_ptr_value(),
+            threshold: default_ptr_threshold(),
+            reason: default_ptr_reason(),
+            cost_multiplier: default_ptr_cost(),
+        }
+    }
+}
+impl Default for FinalizeSection {
+    fn default() -> Self {
+        FinalizeSection {
+            stage_audit_log: default_stage_log(),
+            summary_name: default_summary_name(),
+            review_name: default_review_name(),
         }
     }
 }
@@ -412,6 +579,79 @@ impl Config {
         }
         if config.trust.allowed_signers.trim().is_empty() {
             return Err(invalid("trust.allowed_signers", "must name a file".into()));
+        }
+        let r = &config.report;
+        let pointers = [
+            ("report.factor", &r.factor),
+            ("report.strategy", &r.strategy),
+            ("report.verdict", &r.verdict),
+            ("report.gates", &r.gates),
+            ("report.metrics", &r.metrics),
+            ("report.walk_forward_shards", &r.walk_forward_shards),
+            ("report.walk_forward_passed", &r.walk_forward_passed),
+            ("report.gate.name", &r.gate.name),
+            ("report.gate.passed", &r.gate.passed),
+            ("report.gate.value", &r.gate.value),
+            ("report.gate.threshold", &r.gate.threshold),
+            ("report.gate.reason", &r.gate.reason),
+            ("report.gate.cost_multiplier", &r.gate.cost_multiplier),
+        ];
+        for (field, pointer) in pointers {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                return Err(invalid(
+                    field,
+                    format!("{pointer:?} is not a JSON pointer (it must start with / or be empty)"),
+                ));
+            }
+        }
+        for (field, pointer) in [
+            ("report.factor", &r.factor),
+            ("report.gates", &r.gates),
+            ("report.gate.name", &r.gate.name),
+            ("report.gate.passed", &r.gate.passed),
+        ] {
+            if pointer.is_empty() {
+                return Err(invalid(
+                    field,
+                    "is required; finalize cannot work without it".into(),
+                ));
+            }
+        }
+        if glob::Pattern::new(&r.product).is_err() || !crate::files::pattern_is_inside(&r.product) {
+            return Err(invalid(
+                "report.product",
+                format!(
+                    "{:?} must be a relative glob inside the repository",
+                    r.product
+                ),
+            ));
+        }
+        let f = &config.finalize;
+        if !is_relative_inside(&f.stage_audit_log) {
+            return Err(invalid(
+                "finalize.stage_audit_log",
+                format!(
+                    "{:?} must be a relative path inside the repository",
+                    f.stage_audit_log
+                ),
+            ));
+        }
+        for (field, name) in [
+            ("finalize.summary_name", &f.summary_name),
+            ("finalize.review_name", &f.review_name),
+        ] {
+            if !is_relative_inside(name) || name.contains('/') || name == &f.stage_audit_log {
+                return Err(invalid(
+                    field,
+                    format!("{name:?} must be a plain file name"),
+                ));
+            }
+        }
+        if f.summary_name == f.review_name {
+            return Err(invalid(
+                "finalize.review_name",
+                "must differ from finalize.summary_name".into(),
+            ));
         }
         Ok(config)
     }

@@ -54,7 +54,10 @@ pub fn writer_path(fingerprint: &str) -> String {
 
 /// Tree path of a record.
 pub fn record_path(run_id: &str, kind: Kind) -> String {
-    format!("runs/{run_id}/{}", kind.file_name())
+    match kind {
+        Kind::Finalize => format!("finalize/{run_id}.dsse.json"),
+        _ => format!("runs/{run_id}/{}", kind.file_name()),
+    }
 }
 
 /// The head of `fingerprint`'s chain in `snapshot`.
@@ -127,7 +130,10 @@ pub fn append(
 fn batch_for(fingerprint: &str, sealed: &[Sealed]) -> Batch {
     let last = sealed.last().expect("a batch has at least one record");
     let kinds: Vec<&str> = sealed.iter().map(|r| r.payload.kind.as_str()).collect();
-    let mut message = format!("run {}: {}\n\n", last.payload.run_id, kinds.join(", "));
+    let mut message = match last.payload.kind {
+        Kind::Finalize => format!("finalize {}\n\n", last.payload.run_id),
+        _ => format!("run {}: {}\n\n", last.payload.run_id, kinds.join(", ")),
+    };
     for r in sealed {
         message.push_str(&format!("{} {}\n", r.payload.kind, r.id));
     }

@@ -71,6 +71,8 @@ pub struct Report {
     pub trust_file: String,
     pub commits: usize,
     pub runs: usize,
+    /// `finalize` records.
+    pub finalizes: usize,
     pub records: usize,
     pub writers: usize,
     pub ok: bool,
@@ -138,7 +140,10 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
     let mut runs = 0;
     for item in snapshot.list("")?.unwrap_or_default() {
         match (item.name.as_str(), item.is_tree()) {
-            (store::FORMAT_FILE, false) | ("runs", true) | ("writers", true) => {}
+            (store::FORMAT_FILE, false)
+            | ("runs", true)
+            | ("writers", true)
+            | ("finalize", true) => {}
             (name, _) => ctx.add(
                 "unexpected_entry",
                 None,
@@ -173,6 +178,11 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
         }
         records.extend(view.records.into_values().map(|p| (run.name.clone(), p)));
     }
+    let mut finalizes = 0;
+    for (id, parsed) in check_finalize_files(&mut ctx, &snapshot)? {
+        finalizes += 1;
+        records.push((id, parsed));
+    }
     let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
 
     let record_count = records.len();
@@ -182,6 +192,7 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
         trust_file: trust.path.display().to_string(),
         commits: commits.len(),
         runs,
+        finalizes,
         records: record_count,
         writers,
         ok: ctx.findings.is_empty(),
@@ -285,21 +296,8 @@ fn check_run_files(
             );
             continue;
         };
-        let parsed = match record::parse(&snapshot.blob(item.id)?) {
-            Ok(p) => p,
-            Err(RecordError::NotCanonical) => {
-                ctx.add(
-                    "non_canonical",
-                    Some(run_id),
-                    Some(&path),
-                    "payload is not RFC 8785 canonical JSON (edited or re-encoded)".into(),
-                );
-                continue;
-            }
-            Err(e) => {
-                ctx.add("malformed_record", Some(run_id), Some(&path), e.to_string());
-                continue;
-            }
+        let Some(parsed) = parse_record(ctx, Some(run_id), &path, &snapshot.blob(item.id)?) else {
+            continue;
         };
         check_signatures(ctx, run_id, &path, &parsed);
         let p = &parsed.payload;
@@ -357,6 +355,85 @@ fn check_run_files(
         }
     }
     check_stored(ctx, snapshot, run_id, &out, &stored)?;
+    Ok(out)
+}
+
+/// Parses stored envelope bytes, reporting why they are not a record.
+fn parse_record(ctx: &mut Ctx<'_>, run: Option<&str>, path: &str, bytes: &[u8]) -> Option<Parsed> {
+    match record::parse(bytes) {
+        Ok(p) => Some(p),
+        Err(RecordError::NotCanonical) => {
+            ctx.add(
+                "non_canonical",
+                run,
+                Some(path),
+                "payload is not RFC 8785 canonical JSON (edited or re-encoded)".into(),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.add("malformed_record", run, Some(path), e.to_string());
+            None
+        }
+    }
+}
+
+/// Parses and authenticates `finalize/<id>.dsse.json`, returning each
+/// well-placed record by its finalize id.
+fn check_finalize_files(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+) -> Result<Vec<(String, Parsed)>, Error> {
+    let mut out = Vec::new();
+    for item in snapshot.list("finalize")?.unwrap_or_default() {
+        let path = format!("finalize/{}", item.name);
+        let Some(id) = item
+            .name
+            .strip_suffix(".dsse.json")
+            .filter(|_| !item.is_tree())
+        else {
+            ctx.add(
+                "unexpected_entry",
+                None,
+                Some(&path),
+                "not a finalize record of the ledger layout".into(),
+            );
+            continue;
+        };
+        let Some(parsed) = parse_record(ctx, None, &path, &snapshot.blob(item.id)?) else {
+            continue;
+        };
+        check_signatures(ctx, id, &path, &parsed);
+        let p = &parsed.payload;
+        if p.kind != Kind::Finalize || p.run_id != id {
+            ctx.add(
+                "wrong_place",
+                None,
+                Some(&path),
+                format!(
+                    "file holds the {} record {} (moved or copied here)",
+                    p.kind, p.run_id
+                ),
+            );
+            continue;
+        }
+        if p.schema != p.kind.schema()
+            || p.predicate_type != p.kind.predicate_type()
+            || p.statement_type != record::STATEMENT_TYPE
+            || p.run_prev.is_some()
+        {
+            ctx.add(
+                "schema_mismatch",
+                None,
+                Some(&path),
+                "schema, predicateType or run_prev do not match a finalize record".into(),
+            );
+        }
+        if let Err(e) = typed_predicate(p) {
+            ctx.add("malformed_record", None, Some(&path), e.to_string());
+        }
+        out.push((id.to_string(), parsed));
+    }
     Ok(out)
 }
 
@@ -457,6 +534,9 @@ fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {
         Kind::Command => p.predicate_as::<CommandPredicate>().map(drop),
         Kind::Started => p.predicate_as::<StartedPredicate>().map(drop),
         Kind::Result => p.predicate_as::<ResultPredicate>().map(drop),
+        Kind::Finalize => p
+            .predicate_as::<crate::record::FinalizePredicate>()
+            .map(drop),
     }
 }
 

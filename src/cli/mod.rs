@@ -4,6 +4,7 @@
 mod demo;
 mod dq;
 mod error;
+mod finalize;
 mod init;
 mod keygen;
 mod log;
@@ -52,6 +53,7 @@ enum Command {
     Log(log::LogArgs),
     Show(log::ShowArgs),
     Recover(recover::Args),
+    Finalize(finalize::Args),
 }
 
 /// What the commands read from the process environment.
@@ -124,6 +126,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Log(a) => log::exec_log(a, env, out),
         Command::Show(a) => log::exec_show(a, env, out),
         Command::Recover(a) => recover::exec(a, env, out),
+        Command::Finalize(a) => finalize::exec(a, env, out),
     }
 }
 

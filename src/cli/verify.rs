@@ -17,6 +17,10 @@ pub struct Args {
     /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
     #[arg(long, value_name = "FILE")]
     trust: Option<PathBuf>,
+    /// Also check the projection files on disk against the newest finalize
+    /// record and against a fresh projection of the ledger.
+    #[arg(long)]
+    projections: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -30,12 +34,28 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         None => ws.trust_path(),
     };
     let trust = TrustFile::load(&trust_path).map_err(crate::Error::from)?;
-    let report = crate::verify::verify(&ws.store, &trust, &crate::proc::Here::read())?;
+    let mut report = crate::verify::verify(&ws.store, &trust, &crate::proc::Here::read())?;
+    if args.projections {
+        if ws.store.workdir().is_none() {
+            return Err(CliError::usage(
+                "verify --projections needs a work tree (the projection files live there)",
+            ));
+        }
+        report
+            .findings
+            .extend(crate::finalize::check_projections(&ws, &trust)?);
+        report.ok = report.findings.is_empty();
+    }
     if args.json {
         super::json(&report, out);
     } else {
+        let finalizes = match report.finalizes {
+            0 => String::new(),
+            1 => " (1 finalize record)".to_string(),
+            n => format!(" ({n} finalize records)"),
+        };
         let mut text = format!(
-            "ledger {} at {}\ntrust {}\nchecked {} commits, {} runs, {} records, {} writers\n",
+            "ledger {} at {}\ntrust {}\nchecked {} commits, {} runs, {} records{finalizes}, {} writers\n",
             report.ref_name,
             report.head,
             report.trust_file,

@@ -226,3 +226,19 @@ pub struct ResultPredicate {
     /// the run, sorted by path.
     pub products: Vec<Product>,
 }
+
+/// What `ledger finalize` read and wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizePredicate {
+    /// The ledger commit the projection was computed from.
+    pub ledger_head: String,
+    /// Runs in the ledger at that head.
+    pub runs: u64,
+    /// SHA-256 of the ledger.yaml the projection used.
+    pub config_sha256: String,
+    /// `--require-final-summary`.
+    pub require_final_summary: bool,
+    /// Every file written, sorted by path.
+    pub files: Vec<FileDigest>,
+}

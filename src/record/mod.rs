@@ -32,9 +32,14 @@ pub enum Kind {
     Command,
     Started,
     Result,
+    /// Not part of a run: `ledger finalize` read the ledger at a head and
+    /// wrote these projection files. Stored at `finalize/<id>.dsse.json`,
+    /// where the header's `run_id` is the finalize id.
+    Finalize,
 }
 
 impl Kind {
+    /// The kinds of a run's records, in order.
     pub const ALL: [Kind; 6] = [
         Kind::Preflight,
         Kind::DataQuality,
@@ -52,6 +57,7 @@ impl Kind {
             Kind::Command => "command",
             Kind::Started => "started",
             Kind::Result => "result",
+            Kind::Finalize => "finalize",
         }
     }
 

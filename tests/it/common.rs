@@ -237,11 +237,28 @@ impl TestEnv {
         ids
     }
 
+    /// Like [`TestEnv::command`], but through `sh -c "<prelude>; exec ledger ARGS"`
+    /// (e.g. to set a umask first).
+    pub fn command_after(&self, prelude: &str, args: &[&str]) -> Command {
+        let n = self.tick.get();
+        self.tick.set(n + 1);
+        let mut cmd = self.base_command("sh", &self.repo);
+        cmd.arg("-c")
+            .arg(format!("{prelude}; exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(args)
+            .env("LEDGER_KEY", &self.key)
+            .env("LEDGER_TIMESTAMP", timestamp(n));
+        cmd
+    }
+
     /// Every record payload in the ledger, decoded from its envelope.
     pub fn payloads(&self) -> Vec<Value> {
         self.ledger_paths()
             .iter()
-            .filter(|p| p.starts_with("runs/") && p.ends_with(".dsse.json"))
+            .filter(|p| {
+                (p.starts_with("runs/") || p.starts_with("finalize/")) && p.ends_with(".dsse.json")
+            })
             .map(|p| decode_payload(&self.ledger_file(p)))
             .collect()
     }

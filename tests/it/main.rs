@@ -6,6 +6,7 @@ mod core;
 mod demo;
 mod dq;
 mod errors;
+mod finalize;
 mod schemas;
 mod supervise;
 mod tamper;

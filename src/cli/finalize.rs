@@ -1,0 +1,274 @@
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{CliError, Env};
+use crate::finalize::{self, Difference, Recorded, Written};
+use crate::project::{Options, RunOutline, StageStatus};
+use crate::trust::TrustFile;
+use crate::workspace::Workspace;
+
+/// Render every audit document from the ledger, and record what was written.
+///
+/// Writes, as pure functions of the ledger and ledger.yaml (byte-identical on
+/// any machine, any day, in any time zone):
+///   docs/production_research/STAGE_AUDIT_LOG.md        one row per run
+///   <report dir>/production_gates_final_summary.md     per run with a report
+///   <report dir>/production_gates_run_review.md        per run with a report
+///   audit/workstation_runs/<run>/governance_audit_check.{json,md}
+///   audit/workstation_runs/<run>/governance_remediation_plan.{json,md}
+/// then commits a signed `finalize` record with the ledger head it read and
+/// the sha256 of every file (none when nothing changed), and prints the
+/// checklist a committee secretary walks.
+///
+/// Examples:
+///   ledger finalize
+///   ledger finalize --check                 # diff only, exit 1 on any difference
+///   ledger finalize --tag committee_2026-11-22_run1 --require-final-summary
+///   ledger finalize --commit                # also commit the files on your branch
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only the stage audit log and this run's documents (a tag or a run id).
+    #[arg(long, value_name = "TAG")]
+    tag: Option<String>,
+    /// A run without a final summary (no valid report) fails governance.
+    #[arg(long)]
+    require_final_summary: bool,
+    /// Write nothing: print a unified diff of every file that differs from a
+    /// fresh projection and exit 1 if any does.
+    #[arg(long, conflicts_with = "commit")]
+    check: bool,
+    /// Also commit exactly the projection files on the current branch;
+    /// refused when other changes are staged.
+    #[arg(long)]
+    commit: bool,
+    /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
+    /// Signing key (default: $LEDGER_KEY, ledger.yaml signing.key, git's user.signingkey).
+    #[arg(long, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct CheckOutcome<'a> {
+    ledger_head: &'a str,
+    clean: bool,
+    differences: &'a [Difference],
+}
+
+#[derive(Serialize)]
+struct Outcome<'a> {
+    ledger_head: &'a str,
+    runs: usize,
+    files: &'a [Written],
+    finalize: &'a Recorded,
+    branch_commit: Option<String>,
+    checklist: &'a [Item],
+}
+
+/// One line of the secretary's checklist.
+#[derive(Serialize)]
+struct Item {
+    ok: bool,
+    run_id: Option<String>,
+    text: String,
+}
+
+pub(crate) fn load_trust(
+    flag: Option<PathBuf>,
+    ws: &Workspace,
+    env: &Env,
+) -> Result<TrustFile, CliError> {
+    let path = match flag {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => env.cwd.join(p),
+        None => ws.trust_path(),
+    };
+    Ok(TrustFile::load(&path).map_err(crate::Error::from)?)
+}
+
+pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
+    let ws = Workspace::open_worktree(&env.cwd)?;
+    let trust = load_trust(args.trust, &ws, env)?;
+    let options = Options {
+        require_final_summary: args.require_final_summary,
+    };
+    let computed = finalize::compute(&ws, &trust, options, args.tag.as_deref())?;
+    if args.check {
+        let diffs = finalize::differences(&ws.root, &computed.projection);
+        if args.json {
+            super::json(
+                &CheckOutcome {
+                    ledger_head: &computed.head,
+                    clean: diffs.is_empty(),
+                    differences: &diffs,
+                },
+                out,
+            );
+        } else {
+            for d in &diffs {
+                out.extend_from_slice(d.diff.as_bytes());
+            }
+            out.extend_from_slice(
+                match diffs.len() {
+                    0 => format!(
+                        "finalize --check: {} files match the projection of ledger head {}\n",
+                        computed.projection.files.len(),
+                        computed.head
+                    ),
+                    n => format!(
+                        "finalize --check: {n} of {} files differ from the projection of ledger head {}; run `ledger finalize`\n",
+                        computed.projection.files.len(),
+                        computed.head
+                    ),
+                }
+                .as_bytes(),
+            );
+        }
+        return Ok(if diffs.is_empty() { 0 } else { 1 });
+    }
+    let paths: Vec<String> = computed.projection.files.keys().cloned().collect();
+    if args.commit {
+        let foreign = finalize::foreign_staged(&ws.root, &paths)?;
+        if !foreign.is_empty() {
+            return Err(CliError::usage(format!(
+                "finalize --commit: other changes are staged ({}); commit or unstage them first",
+                foreign.join(", ")
+            )));
+        }
+    }
+    let signer = super::resolve_key(args.key, Some(&ws.config), &ws.store, &ws.root, env)?;
+    let identity = super::identity(&ws.store, &signer);
+    let written = finalize::write(&ws.root, &computed.projection)?;
+    let at = crate::clock::now()?;
+    let recorded = finalize::record(&ws, &signer, &identity, at, &computed)?;
+    let branch_commit = if args.commit {
+        finalize::commit_on_branch(&ws.root, &paths, &computed.head)?
+    } else {
+        None
+    };
+    let checklist = checklist(&ws, &computed.projection.runs);
+    if args.json {
+        super::json(
+            &Outcome {
+                ledger_head: &computed.head,
+                runs: computed.runs,
+                files: &written,
+                finalize: &recorded,
+                branch_commit,
+                checklist: &checklist,
+            },
+            out,
+        );
+        return Ok(0);
+    }
+    let changed = written.iter().filter(|w| w.changed).count();
+    let mut text = format!(
+        "finalize: ledger head {}, {} runs\nwrote {changed} files, {} already up to date\n",
+        computed.head,
+        computed.runs,
+        written.len() - changed
+    );
+    match &recorded.record {
+        Some(id) => text.push_str(&format!(
+            "recorded finalize {} ({id})\n",
+            recorded.finalize_id
+        )),
+        None => text.push_str(&format!(
+            "no new finalize record: {} already covers these files\n",
+            recorded.finalize_id
+        )),
+    }
+    if args.commit {
+        match &branch_commit {
+            Some(c) => text.push_str(&format!("committed the projection files as {c}\n")),
+            None => text.push_str("nothing to commit: the branch already has these files\n"),
+        }
+    }
+    for f in &computed.ledger_findings {
+        text.push_str(&format!("warning: ledger: {f}\n"));
+    }
+    text.push_str("\nchecklist:\n");
+    for item in &checklist {
+        let indent = if item.run_id.is_some() { "    " } else { "  " };
+        text.push_str(&format!(
+            "{indent}[{}] {}\n",
+            if item.ok { "x" } else { " " },
+            item.text
+        ));
+    }
+    out.extend_from_slice(text.as_bytes());
+    Ok(0)
+}
+
+fn checklist(ws: &Workspace, runs: &[RunOutline]) -> Vec<Item> {
+    let present = |p: &str| ws.root.join(p).is_file();
+    let mut items = vec![Item {
+        ok: present(&ws.config.finalize.stage_audit_log),
+        run_id: None,
+        text: format!("{} present", ws.config.finalize.stage_audit_log),
+    }];
+    for r in runs {
+        items.push(Item {
+            ok: true,
+            run_id: None,
+            text: format!("run {} ({})", r.run_id, r.tag),
+        });
+        let id = Some(r.run_id.clone());
+        items.push(Item {
+            ok: r.status != StageStatus::InProgress,
+            run_id: id.clone(),
+            text: match r.status {
+                StageStatus::InProgress => "stage row not final: the run is in progress".into(),
+                s => format!("stage row final: {}", s.as_str()),
+            },
+        });
+        match (&r.paths.summary, &r.no_summary) {
+            (Some(p), _) => items.push(Item {
+                ok: present(p),
+                run_id: id.clone(),
+                text: format!("final summary {p}"),
+            }),
+            (None, why) => items.push(Item {
+                ok: r.status == StageStatus::Blocked,
+                run_id: id.clone(),
+                text: format!(
+                    "no final summary: {}",
+                    why.as_deref().unwrap_or("no report")
+                ),
+            }),
+        }
+        match r.governance_passed {
+            None => items.push(Item {
+                ok: false,
+                run_id: id.clone(),
+                text: "governance pending: the run is in progress".into(),
+            }),
+            Some(passed) => {
+                let gov = r.paths.governance_md.clone().unwrap_or_default();
+                items.push(Item {
+                    ok: present(&gov),
+                    run_id: id.clone(),
+                    text: if passed {
+                        format!("governance pass: {gov}")
+                    } else {
+                        format!("governance FAIL ({} failed): {gov}", r.failed_checks)
+                    },
+                });
+                if !passed {
+                    let plan = r.paths.remediation_md.clone().unwrap_or_default();
+                    items.push(Item {
+                        ok: present(&plan),
+                        run_id: id.clone(),
+                        text: format!("remediation plan {plan}"),
+                    });
+                }
+            }
+        }
+    }
+    items
+}

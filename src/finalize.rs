@@ -1,0 +1,548 @@
+//! `ledger finalize`: read the ledger, render the projections, write them
+//! into the work tree, and record what was written in a signed `finalize`
+//! record. Also the read-only checks behind `finalize --check` and
+//! `verify --projections`.
+//!
+//! Only files the projection names are ever written, only inside the work
+//! tree, never through a symlink and never under `.git`. The record is
+//! committed after every file is in place, so a failure leaves the ledger as
+//! it was.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::is_relative_inside;
+use crate::files::FileDigest;
+use crate::history::History;
+use crate::journal::{self, Draft};
+use crate::project::{self, Options, Projection, ReportSource, RunExtras};
+use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
+use crate::sign::Signer;
+use crate::store::{Identity, Snapshot};
+use crate::trust::TrustFile;
+use crate::verify::{self, Finding};
+use crate::workspace::Workspace;
+use crate::Error;
+
+/// A projection with what it was computed from.
+#[derive(Debug)]
+pub struct Computed {
+    /// The ledger commit read.
+    pub head: String,
+    pub runs: usize,
+    pub config_sha256: String,
+    pub options: Options,
+    pub projection: Projection,
+    /// Verify's findings that concern no single run (commits, writers).
+    pub ledger_findings: Vec<Finding>,
+}
+
+/// Reads the ledger at its tip, verifies it against `trust`, and renders the
+/// projection (only the stage log and `tag`'s documents when a tag is given).
+pub fn compute(
+    ws: &Workspace,
+    trust: &TrustFile,
+    options: Options,
+    tag: Option<&str>,
+) -> Result<Computed, Error> {
+    let store = &ws.store;
+    let tip = store.require_tip()?;
+    let history = History::load(store)?;
+    let report = verify::verify(store, trust, &crate::proc::Here::read())?;
+    let snapshot = store.snapshot(tip)?;
+    let mut extras = BTreeMap::new();
+    for run in &history.runs {
+        let mut e = load_extras(&snapshot, ws, run)?;
+        e.integrity = report
+            .findings
+            .iter()
+            .filter(|f| f.run.as_deref() == Some(run.run_id.as_str()))
+            .map(|f| match &f.record {
+                Some(r) => format!("{r}: {} [{}]", f.message, f.code),
+                None => format!("{} [{}]", f.message, f.code),
+            })
+            .collect();
+        extras.insert(run.run_id.clone(), e);
+    }
+    let trust_name = trust
+        .path
+        .strip_prefix(&ws.root)
+        .unwrap_or(&trust.path)
+        .display()
+        .to_string();
+    let input = project::Input {
+        history: &history,
+        config: &ws.config,
+        extras: &extras,
+        trust_file: &trust_name,
+        options,
+    };
+    let mut projection = project::project(&input);
+    if let Some(tag) = tag {
+        let Some(run) = history.find(tag) else {
+            return Err(Error::input(
+                "--tag",
+                format!("no run with tag or id {tag:?} in the ledger"),
+            ));
+        };
+        let keep: Vec<String> = projection
+            .runs
+            .iter()
+            .filter(|r| r.run_id == run.run_id)
+            .flat_map(|r| {
+                let p = &r.paths;
+                [
+                    &p.summary,
+                    &p.review,
+                    &p.governance_json,
+                    &p.governance_md,
+                    &p.remediation_json,
+                    &p.remediation_md,
+                ]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+            })
+            .chain([ws.config.finalize.stage_audit_log.clone()])
+            .collect();
+        projection.files.retain(|path, _| keep.contains(path));
+        projection.runs.retain(|r| r.run_id == run.run_id);
+    }
+    let config_bytes = std::fs::read(&ws.config_path).unwrap_or_default();
+    Ok(Computed {
+        head: tip.to_string(),
+        runs: history.runs.len(),
+        config_sha256: canon::sha256_hex(&config_bytes),
+        options,
+        projection,
+        ledger_findings: report
+            .findings
+            .into_iter()
+            .filter(|f| f.run.is_none())
+            .collect(),
+    })
+}
+
+fn load_extras(
+    snapshot: &Snapshot<'_>,
+    ws: &Workspace,
+    run: &crate::history::Run,
+) -> Result<RunExtras, Error> {
+    let mut extras = RunExtras::default();
+    let Some(result) = run.result() else {
+        return Ok(extras);
+    };
+    extras.report = find_report(snapshot, ws, &run.run_id, &result)?;
+    if result.log.stored {
+        if let Some(bytes) = snapshot.read(&format!("runs/{}/log", run.run_id))? {
+            extras.log_matches = Some(
+                bytes.len() as u64 == result.log.bytes
+                    && canon::sha256_hex(&bytes) == result.log.sha256,
+            );
+        }
+    }
+    for (rel, item) in snapshot.walk(&format!("runs/{}/inputs", run.run_id))? {
+        extras.inputs.insert(rel, snapshot.blob(item.id)?);
+    }
+    Ok(extras)
+}
+
+fn find_report(
+    snapshot: &Snapshot<'_>,
+    ws: &Workspace,
+    run_id: &str,
+    result: &ResultPredicate,
+) -> Result<Option<ReportSource>, Error> {
+    let pattern = glob::Pattern::new(&ws.config.report.product)
+        .expect("ledger.yaml report.product was checked on load");
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: false,
+        require_literal_leading_dot: false,
+    };
+    let Some(product) = result
+        .products
+        .iter()
+        .find(|p| pattern.matches_with(&p.path, options))
+    else {
+        return Ok(None);
+    };
+    if !product.stored {
+        return Ok(Some(ReportSource::NotStored {
+            path: product.path.clone(),
+            bytes: product.bytes,
+        }));
+    }
+    Ok(snapshot
+        .read(&format!("runs/{run_id}/products/{}", product.path))?
+        .map(|bytes| ReportSource::Stored {
+            path: product.path.clone(),
+            bytes,
+        }))
+}
+
+/// How a file on disk compares with the projection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Same,
+    Missing,
+    Differs,
+}
+
+/// One projection file that is not as projected.
+#[derive(Clone, Debug, Serialize)]
+pub struct Difference {
+    pub path: String,
+    pub state: FileState,
+    /// Unified diff from the file on disk to the projection.
+    pub diff: String,
+}
+
+/// Compares the projection with the work tree; writes nothing.
+pub fn differences(root: &Path, projection: &Projection) -> Vec<Difference> {
+    let mut out = Vec::new();
+    for (path, want) in &projection.files {
+        let (state, have) = match std::fs::read(root.join(path)) {
+            Ok(have) if &have == want => continue,
+            Ok(have) => (FileState::Differs, have),
+            Err(_) => (FileState::Missing, Vec::new()),
+        };
+        let have_text = String::from_utf8_lossy(&have);
+        let want_text = String::from_utf8_lossy(want);
+        let old_header = match state {
+            FileState::Missing => "/dev/null".to_string(),
+            _ => format!("a/{path}"),
+        };
+        let diff = similar::TextDiff::from_lines(have_text.as_ref(), want_text.as_ref())
+            .unified_diff()
+            .context_radius(3)
+            .header(&old_header, &format!("b/{path}"))
+            .to_string();
+        out.push(Difference {
+            path: path.clone(),
+            state,
+            diff,
+        });
+    }
+    out
+}
+
+/// A file finalize wrote or found already right.
+#[derive(Clone, Debug, Serialize)]
+pub struct Written {
+    pub path: String,
+    pub changed: bool,
+}
+
+/// Writes the projection's files, each atomically (temp file + rename).
+pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
+    let mut out = Vec::new();
+    for (rel, bytes) in &projection.files {
+        let path = safe_path(root, rel)?;
+        if std::fs::read(&path).is_ok_and(|have| &have == bytes) {
+            out.push(Written {
+                path: rel.clone(),
+                changed: false,
+            });
+            continue;
+        }
+        let dir = path.parent().expect("a file inside the root has a parent");
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let tmp = dir.join(format!(
+            ".{}.ledger-tmp-{}",
+            path.file_name()
+                .expect("a file path has a name")
+                .to_string_lossy(),
+            std::process::id()
+        ));
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        out.push(Written {
+            path: rel.clone(),
+            changed: true,
+        });
+    }
+    Ok(out)
+}
+
+/// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes
+/// through a symlink or a non-directory; the file itself, if it exists, must be
+/// a regular file.
+fn safe_path(root: &Path, rel: &str) -> Result<std::path::PathBuf, Error> {
+    let refuse = |why: &str| {
+        Error::input(
+            format!("projection file {rel:?}"),
+            format!("{why}; nothing is written there"),
+        )
+    };
+    if !is_relative_inside(rel) {
+        return Err(refuse("not a plain relative path inside the work tree"));
+    }
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut path = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&path) {
+            Err(_) => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(&format!(
+                    "{} is a symlink",
+                    path.strip_prefix(root).unwrap_or(&path).display()
+                )))
+            }
+            Ok(m) if last && !m.is_file() => return Err(refuse("exists and is not a file")),
+            Ok(m) if !last && !m.is_dir() => {
+                return Err(refuse(&format!(
+                    "{} is not a directory",
+                    path.strip_prefix(root).unwrap_or(&path).display()
+                )))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(path)
+}
+
+/// The digests of the projection's files, sorted by path.
+pub fn digests(projection: &Projection) -> Vec<FileDigest> {
+    projection
+        .files
+        .iter()
+        .map(|(path, bytes)| FileDigest {
+            path: path.clone(),
+            sha256: canon::sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+        })
+        .collect()
+}
+
+/// The newest `finalize` record at `snapshot`: (finalize id, predicate).
+pub fn newest(snapshot: &Snapshot<'_>) -> Result<Option<(String, FinalizePredicate)>, Error> {
+    let mut best: Option<(String, u64, String, FinalizePredicate)> = None;
+    for item in snapshot.list("finalize")?.unwrap_or_default() {
+        let Ok(parsed) = crate::record::parse(&snapshot.blob(item.id)?) else {
+            continue;
+        };
+        let Ok(pred) = parsed.payload.predicate_as::<FinalizePredicate>() else {
+            continue;
+        };
+        let key = (parsed.payload.at.clone(), parsed.payload.seq);
+        if best
+            .as_ref()
+            .is_none_or(|(at, seq, _, _)| key > (at.clone(), *seq))
+        {
+            best = Some((key.0, key.1, parsed.payload.run_id.clone(), pred));
+        }
+    }
+    Ok(best.map(|(_, _, id, p)| (id, p)))
+}
+
+/// What [`record`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recorded {
+    pub finalize_id: String,
+    /// `None` when the newest finalize record already covers these files.
+    pub record: Option<String>,
+}
+
+/// Commits a signed `finalize` record for `computed`, unless the newest one
+/// already names exactly these files and options.
+pub fn record(
+    ws: &Workspace,
+    signer: &Signer,
+    identity: &Identity,
+    at: OffsetDateTime,
+    computed: &Computed,
+) -> Result<Recorded, Error> {
+    let files = digests(&computed.projection);
+    let tip = ws.store.require_tip()?;
+    if let Some((id, newest)) = newest(&ws.store.snapshot(tip)?)? {
+        if newest.files == files
+            && newest.require_final_summary == computed.options.require_final_summary
+            && newest.config_sha256 == computed.config_sha256
+        {
+            return Ok(Recorded {
+                finalize_id: id,
+                record: None,
+            });
+        }
+    }
+    let predicate = FinalizePredicate {
+        ledger_head: computed.head.clone(),
+        runs: computed.runs as u64,
+        config_sha256: computed.config_sha256.clone(),
+        require_final_summary: computed.options.require_final_summary,
+        files,
+    };
+    let digest = canon::sha256_hex(&canon::canonical_bytes(&predicate));
+    let id = format!("{}_finalize_{}", crate::clock::compact(at), &digest[..12]);
+    let mut subject = vec![Subject::git_commit("ledger-head", &computed.head)];
+    subject.extend(
+        predicate
+            .files
+            .iter()
+            .map(|f| Subject::sha256(&f.path, &f.sha256)),
+    );
+    let draft = Draft::new(Kind::Finalize, &id, subject, &predicate);
+    let path = journal::record_path(&id, Kind::Finalize);
+    let sealed = journal::append(
+        &ws.store,
+        signer,
+        identity,
+        at,
+        None,
+        &[draft],
+        &[],
+        |snapshot| match snapshot.read(&path)? {
+            Some(_) => Err(Error::input(
+                "finalize",
+                format!("{path} already exists in the ledger"),
+            )),
+            None => Ok(()),
+        },
+    )?;
+    Ok(Recorded {
+        finalize_id: id,
+        record: sealed.first().map(|s| s.id.clone()),
+    })
+}
+
+/// `verify --projections`: the files on disk against the newest finalize
+/// record, and against a fresh projection with that record's options.
+pub fn check_projections(ws: &Workspace, trust: &TrustFile) -> Result<Vec<Finding>, Error> {
+    let tip = ws.store.require_tip()?;
+    let mut findings = Vec::new();
+    let finding = |code: &'static str, path: &str, message: String| Finding {
+        code,
+        run: None,
+        record: Some(path.to_string()),
+        commit: None,
+        message,
+    };
+    let newest = newest(&ws.store.snapshot(tip)?)?;
+    let options = Options {
+        require_final_summary: newest
+            .as_ref()
+            .is_some_and(|(_, p)| p.require_final_summary),
+    };
+    match &newest {
+        None => findings.push(finding(
+            "projection_unrecorded",
+            "finalize/",
+            "the ledger has no finalize record; run `ledger finalize`".into(),
+        )),
+        Some((id, p)) => {
+            for f in &p.files {
+                match std::fs::read(ws.root.join(&f.path)) {
+                    Err(_) => findings.push(finding(
+                        "projection_missing",
+                        &f.path,
+                        format!("named by finalize record {id}, but not on disk"),
+                    )),
+                    Ok(bytes) if canon::sha256_hex(&bytes) != f.sha256 => findings.push(finding(
+                        "projection_modified",
+                        &f.path,
+                        format!(
+                            "differs from the sha256 in finalize record {id} (edited by hand?)"
+                        ),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    let computed = compute(ws, trust, options, None)?;
+    for d in differences(&ws.root, &computed.projection) {
+        findings.push(finding(
+            "projection_stale",
+            &d.path,
+            match d.state {
+                FileState::Missing => {
+                    "missing: a fresh projection of the ledger has it; run `ledger finalize`".into()
+                }
+                _ => "differs from a fresh projection of the ledger; `ledger finalize --check` shows the diff".into(),
+            },
+        ));
+    }
+    Ok(findings)
+}
+
+/// Paths staged in the user's index that are not in `allowed`: `finalize
+/// --commit` refuses to sweep them into its commit.
+pub fn foreign_staged(root: &Path, allowed: &[String]) -> Result<Vec<String>, Error> {
+    let out = git(root, &["diff", "--cached", "--name-only", "-z"])?;
+    Ok(out
+        .split('\0')
+        .filter(|p| !p.is_empty() && !allowed.iter().any(|a| a == p))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Commits exactly `paths` on the current branch (`git add` + `git commit
+/// --only`), with a message naming the ledger head. `None` when none of them
+/// differs from HEAD.
+pub fn commit_on_branch(
+    root: &Path,
+    paths: &[String],
+    head: &str,
+) -> Result<Option<String>, Error> {
+    let mut add = vec!["add", "--"];
+    add.extend(paths.iter().map(String::as_str));
+    git(root, &add)?;
+    let mut staged = vec!["diff", "--cached", "--name-only", "-z", "--"];
+    staged.extend(paths.iter().map(String::as_str));
+    if git(root, &staged)?.trim_matches('\0').is_empty() {
+        return Ok(None);
+    }
+    let message = format!(
+        "ledger finalize: projections at ledger head {head}\n\nWritten by `ledger finalize --commit`; `ledger verify --projections` checks them.\n"
+    );
+    let mut commit = vec!["commit", "--quiet", "--only", "-m", &message, "--"];
+    commit.extend(paths.iter().map(String::as_str));
+    git(root, &commit)?;
+    Ok(Some(git(root, &["rev-parse", "HEAD"])?.trim().to_string()))
+}
+
+fn git(root: &Path, args: &[&str]) -> Result<String, Error> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| Error::Io {
+            path: "git".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::input(
+            format!("git {}", args.first().copied().unwrap_or("")),
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', "; "),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

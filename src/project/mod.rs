@@ -1,0 +1,458 @@
+//! Projections: every audit document as a pure function of (ledger history,
+//! ledger.yaml). Nothing here reads git, the clock, the environment or the
+//! disk: the caller hands over the parsed runs and what it read of their
+//! stored files ([`RunExtras`]), and gets file paths and bytes back. The same
+//! input gives byte-identical files on any machine, any day, in any zone.
+//!
+//! Order is always (first record time, run id); times are the records' UTC
+//! times; numbers from reports are printed as the report wrote them.
+
+pub mod docs;
+pub mod governance;
+pub mod markdown;
+pub mod report;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{is_relative_inside, Config};
+use crate::history::{History, Run, Status};
+use report::{Problem, Report};
+
+/// What the caller read of a run's stored files.
+#[derive(Clone, Debug, Default)]
+pub struct RunExtras {
+    /// The product matching ledger.yaml `report.product`, if any.
+    pub report: Option<ReportSource>,
+    /// Whether the stored log hashes to the result's digest; `None` when no
+    /// log is stored.
+    pub log_matches: Option<bool>,
+    /// What `ledger verify` found about this run, one line each.
+    pub integrity: Vec<String>,
+    /// Stored input files (strategy configs, the freeze file) by path.
+    pub inputs: BTreeMap<String, Vec<u8>>,
+}
+
+/// A run's report as found among its products.
+#[derive(Clone, Debug)]
+pub enum ReportSource {
+    Stored {
+        path: String,
+        bytes: Vec<u8>,
+    },
+    /// Over `products.max_bytes`: recorded by digest only.
+    NotStored {
+        path: String,
+        bytes: u64,
+    },
+}
+
+/// Switches that change the documents (recorded in the finalize record).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Options {
+    /// A run without a final summary fails governance.
+    pub require_final_summary: bool,
+}
+
+/// Everything a projection reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub history: &'a History,
+    pub config: &'a Config,
+    pub extras: &'a BTreeMap<String, RunExtras>,
+    /// Where verify's trust came from, for evidence texts.
+    pub trust_file: &'a str,
+    pub options: Options,
+}
+
+/// A run's state in the stage audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    InProgress,
+    Pass,
+    Fail,
+    Aborted,
+    Blocked,
+    /// Records are missing or unreadable.
+    Incomplete,
+}
+
+impl StageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::InProgress => "in_progress",
+            StageStatus::Pass => "pass",
+            StageStatus::Fail => "fail",
+            StageStatus::Aborted => "aborted",
+            StageStatus::Blocked => "blocked",
+            StageStatus::Incomplete => "incomplete",
+        }
+    }
+
+    fn of(status: Status) -> StageStatus {
+        match status {
+            Status::Running => StageStatus::InProgress,
+            Status::Passed => StageStatus::Pass,
+            Status::Failed => StageStatus::Fail,
+            Status::Aborted => StageStatus::Aborted,
+            Status::Blocked => StageStatus::Blocked,
+            Status::Incomplete => StageStatus::Incomplete,
+        }
+    }
+}
+
+/// The report of a run as finalize sees it.
+#[derive(Clone, Debug)]
+pub enum ReportState {
+    /// No stored product matches `report.product`.
+    Missing,
+    NotStored {
+        path: String,
+        bytes: u64,
+    },
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+    Valid {
+        path: String,
+        report: Box<Report>,
+    },
+}
+
+impl ReportState {
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            ReportState::Valid { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            ReportState::Missing => None,
+            ReportState::NotStored { path, .. }
+            | ReportState::Invalid { path, .. }
+            | ReportState::Valid { path, .. } => Some(path),
+        }
+    }
+}
+
+/// One run with everything the documents derive from it.
+#[derive(Clone, Debug)]
+pub struct View<'a> {
+    pub run: &'a Run,
+    pub extras: &'a RunExtras,
+    pub status: StageStatus,
+    pub tag: String,
+    pub workflow: String,
+    pub owner: String,
+    /// The user's commit the run started from.
+    pub commit: Option<String>,
+    /// `YYYY-MM-DD` of the run's first record (UTC).
+    pub date: String,
+    pub report: ReportState,
+    /// Governance, for runs that have ended.
+    pub checks: Option<Vec<governance::Check>>,
+    /// Paths of this run's documents.
+    pub paths: Paths,
+}
+
+/// Where a run's documents go.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Paths {
+    pub summary: Option<String>,
+    pub review: Option<String>,
+    pub governance_json: Option<String>,
+    pub governance_md: Option<String>,
+    pub remediation_json: Option<String>,
+    pub remediation_md: Option<String>,
+}
+
+impl View<'_> {
+    pub fn governance_passed(&self) -> Option<bool> {
+        self.checks
+            .as_ref()
+            .map(|c| c.iter().all(|c| c.outcome != governance::Outcome::Fail))
+    }
+
+    pub fn failed_checks(&self) -> usize {
+        self.checks.as_ref().map_or(0, |c| {
+            c.iter()
+                .filter(|c| c.outcome == governance::Outcome::Fail)
+                .count()
+        })
+    }
+}
+
+/// What `finalize` prints per run: the secretary's checklist.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunOutline {
+    pub run_id: String,
+    pub tag: String,
+    pub status: StageStatus,
+    /// `None` while the run is in progress.
+    pub governance_passed: Option<bool>,
+    pub failed_checks: usize,
+    /// Why no final summary was written, if none was.
+    pub no_summary: Option<String>,
+    pub paths: Paths,
+}
+
+/// The documents of one projection.
+#[derive(Clone, Debug, Default)]
+pub struct Projection {
+    /// Repository-relative path to file bytes.
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub runs: Vec<RunOutline>,
+}
+
+/// Renders every document.
+pub fn project(input: &Input<'_>) -> Projection {
+    let views = views(input);
+    let mut files = BTreeMap::new();
+    files.insert(
+        input.config.finalize.stage_audit_log.clone(),
+        docs::stage_audit_log(input, &views).into_bytes(),
+    );
+    for (i, view) in views.iter().enumerate() {
+        let previous = previous_of_factor(&views[..i], view);
+        let p = &view.paths;
+        if let (Some(path), Some(report)) = (&p.summary, view.report.report()) {
+            files.insert(
+                path.clone(),
+                docs::final_summary(input, view, report).into_bytes(),
+            );
+        }
+        if let (Some(path), Some(report)) = (&p.review, view.report.report()) {
+            files.insert(
+                path.clone(),
+                docs::run_review(input, view, report, previous).into_bytes(),
+            );
+        }
+        if let Some(checks) = &view.checks {
+            let gov = governance::Document::new(view, checks);
+            let plan = governance::Plan::new(input, view, checks);
+            let pairs = [
+                (&p.governance_json, json_bytes(&gov)),
+                (&p.governance_md, gov.markdown().into_bytes()),
+                (&p.remediation_json, json_bytes(&plan)),
+                (&p.remediation_md, plan.markdown().into_bytes()),
+            ];
+            for (path, bytes) in pairs {
+                if let Some(path) = path {
+                    files.insert(path.clone(), bytes);
+                }
+            }
+        }
+    }
+    let runs = views
+        .iter()
+        .map(|v| RunOutline {
+            run_id: v.run.run_id.clone(),
+            tag: v.tag.clone(),
+            status: v.status,
+            governance_passed: v.governance_passed(),
+            failed_checks: v.failed_checks(),
+            no_summary: match (&v.paths.summary, &v.report) {
+                (Some(_), _) => None,
+                (None, ReportState::Missing) => Some("no report among the run's products".into()),
+                (None, ReportState::NotStored { .. }) => {
+                    Some("the report is recorded by digest only".into())
+                }
+                (None, ReportState::Invalid { .. }) => {
+                    Some("the report does not match ledger.yaml report".into())
+                }
+                (None, ReportState::Valid { .. }) => Some("the report path is unsafe".into()),
+            },
+            paths: v.paths.clone(),
+        })
+        .collect();
+    Projection { files, runs }
+}
+
+fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("documents always serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The newest earlier run with a valid report of the same factor.
+fn previous_of_factor<'v, 'a>(earlier: &'v [View<'a>], view: &View<'_>) -> Option<&'v View<'a>> {
+    let factor = &view.report.report()?.factor;
+    earlier
+        .iter()
+        .rev()
+        .find(|v| v.report.report().is_some_and(|r| &r.factor == factor))
+}
+
+/// Builds the per-run views, oldest first, with document paths assigned.
+pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
+    static EMPTY: std::sync::OnceLock<RunExtras> = std::sync::OnceLock::new();
+    let empty = EMPTY.get_or_init(RunExtras::default);
+    let mut views: Vec<View<'a>> = input
+        .history
+        .runs
+        .iter()
+        .map(|run| {
+            let extras = input.extras.get(&run.run_id).unwrap_or(empty);
+            let preflight = run.preflight();
+            let context = run.context();
+            let (tag, workflow, owner) = match (&preflight, &context) {
+                (Some(p), _) => (p.tag.clone(), p.workflow.clone(), p.owner.clone()),
+                (None, Some(c)) => (c.tag.clone(), c.workflow.clone(), c.owner.clone()),
+                (None, None) => Default::default(),
+            };
+            let commit = preflight
+                .as_ref()
+                .and_then(|p| p.git.commit.clone())
+                .or_else(|| context.as_ref().and_then(|c| c.git.commit.clone()));
+            let report = match &extras.report {
+                None => ReportState::Missing,
+                Some(ReportSource::NotStored { path, bytes }) => ReportState::NotStored {
+                    path: path.clone(),
+                    bytes: *bytes,
+                },
+                Some(ReportSource::Stored { path, bytes }) => {
+                    match report::read(bytes, &input.config.report) {
+                        Ok(report) => ReportState::Valid {
+                            path: path.clone(),
+                            report: Box::new(report),
+                        },
+                        Err(problems) => ReportState::Invalid {
+                            path: path.clone(),
+                            problems,
+                        },
+                    }
+                }
+            };
+            let mut view = View {
+                run,
+                extras,
+                status: StageStatus::of(run.status()),
+                tag,
+                workflow,
+                owner,
+                commit,
+                date: run.at().get(..10).unwrap_or("").to_string(),
+                report,
+                checks: None,
+                paths: Paths::default(),
+            };
+            view.paths = base_paths(input.config, &view);
+            view
+        })
+        .collect();
+    resolve_shared_dirs(input.config, &mut views);
+    for view in &mut views {
+        if view.status != StageStatus::InProgress {
+            view.checks = Some(governance::checks(input, view));
+        }
+    }
+    views
+}
+
+fn base_paths(config: &Config, view: &View<'_>) -> Paths {
+    let mut paths = Paths::default();
+    let run_dir = format!("{}/{}", config.audit.dir, view.run.run_id);
+    if view.status != StageStatus::InProgress && is_relative_inside(&run_dir) {
+        paths.governance_json = Some(format!("{run_dir}/governance_audit_check.json"));
+        paths.governance_md = Some(format!("{run_dir}/governance_audit_check.md"));
+        paths.remediation_json = Some(format!("{run_dir}/governance_remediation_plan.json"));
+        paths.remediation_md = Some(format!("{run_dir}/governance_remediation_plan.md"));
+    }
+    if let (ReportState::Valid { path, .. }, true) = (&view.report, is_relative_inside_path(view)) {
+        let dir = parent(path);
+        paths.summary = Some(join(dir, &config.finalize.summary_name));
+        paths.review = Some(join(dir, &config.finalize.review_name));
+    }
+    paths
+}
+
+fn is_relative_inside_path(view: &View<'_>) -> bool {
+    view.report.path().is_some_and(is_relative_inside)
+}
+
+/// When several runs wrote their report into one directory (a rerun with the
+/// same output folder), the newest run's documents keep the plain names and
+/// earlier runs' get their run id inserted: `<stem>.<run_id>.md`.
+fn resolve_shared_dirs(config: &Config, views: &mut [View<'_>]) {
+    let mut owner_of: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, v) in views.iter().enumerate() {
+        if let Some(s) = &v.paths.summary {
+            owner_of.insert(s.clone(), i);
+        }
+    }
+    for (i, v) in views.iter_mut().enumerate() {
+        let Some(summary) = v.paths.summary.clone() else {
+            continue;
+        };
+        if owner_of.get(&summary) == Some(&i) {
+            continue;
+        }
+        let dir = parent(&summary).to_string();
+        let id = &v.run.run_id;
+        v.paths.summary = Some(join(&dir, &with_id(&config.finalize.summary_name, id)));
+        v.paths.review = Some(join(&dir, &with_id(&config.finalize.review_name, id)));
+    }
+}
+
+fn with_id(name: &str, run_id: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}.{run_id}.{ext}"),
+        None => format!("{name}.{run_id}"),
+    }
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// A relative link from the document at `from` to the file at `to` (both
+/// repository-relative).
+pub fn link(from: &str, to: &str) -> String {
+    let from_dir: Vec<&str> = parent(from).split('/').filter(|c| !c.is_empty()).collect();
+    let target: Vec<&str> = to.split('/').collect();
+    let common = from_dir
+        .iter()
+        .zip(&target)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(target.len().saturating_sub(1));
+    let mut parts: Vec<&str> = vec![".."; from_dir.len() - common];
+    parts.extend(&target[common..]);
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative() {
+        assert_eq!(
+            link("docs/production_research/LOG.md", "gate_results/x/s.md"),
+            "../../gate_results/x/s.md"
+        );
+        assert_eq!(link("a/b/LOG.md", "a/c/s.md"), "../c/s.md");
+        assert_eq!(link("a/LOG.md", "a/s.md"), "s.md");
+        assert_eq!(link("LOG.md", "a/s.md"), "a/s.md");
+        assert_eq!(link("a/x/y.md", "a/x/y/z.md"), "y/z.md");
+    }
+
+    #[test]
+    fn run_ids_go_before_the_extension() {
+        assert_eq!(with_id("summary.md", "r1"), "summary.r1.md");
+        assert_eq!(with_id("summary", "r1"), "summary.r1");
+    }
+}

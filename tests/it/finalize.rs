@@ -1,0 +1,581 @@
+//! `ledger finalize`: golden documents from a fixed ledger, determinism across
+//! clones, time zones, locales and umasks, `--check`, `verify --projections`,
+//! `--commit`, and tables that survive hostile values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{assert_input_error, assert_ok, TestEnv};
+
+/// A gate workflow like a team's: writes a report, fails when a gate fails.
+const GATES: &str = r#"#!/bin/sh
+# usage: gates.sh FACTOR TAG SHARPE PASS2 [REASON]
+set -eu
+out="gate_results/production_gates_$2"
+mkdir -p "$out"
+reason=${5:-net sharpe at 2.0x costs}
+cat > "$out/production_gates_report.json" <<JSON
+{"factor": "$1", "strategy": "long_short_decile", "verdict": "$([ "$4" = true ] && echo pass || echo fail)",
+ "metrics": {"sharpe": $3, "turnover": 0.37, "max_drawdown": -0.12},
+ "gates": [
+  {"name": "cost_1.5x", "cost_multiplier": 1.5, "passed": true, "value": $3, "threshold": 0.5, "reason": "net sharpe at 1.5x costs"},
+  {"name": "cost_2.0x", "cost_multiplier": 2.0, "passed": $4, "value": 0.4, "threshold": 0.5, "reason": "$reason"}
+ ],
+ "walk_forward": {"shards": 4, "passed": 4}}
+JSON
+echo "gates done for $1"
+[ "$4" = true ]
+"#;
+
+const HOSTILE_NOTES: &str = "pipe | back`tick` <b>html</b>\nsecond line";
+const HOSTILE_OWNER: &str = "ann|bob `x`";
+const HOSTILE_FACTOR: &str = "mom|x `y` <i>z</i>";
+
+/// Runs `ledger run` with a workflow, tag and extra flags.
+fn run(env: &TestEnv, workflow: &str, tag: &str, extra: &[&str], cmd: &[&str]) -> i32 {
+    let mut args = vec![
+        "run",
+        "--workflow",
+        workflow,
+        "--tag",
+        tag,
+        "--owner",
+        "ann",
+    ];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(cmd);
+    env.ledger(&args).code
+}
+
+/// A ledger with passing, failing, blocked, aborted, DQ-skipped and hostile runs.
+fn fixture() -> TestEnv {
+    let env = TestEnv::init();
+    std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
+    let gates = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["sh".to_string(), "gates.sh".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+
+    fn as_refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    // 1. passing
+    let g = gates(&["momentum", "pass1", "1.25", "true"]);
+    assert_eq!(
+        run(&env, "gates", "pass1", &["--notes", "first"], &as_refs(&g)),
+        0
+    );
+    // 2. failing, same factor: the review compares with pass1
+    let g = gates(&["momentum", "fail1", "0.75", "false"]);
+    assert_eq!(run(&env, "gates", "fail1", &[], &as_refs(&g)), 1);
+    // 3. blocked by preflight: the freeze file pins another commit
+    std::fs::write(env.repo.join("freeze_gdeadbeef.json"), "{}\n").unwrap();
+    let g = gates(&["momentum", "blocked1", "1.0", "true"]);
+    let extra = ["--freeze-file", "freeze_gdeadbeef.json"];
+    assert_eq!(run(&env, "gates", "blocked1", &extra, &as_refs(&g)), 1);
+    // 4. DQ skipped on a workflow that requires it, hostile values everywhere
+    let g = gates(&["value", "skip1", "0.9", "true"]);
+    let extra = [
+        "--skip-dq",
+        "--skip-reason",
+        "vendor feed late | see `TICKET-1`",
+        "--notes",
+        HOSTILE_NOTES,
+    ];
+    assert_eq!(
+        run(&env, "production_gates", "skip1", &extra, &as_refs(&g)),
+        0
+    );
+    // The reason holds a JSON `\n` escape: a newline in the decoded value.
+    let g = gates(&[
+        HOSTILE_FACTOR,
+        "hostile1",
+        "0.6",
+        "false",
+        "a|b\\nc `d` <script>",
+    ]);
+    let mut args = vec!["run", "--workflow", "gates", "--tag", "hostile1"];
+    args.extend(["--owner", HOSTILE_OWNER, "--"]);
+    args.extend(as_refs(&g));
+    assert_eq!(env.ledger(&args).code, 1);
+    // 5. aborted: ledger run is killed while its command runs, then recovered
+    let mut child = env
+        .command(&[
+            "run",
+            "--workflow",
+            "gates",
+            "--tag",
+            "aborted1",
+            "--owner",
+            "ann",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the command has written its line, so the log is the same every time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = env
+        .repo
+        .join("audit/workstation_runs/20261122T100600Z_gates_aborted1/run.log");
+    while std::fs::read_to_string(&log).map_or(true, |l| l != "started\n") {
+        assert!(Instant::now() < deadline, "aborted1 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(env.ledger(&["recover"]));
+    env
+}
+
+/// Every projection file under `root`, by repository path.
+fn projection_files(root: &Path, paths: &[String]) -> BTreeMap<String, Vec<u8>> {
+    paths
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(root.join(p)).unwrap_or_default()))
+        .collect()
+}
+
+fn finalize_json(env: &TestEnv, cwd: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["finalize", "--json"];
+    args.extend_from_slice(extra);
+    let out = assert_ok(env.ledger_in(cwd, &args));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    crate::schemas::assert_valid("finalize-outcome.schema.json", &v);
+    v
+}
+
+fn written_paths(outcome: &Value) -> Vec<String> {
+    outcome["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Replaces what depends on the machine or on elapsed time.
+fn redact(text: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut line = line.to_string();
+        if !host.is_empty() {
+            line = line.replace(&format!("on {host} ("), "on [HOST] (");
+            line = line.replace(&format!("Host {host},"), "Host [HOST],");
+        }
+        line = replace_pattern(&line, "sha256:", 64, "[ID]");
+        line = replace_number_before(&line, " cores)", "[N]");
+        line = replace_number_before(&line, " ms", "[N]");
+        line = replace_number_before(&line, " s |", "[N]");
+        out.push_str(&line);
+    }
+    out
+}
+
+/// Replaces `prefix` followed by `len` hex digits with `with`.
+fn replace_pattern(text: &str, prefix: &str, len: usize, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        let after = &rest[i + prefix.len()..];
+        let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        out.push_str(&rest[..i]);
+        if hex == len {
+            out.push_str(with);
+            rest = &after[len..];
+        } else {
+            out.push_str(prefix);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces the number just before each `suffix` with `with`.
+fn replace_number_before(text: &str, suffix: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(suffix) {
+        let head = &rest[..i];
+        let digits = head
+            .bytes()
+            .rev()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        out.push_str(&head[..head.len() - digits]);
+        out.push_str(if digits > 0 { with } else { "" });
+        out.push_str(suffix);
+        rest = &rest[i + suffix.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/finalize")
+}
+
+#[test]
+fn documents_match_the_golden_files() {
+    let env = fixture();
+    let outcome = finalize_json(&env, &env.repo, &["--require-final-summary"]);
+    let paths = written_paths(&outcome);
+    let files = projection_files(&env.repo, &paths);
+    #[allow(clippy::disallowed_methods)] // a test switch, not product behaviour
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let dir = golden_dir();
+    if update {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut expected: Vec<String> = Vec::new();
+    for (path, bytes) in &files {
+        let text = redact(&String::from_utf8(bytes.clone()).unwrap());
+        let golden = dir.join(path);
+        if update {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!("no golden file for {path}; run with UPDATE_GOLDEN=1 and review the diff")
+        });
+        assert_eq!(
+            text, want,
+            "{path} differs from tests/golden/finalize/{path} (UPDATE_GOLDEN=1 rewrites it)"
+        );
+        expected.push(path.clone());
+    }
+    // No golden file is left without a document.
+    let mut stack = vec![dir.clone()];
+    let mut goldens = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                goldens.push(p.strip_prefix(&dir).unwrap().display().to_string());
+            }
+        }
+    }
+    goldens.sort();
+    assert_eq!(goldens, expected);
+
+    // Each kind of document is there, for each kind of run.
+    let stage =
+        String::from_utf8(files["docs/production_research/STAGE_AUDIT_LOG.md"].clone()).unwrap();
+    for status in ["| pass |", "| fail |", "| blocked |", "| aborted |"] {
+        assert!(stage.contains(status), "{status} missing:\n{stage}");
+    }
+    assert!(stage.contains("skipped by tester: vendor feed late \\| see \\`TICKET-1\\`"));
+    for path in files
+        .keys()
+        .filter(|p| p.ends_with("governance_audit_check.json"))
+    {
+        let doc: Value = serde_json::from_slice(&files[path]).unwrap();
+        crate::schemas::assert_valid("governance-check.schema.json", &doc);
+        assert_eq!(doc["checks"].as_array().unwrap().len(), 10);
+    }
+    for path in files
+        .keys()
+        .filter(|p| p.ends_with("governance_remediation_plan.json"))
+    {
+        let doc: Value = serde_json::from_slice(&files[path]).unwrap();
+        crate::schemas::assert_valid("remediation-plan.schema.json", &doc);
+    }
+}
+
+/// Reads every table of a Markdown text with pulldown-cmark (not comrak,
+/// which wrote it): rows of cell texts.
+fn tables(md: &str) -> Vec<Vec<Vec<String>>> {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let mut out = Vec::new();
+    let mut table = Vec::new();
+    let mut row: Vec<String> = Vec::new();
+    let mut cell: Option<String> = None;
+    for event in Parser::new_ext(md, Options::ENABLE_TABLES) {
+        match event {
+            Event::Start(Tag::Table(_)) => table = Vec::new(),
+            Event::End(TagEnd::Table) => out.push(std::mem::take(&mut table)),
+            Event::Start(Tag::TableHead | Tag::TableRow) => row = Vec::new(),
+            Event::End(TagEnd::TableHead | TagEnd::TableRow) => {
+                table.push(std::mem::take(&mut row))
+            }
+            Event::Start(Tag::TableCell) => cell = Some(String::new()),
+            Event::End(TagEnd::TableCell) => row.push(cell.take().unwrap_or_default()),
+            Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::Html(t) => {
+                if let Some(c) = cell.as_mut() {
+                    c.push_str(&t);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn an_independent_parser_reads_every_table_with_hostile_values() {
+    let env = fixture();
+    let outcome = finalize_json(&env, &env.repo, &[]);
+    let files = projection_files(&env.repo, &written_paths(&outcome));
+    let runs = env.run_ids().len();
+    let mut seen_owner = false;
+    let mut seen_factor = false;
+    let mut seen_reason = false;
+    for (path, bytes) in files.iter().filter(|(p, _)| p.ends_with(".md")) {
+        let md = String::from_utf8(bytes.clone()).unwrap();
+        let tables = tables(&md);
+        for table in &tables {
+            let width = table[0].len();
+            for (i, row) in table.iter().enumerate() {
+                assert_eq!(
+                    row.len(),
+                    width,
+                    "{path}: row {i} of a {width}-column table:\n{md}"
+                );
+            }
+            seen_owner |= table.iter().flatten().any(|c| c == HOSTILE_OWNER);
+            seen_factor |= table.iter().flatten().any(|c| c.contains(HOSTILE_FACTOR));
+            seen_reason |= table.iter().flatten().any(|c| c == "a|b c `d` <script>");
+        }
+        if path.ends_with("STAGE_AUDIT_LOG.md") {
+            assert_eq!(tables.len(), 1, "{md}");
+            assert_eq!(tables[0].len(), runs + 1, "{md}");
+            assert_eq!(tables[0][0].len(), 11, "{md}");
+        }
+        if path.ends_with("governance_audit_check.md") {
+            assert_eq!(tables[0].len(), 11, "{path}:\n{md}");
+        }
+        // Raw HTML from a value never reaches the document as HTML.
+        use pulldown_cmark::{Event, Options, Parser};
+        for event in Parser::new_ext(&md, Options::ENABLE_TABLES) {
+            assert!(
+                !matches!(event, Event::Html(_) | Event::InlineHtml(_)),
+                "{path}: {event:?} in\n{md}"
+            );
+        }
+    }
+    assert!(seen_owner, "the hostile owner is not one intact cell");
+    assert!(
+        seen_reason,
+        "the hostile gate reason is not one intact cell"
+    );
+    assert!(seen_factor, "the hostile factor is not intact in a cell");
+}
+
+#[test]
+fn projections_are_byte_identical_across_clones_zones_locales_and_umasks() {
+    let env = fixture();
+    let first = finalize_json(&env, &env.repo, &[]);
+    let paths = written_paths(&first);
+    let a = projection_files(&env.repo, &paths);
+
+    // A second finalize changes nothing: no file, no record.
+    let tip = env.ledger_tip();
+    let again = finalize_json(&env, &env.repo, &[]);
+    assert!(again["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["changed"] == false));
+    assert_eq!(again["finalize"]["record"], Value::Null);
+    assert_eq!(env.ledger_tip(), tip);
+    assert_ok(env.ledger(&["finalize", "--check"]));
+
+    // A clone with the same history, another zone, locale, umask and cwd.
+    let clone = env.dir.path().join("clone");
+    env.git(&[
+        "clone",
+        "-q",
+        env.repo.to_str().unwrap(),
+        clone.to_str().unwrap(),
+    ]);
+    env.git(&[
+        "-C",
+        clone.to_str().unwrap(),
+        "fetch",
+        "-q",
+        "origin",
+        "refs/heads/ledger:refs/heads/ledger",
+    ]);
+    std::fs::copy(env.repo.join("ledger.yaml"), clone.join("ledger.yaml")).unwrap();
+    std::fs::create_dir_all(clone.join(".ledger")).unwrap();
+    std::fs::copy(
+        env.repo.join(".ledger/allowed_signers"),
+        clone.join(".ledger/allowed_signers"),
+    )
+    .unwrap();
+    let sub = clone.join("nested/dir");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut cmd = env.command_after("umask 077", &["finalize", "--json"]);
+    cmd.current_dir(&sub)
+        .env("TZ", "Asia/Tokyo")
+        .env("LANG", "C")
+        .env("LC_ALL", "C");
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_eq!(out.code, 0, "{out:?}");
+    let b = projection_files(&clone, &paths);
+    for (path, bytes) in &a {
+        assert!(!bytes.is_empty(), "{path} is empty");
+        assert_eq!(
+            Some(bytes),
+            b.get(path),
+            "{path} differs between the clones"
+        );
+    }
+    // umask 077 took effect, so the test really varied it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(clone.join(&paths[0]))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+
+    // A hand edit: --check shows a diff and fails, verify --projections too.
+    let stage = env.repo.join("docs/production_research/STAGE_AUDIT_LOG.md");
+    let mut text = std::fs::read_to_string(&stage).unwrap();
+    text = text.replacen("| fail |", "| pass |", 1);
+    std::fs::write(&stage, text).unwrap();
+    let check = env.ledger(&["finalize", "--check"]);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(check
+        .stdout
+        .contains("--- a/docs/production_research/STAGE_AUDIT_LOG.md"));
+    assert!(check.stdout.contains("-| "), "{check:?}");
+    assert!(check.stdout.contains("| pass |"), "{check:?}");
+    let checked: Value =
+        serde_json::from_str(&env.ledger(&["finalize", "--check", "--json"]).stdout).unwrap();
+    crate::schemas::assert_valid("finalize-check.schema.json", &checked);
+    assert_eq!(checked["clean"], false);
+    let verify = env.ledger(&["verify", "--projections"]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert!(
+        verify.stdout.contains("[projection_modified]"),
+        "{verify:?}"
+    );
+    assert!(verify.stdout.contains("[projection_stale]"), "{verify:?}");
+    // finalize repairs it; verify --projections is clean again.
+    assert_ok(env.ledger(&["finalize"]));
+    assert_ok(env.ledger(&["verify", "--projections"]));
+    fsck(&env.repo, &env);
+}
+
+fn fsck(repo: &Path, env: &TestEnv) {
+    let out = env.git_output(&[
+        "-C",
+        repo.to_str().unwrap(),
+        "fsck",
+        "--strict",
+        "--no-dangling",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn a_new_run_makes_the_projection_stale_until_finalized() {
+    let env = TestEnv::init();
+    assert_ok(env.run("a", &[], &["true"]));
+    assert_ok(env.ledger(&["finalize"]));
+    assert_ok(env.ledger(&["verify", "--projections"]));
+    assert_ok(env.run("b", &[], &["true"]));
+    let verify = env.ledger(&["verify", "--projections"]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert!(verify.stdout.contains("[projection_stale]"), "{verify:?}");
+    assert_eq!(env.ledger(&["finalize", "--check"]).code, 1);
+    let out = assert_ok(env.ledger(&["finalize"]));
+    assert!(out.stdout.contains("recorded finalize"), "{out:?}");
+    assert_ok(env.ledger(&["verify", "--projections"]));
+    // Two finalize records, each verified as part of the writer's chain.
+    let report: Value = serde_json::from_str(&env.ok(&["verify", "--json"]).stdout).unwrap();
+    assert_eq!(report["finalizes"], 2);
+}
+
+#[test]
+fn finalize_commit_commits_exactly_the_projection_files() {
+    let env = TestEnv::init();
+    assert_ok(env.run("a", &[], &["true"]));
+    // Something else staged: refused, nothing written, ledger unchanged.
+    std::fs::write(env.repo.join("other.txt"), "x\n").unwrap();
+    env.git(&["add", "other.txt"]);
+    let tip = env.ledger_tip();
+    let out = env.ledger(&["finalize", "--commit"]);
+    assert_input_error(&out, "other changes are staged (other.txt)");
+    assert_eq!(env.ledger_tip(), tip);
+    assert!(!env.repo.join("docs").exists());
+    env.git(&["reset", "-q", "other.txt"]);
+
+    let head_before = env.git(&["rev-parse", "HEAD"]);
+    let out = assert_ok(env.ledger(&["finalize", "--commit"]));
+    assert!(
+        out.stdout.contains("committed the projection files"),
+        "{out:?}"
+    );
+    let files = env.git(&["show", "--name-only", "--format=%s", "HEAD"]);
+    let mut lines = files.lines();
+    let subject = lines.next().unwrap();
+    assert!(subject.starts_with("ledger finalize: projections at ledger head "));
+    let committed: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    assert!(committed.contains(&"docs/production_research/STAGE_AUDIT_LOG.md"));
+    assert!(
+        committed
+            .iter()
+            .all(|p| p.starts_with("docs/") || p.starts_with("audit/")),
+        "{committed:?}"
+    );
+    assert!(!committed.contains(&"other.txt"));
+    assert_eq!(env.git(&["rev-parse", "HEAD~1"]), head_before);
+    // other.txt is untouched and untracked.
+    assert!(env.git(&["status", "--porcelain"]).contains("?? other.txt"));
+    // Nothing new: nothing to commit.
+    let again = assert_ok(env.ledger(&["finalize", "--commit"]));
+    assert!(again.stdout.contains("nothing to commit"), "{again:?}");
+}
+
+#[test]
+fn finalize_tag_writes_the_stage_log_and_that_run_only() {
+    let env = fixture();
+    let outcome = finalize_json(&env, &env.repo, &["--tag", "pass1"]);
+    let paths = written_paths(&outcome);
+    assert!(paths.contains(&"docs/production_research/STAGE_AUDIT_LOG.md".to_string()));
+    assert!(
+        paths
+            .iter()
+            .filter(|p| !p.starts_with("docs/"))
+            .all(|p| p.contains("pass1")),
+        "{paths:?}"
+    );
+    assert_eq!(paths.len(), 7, "{paths:?}");
+    assert_input_error(
+        &env.ledger(&["finalize", "--tag", "nope"]),
+        "no run with tag",
+    );
+}
+
+#[test]
+fn finalize_refuses_to_write_through_a_symlink() {
+    let env = TestEnv::init();
+    assert_ok(env.run("a", &[], &["true"]));
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, env.repo.join("docs")).unwrap();
+    let tip = env.ledger_tip();
+    let out = env.ledger(&["finalize"]);
+    assert_input_error(&out, "docs is a symlink");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_eq!(env.ledger_tip(), tip);
+}
