@@ -50,6 +50,10 @@ pub struct Config {
     /// context records.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// Inputs and freeze files up to this size are also stored in the ledger
+    /// (`runs/<run_id>/inputs/<path>`), so a run review can diff them.
+    #[serde(default = "default_inputs_store")]
+    pub inputs_max_store_bytes: u64,
     #[serde(default)]
     pub audit: AuditSection,
     /// Per-workflow settings; a workflow not named here runs with the
@@ -329,6 +333,9 @@ pub struct LogSection {
     pub max_store_bytes: u64,
 }
 
+fn default_inputs_store() -> u64 {
+    1 << 20
+}
 fn default_report_product() -> String {
     "**/production_gates_report.json".into()
 }

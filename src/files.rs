@@ -75,6 +75,28 @@ pub fn digest(root: &Path, rel: &str) -> std::io::Result<FileDigest> {
     })
 }
 
+/// Like [`digest`], but also returns the content when the file is at most
+/// `keep_up_to` bytes; the digest is then of exactly those bytes.
+pub fn digest_keeping(
+    root: &Path,
+    rel: &str,
+    keep_up_to: u64,
+) -> std::io::Result<(FileDigest, Option<Vec<u8>>)> {
+    let path = root.join(rel);
+    if std::fs::metadata(&path)?.len() <= keep_up_to {
+        let bytes = std::fs::read(&path)?;
+        if bytes.len() as u64 <= keep_up_to {
+            let digest = FileDigest {
+                path: rel.to_string(),
+                sha256: hex(&Sha256::digest(&bytes)),
+                bytes: bytes.len() as u64,
+            };
+            return Ok((digest, Some(bytes)));
+        }
+    }
+    digest(root, rel).map(|d| (d, None))
+}
+
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();

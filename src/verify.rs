@@ -277,6 +277,14 @@ fn check_run_files(
                 stored.log = Some(item.id);
                 continue;
             }
+            ("inputs", true) => {
+                stored.inputs = snapshot
+                    .walk(&path)?
+                    .into_iter()
+                    .map(|(rel, i)| (rel, i.id))
+                    .collect();
+                continue;
+            }
             ("products", true) => {
                 stored.products = snapshot
                     .walk(&path)?
@@ -442,6 +450,7 @@ fn check_finalize_files(
 struct Stored {
     log: Option<gix::ObjectId>,
     products: Vec<(String, gix::ObjectId)>,
+    inputs: Vec<(String, gix::ObjectId)>,
 }
 
 /// Stored files must be exactly what the signed result says, and nothing else.
@@ -455,6 +464,7 @@ fn check_stored(
     let result = records
         .get(&Kind::Result)
         .and_then(|r| r.payload.predicate_as::<ResultPredicate>().ok());
+    check_stored_inputs(ctx, snapshot, run_id, records, stored)?;
     let log_path = format!("runs/{run_id}/log");
     match (stored.log, &result) {
         (Some(id), Some(r)) if r.log.stored => {
@@ -521,6 +531,65 @@ fn check_stored(
             Some(run_id),
             Some(&format!("runs/{run_id}/products/{rel}")),
             "the result declares a stored product, but there is none".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Stored inputs must be exactly those the context names, with its digests.
+fn check_stored_inputs(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    run_id: &str,
+    records: &BTreeMap<Kind, Parsed>,
+    stored: &Stored,
+) -> Result<(), Error> {
+    let context = records
+        .get(&Kind::Context)
+        .and_then(|r| r.payload.predicate_as::<ContextPredicate>().ok());
+    let mut digests: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut declared: Vec<String> = Vec::new();
+    if let Some(c) = &context {
+        for i in &c.inputs {
+            digests.insert(i.path.clone(), (i.sha256.clone(), i.bytes));
+        }
+        if let Some(f) = &c.freeze {
+            digests.insert(f.path.clone(), (f.sha256.clone(), f.bytes));
+        }
+        declared = c.stored_inputs.clone();
+    }
+    for (rel, id) in &stored.inputs {
+        let path = format!("runs/{run_id}/inputs/{rel}");
+        match digests.get(rel).filter(|_| declared.contains(rel)) {
+            None => ctx.add(
+                "unexpected_entry",
+                Some(run_id),
+                Some(&path),
+                "a stored input the context does not declare".into(),
+            ),
+            Some((sha, bytes)) => {
+                let content = snapshot.blob(*id)?;
+                if &record::canon::sha256_hex(&content) != sha || content.len() as u64 != *bytes {
+                    ctx.add(
+                        "input_mismatch",
+                        Some(run_id),
+                        Some(&path),
+                        "stored input does not match the digest in the context (swapped or edited)"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    for rel in declared
+        .iter()
+        .filter(|rel| !stored.inputs.iter().any(|(r, _)| r == *rel))
+    {
+        ctx.add(
+            "missing_input",
+            Some(run_id),
+            Some(&format!("runs/{run_id}/inputs/{rel}")),
+            "the context declares a stored input, but there is none".into(),
         );
     }
     Ok(())

@@ -7,8 +7,10 @@ use crate::history::Status;
 ///
 /// Creates a git repository with a sample gate workflow (POSIX sh only), a
 /// signing key and a trust file, lowers the preflight limits for the demo
-/// only, records three runs (one passing, one failing a gate, one blocked by
-/// the data-quality gate), verifies the ledger, and says where every file is.
+/// only, records four runs (one passing, one failing a gate, one blocked by
+/// the data-quality gate, one rerun with a changed strategy config), renders
+/// the audit documents with `finalize`, verifies the ledger, and says where
+/// every file is.
 ///
 /// Example: ledger demo /tmp/ledger-demo
 #[derive(Debug, clap::Args)]
@@ -33,7 +35,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         .map_or_else(scratch, |d| crate::files::from_cwd(&env.cwd, &d));
     let mut note = std::io::stderr();
     let demo = crate::demo::demo(&dir, &mut note)?;
-    let expected = [Status::Passed, Status::Failed, Status::Blocked];
+    let expected = [
+        Status::Passed,
+        Status::Failed,
+        Status::Blocked,
+        Status::Passed,
+    ];
     let as_expected = demo.runs.iter().map(|r| r.status).eq(expected) && demo.verify.ok;
     let repo = demo.repo.display();
     let mut text = String::from("\nledger demo: what happened\n");
@@ -46,6 +53,11 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         ));
     }
     text.push_str(&format!(
+        "  finalize: {} documents, {}\n",
+        demo.documents.len(),
+        demo.finalize.finalize_id
+    ));
+    text.push_str(&format!(
         "  verify: {} ({} commits, {} records, head {})\n\n",
         if demo.verify.ok { "ok" } else { "FAILED" },
         demo.verify.commits,
@@ -53,7 +65,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         demo.verify.head
     ));
     text.push_str(&format!(
-        "where things are:\n  repository      {repo}\n  ledger          {repo} refs/heads/ledger (git log ledger; git show ledger:runs/<run_id>/result.dsse.json)\n  human copies    {repo}/audit/workstation_runs/<run_id>/\n  gate reports    {repo}/gate_results/ (also stored in the ledger under runs/<run_id>/products/)\n  signing key     {}\n  trust file      {}\n\ntry:\n  cd {repo}\n  ledger log\n  ledger show committee_demo_value\n  ledger verify\n  git -c gpg.ssh.allowedSignersFile=.ledger/allowed_signers log --show-signature ledger\n",
+        "where things are:\n  repository      {repo}\n  ledger          {repo} refs/heads/ledger (git log ledger; git show ledger:runs/<run_id>/result.dsse.json)\n  human copies    {repo}/audit/workstation_runs/<run_id>/\n  gate reports    {repo}/gate_results/ (also stored in the ledger under runs/<run_id>/products/)\n  stage audit log {repo}/docs/production_research/STAGE_AUDIT_LOG.md\n  summaries       {repo}/gate_results/<run>/production_gates_final_summary.md and production_gates_run_review.md\n  governance      {repo}/audit/workstation_runs/<run_id>/governance_audit_check.md and governance_remediation_plan.md\n  signing key     {}\n  trust file      {}\n\ntry:\n  cd {repo}\n  ledger log\n  ledger show committee_demo_value\n  ledger verify --projections\n  ledger finalize --check\n  git -c gpg.ssh.allowedSignersFile=.ledger/allowed_signers log --show-signature ledger\n",
         demo.key.display(),
         demo.trust.display()
     ));

@@ -23,7 +23,8 @@ pub use error::CliError;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  a check failed (verify found a problem, preflight blocked a run)
+  1  a check failed (verify found a problem, preflight or DQ blocked a run,
+     finalize --check found a difference)
   2  usage or input error (bad flag, file or field; the ledger is left unchanged)
   N  `ledger run` exits with its command's code, or 128+signal when it was killed";
 

@@ -1,6 +1,7 @@
 //! `ledger demo`: a scratch research repository with a sample gate workflow
-//! that needs only a POSIX shell, and three recorded runs (one passing, one
-//! failing a gate, one blocked by the data-quality gate), then `verify`.
+//! that needs only a POSIX shell, and four recorded runs (one passing, one
+//! failing a gate, one blocked by the data-quality gate, and a rerun of the
+//! first factor with a changed strategy config), then `finalize` and `verify`.
 //! Everything goes through the same library calls as the real commands.
 
 use std::collections::BTreeMap;
@@ -29,6 +30,15 @@ const BAD_CSV: &str = "date,factor,ret,vol\n\
 2026-11-16,momentum,0.0123,0.18\n2026-11-16,value,-0.0041,0.15\n\
 2026-11-17,momentum,0.0087,0.17\n2026-11-17,momentum,7.4,0.15\n\
 2026-11-18,momentum,-0.0032,0.19\n2026-11-18,value,0.0025,0.16\n";
+/// The strategy config every run records (ledger.yaml `inputs`).
+const STRATEGY: &str = "config/strategy.yaml";
+
+fn strategy(lookback_days: u32) -> String {
+    format!(
+        "# Momentum strategy (demo)\nuniverse: us_large_cap\nlookback_days: {lookback_days}\nrebalance: weekly\ncost_model: linear_bps_10\n"
+    )
+}
+
 const DQ_RULES: &str = "dq:
   # The demo's data-quality rules (see ledger-template/ledger.yaml for all of them).
   columns: {date: date, factor: string, ret: float, vol: float}
@@ -46,6 +56,9 @@ pub struct Demo {
     pub key: PathBuf,
     pub trust: PathBuf,
     pub runs: Vec<Outcome>,
+    /// Documents `finalize` wrote, and its record.
+    pub documents: Vec<String>,
+    pub finalize: crate::finalize::Recorded,
     pub verify: verify::Report,
 }
 
@@ -87,6 +100,10 @@ fn demo_config() -> String {
         .replace(
             "  # key: ~/.ssh/id_ed25519",
             "  key: ../keys/demo_ed25519  # the demo's own key",
+        )
+        .replace(
+            "inputs: []",
+            "inputs: [config/strategy.yaml]  # stored with each run, diffed in run reviews",
         );
     let start = text.find("\ndq:\n").map_or(text.len(), |i| i + 1);
     let end = text.find("\nproducts:\n").map_or(text.len(), |i| i + 1);
@@ -133,6 +150,7 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         &format!("analyst@demo.invalid {}\n", made.public_openssh),
     )?;
     write(&repo.join("scripts/gates.sh"), GATES)?;
+    write(&repo.join(STRATEGY), &strategy(60))?;
     write(&repo.join("data/prices.csv"), GOOD_CSV)?;
     write(&repo.join("data/prices_bad.csv"), BAD_CSV)?;
     write(&repo.join(".gitignore"), "audit/\ngate_results/\n")?;
@@ -151,7 +169,7 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
     })?;
     let ws = Workspace::open(&repo)?;
 
-    let plan: [(&str, &str, &str, &str, &str); 3] = [
+    let plan: [(&str, &str, &str, &str, &str); 4] = [
         (
             "committee_demo_momentum",
             "momentum",
@@ -173,9 +191,28 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
             "0.88",
             "data/prices_bad.csv",
         ),
+        (
+            "committee_demo_momentum_lookback120",
+            "momentum",
+            "1.34",
+            "1.02",
+            "data/prices.csv",
+        ),
     ];
     let mut runs = Vec::new();
     for (tag, factor, s15, s20, csv) in plan {
+        if tag.ends_with("lookback120") {
+            writeln!(
+                note,
+                "\ndemo: the analyst changes {STRATEGY} (lookback_days 60 -> 120) and commits"
+            )
+            .ok();
+            write(&repo.join(STRATEGY), &strategy(120))?;
+            git(
+                &repo,
+                &["commit", "-q", "-am", "Momentum: lookback 120 days"],
+            )?;
+        }
         writeln!(note, "\ndemo: ledger run --workflow production_gates --tag {tag} --dq-input-csv {csv} -- sh scripts/gates.sh {factor} …").ok();
         let request = Request {
             workflow: "production_gates".into(),
@@ -209,12 +246,21 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         runs.push(outcome);
     }
     let trust_file = TrustFile::load(&trust)?;
+    writeln!(note, "\ndemo: ledger finalize").ok();
+    let computed =
+        crate::finalize::compute(&ws, &trust_file, crate::project::Options::default(), None)?;
+    crate::finalize::write(&ws.root, &computed.projection)?;
+    let finalize =
+        crate::finalize::record(&ws, &signer, &identity, crate::clock::now()?, &computed)?;
+    let documents = computed.projection.files.keys().cloned().collect();
     let report = verify::verify(&ws.store, &trust_file, &crate::proc::Here::read())?;
     Ok(Demo {
         repo,
         key,
         trust,
         runs,
+        documents,
+        finalize,
         verify: report,
     })
 }

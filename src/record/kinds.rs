@@ -128,6 +128,10 @@ pub struct ContextPredicate {
     pub inputs: Vec<FileDigest>,
     /// The `--freeze-file`, if given.
     pub freeze: Option<Freeze>,
+    /// Inputs (and the freeze file) whose content is stored at
+    /// `runs/<run_id>/inputs/<path>`, sorted.
+    #[serde(default)]
+    pub stored_inputs: Vec<String>,
     /// Set when the workflow requires the DQ gate and it was skipped.
     pub dq_skip: Option<DqSkip>,
 }

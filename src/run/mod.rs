@@ -238,10 +238,31 @@ pub fn run(
         .as_deref()
         .map(|p| freeze(ws, p))
         .transpose()?;
-    let inputs = crate::files::expand(&ws.root, &ws.config.inputs)
-        .iter()
-        .map(|rel| crate::files::digest(&ws.root, rel).map_err(|e| Error::io(ws.root.join(rel), e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let keep = ws.config.inputs_max_store_bytes;
+    let mut inputs = Vec::new();
+    // Small inputs travel with the run, for diffs between runs.
+    let mut stored_inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    for rel in crate::files::expand(&ws.root, &ws.config.inputs) {
+        let (digest, bytes) = crate::files::digest_keeping(&ws.root, &rel, keep)
+            .map_err(|e| Error::io(ws.root.join(&rel), e))?;
+        if let Some(bytes) = bytes {
+            stored_inputs.push((rel.clone(), bytes));
+        }
+        inputs.push(digest);
+    }
+    if let Some(f) = &freeze {
+        if crate::config::is_relative_inside(&f.path)
+            && f.bytes <= keep
+            && !stored_inputs.iter().any(|(p, _)| p == &f.path)
+        {
+            match std::fs::read(ws.root.join(&f.path)) {
+                Ok(bytes) if crate::record::canon::sha256_hex(&bytes) == f.sha256 => {
+                    stored_inputs.push((f.path.clone(), bytes))
+                }
+                _ => {}
+            }
+        }
+    }
     let Preflight { host, git, checks } = preflight_facts(ws, req.require_clean, freeze.as_ref());
     let failed_checks: Vec<Check> = checks.iter().filter(|c| !c.passed).cloned().collect();
     let preflight = PreflightPredicate {
@@ -343,6 +364,11 @@ pub fn run(
         env: crate::secrets::capture(&req.env, &ws.config.context.env_allow),
         inputs,
         freeze,
+        stored_inputs: {
+            let mut paths: Vec<String> = stored_inputs.iter().map(|(p, _)| p.clone()).collect();
+            paths.sort();
+            paths
+        },
         dq_skip: req.skip_dq.as_ref().map(|reason| DqSkip {
             by: req.user.clone(),
             owner: req.owner.clone(),
@@ -380,7 +406,20 @@ pub fn run(
         subject.clone(),
         &started,
     ));
-    let opening = journal::append(store, signer, identity, now, None, &drafts, &[], unique)?;
+    let stored_inputs: Vec<(String, Vec<u8>)> = stored_inputs
+        .into_iter()
+        .map(|(rel, bytes)| (format!("runs/{run_id}/inputs/{rel}"), bytes))
+        .collect();
+    let opening = journal::append(
+        store,
+        signer,
+        identity,
+        now,
+        None,
+        &drafts,
+        &stored_inputs,
+        unique,
+    )?;
     for record in &opening {
         match record.payload.kind {
             Kind::Preflight => write_copy(&audit_dir, "preflight.json", &pretty(&record.payload))?,

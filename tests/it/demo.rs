@@ -3,7 +3,7 @@
 use crate::common::{assert_input_error, TestEnv};
 
 #[test]
-fn demo_records_three_runs_that_verify() {
+fn demo_records_four_runs_finalizes_and_verifies() {
     let env = TestEnv::new();
     let dir = env.dir.path().join("demo");
     let out = env.ledger(&["demo", dir.to_str().unwrap()]);
@@ -13,6 +13,7 @@ fn demo_records_three_runs_that_verify() {
         ("passed", "momentum"),
         ("failed", "value"),
         ("blocked", "bad_data"),
+        ("passed", "momentum_lookback120"),
     ] {
         let line = format!("  {status:<8} ");
         assert!(
@@ -29,14 +30,34 @@ fn demo_records_three_runs_that_verify() {
     );
     let repo = dir.join("research");
     // The demo's repository works with plain commands and plain git.
-    let verify = env.ledger_in(&repo, &["verify"]);
+    let verify = env.ledger_in(&repo, &["verify", "--projections"]);
     assert_eq!(verify.code, 0, "{verify:?}");
     assert!(
-        verify.stdout.contains(", 3 runs, 14 records, 1 writers"),
+        verify
+            .stdout
+            .contains(", 4 runs, 21 records (1 finalize record), 1 writers"),
         "{verify:?}"
     );
     let log = env.ledger_in(&repo, &["log"]);
-    assert_eq!(log.stdout.lines().count(), 3, "{log:?}");
+    assert_eq!(log.stdout.lines().count(), 4, "{log:?}");
+    // finalize wrote the audit documents; the rerun's review diffs the config.
+    assert!(out.stdout.contains("  finalize: 23 documents, "), "{out:?}");
+    let stage =
+        std::fs::read_to_string(repo.join("docs/production_research/STAGE_AUDIT_LOG.md")).unwrap();
+    assert_eq!(
+        stage.lines().filter(|l| l.starts_with("| 20")).count(),
+        4,
+        "{stage}"
+    );
+    let review = std::fs::read_to_string(repo.join(
+        "gate_results/production_gates_committee_demo_momentum_lookback120/production_gates_run_review.md",
+    ))
+    .unwrap();
+    assert!(
+        review.contains("-lookback_days: 60\n+lookback_days: 120\n"),
+        "{review}"
+    );
+    assert_eq!(env.ledger_in(&repo, &["finalize", "--check"]).code, 0);
     let fsck = std::process::Command::new("git")
         .arg("-C")
         .arg(&repo)

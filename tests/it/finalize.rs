@@ -56,6 +56,14 @@ fn run(env: &TestEnv, workflow: &str, tag: &str, extra: &[&str], cmd: &[&str]) -
 fn fixture() -> TestEnv {
     let env = TestEnv::init();
     std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
+    // The strategy config is an input: stored with each run, diffed in reviews.
+    let config = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("inputs: []", "inputs: [strategy.yaml]"),
+    )
+    .unwrap();
     let gates = |args: &[&str]| -> Vec<String> {
         let mut v = vec!["sh".to_string(), "gates.sh".to_string()];
         v.extend(args.iter().map(|s| s.to_string()));
@@ -71,7 +79,12 @@ fn fixture() -> TestEnv {
         run(&env, "gates", "pass1", &["--notes", "first"], &as_refs(&g)),
         0
     );
-    // 2. failing, same factor: the review compares with pass1
+    // 2. failing, same factor, changed config: the review compares with pass1
+    std::fs::write(
+        env.repo.join("strategy.yaml"),
+        "factor: momentum\nlookback: 20\n",
+    )
+    .unwrap();
     let g = gates(&["momentum", "fail1", "0.75", "false"]);
     assert_eq!(run(&env, "gates", "fail1", &[], &as_refs(&g)), 1);
     // 3. blocked by preflight: the freeze file pins another commit

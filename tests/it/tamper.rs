@@ -251,3 +251,44 @@ fn product_swapped_in_the_tree_only() {
     assert_finding(&f, "product_mismatch", Some(&product));
     assert_eq!(f.len(), 1, "{f:#?}");
 }
+
+/// A run that stores its strategy config (ledger.yaml `inputs`).
+fn run_with_stored_input() -> (TestEnv, String) {
+    let env = TestEnv::init();
+    let config = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("inputs: []", "inputs: [strategy.yaml]"),
+    )
+    .unwrap();
+    crate::common::assert_ok(env.run("i", &[], &["true"]));
+    let run = env.run_ids().pop().unwrap();
+    let stored = format!("runs/{run}/inputs/strategy.yaml");
+    assert_eq!(env.ledger_file(&stored), b"factor: momentum\n");
+    assert_eq!(
+        env.record("context")["predicate"]["stored_inputs"],
+        json!(["strategy.yaml"])
+    );
+    (env, stored)
+}
+
+#[test]
+fn stored_input_swapped_in_the_tree_only() {
+    let (env, stored) = run_with_stored_input();
+    env.tamper(&[(&stored, Some(b"factor: value\n"))], Some(&env.key));
+    let f = findings(&env);
+    assert_finding(&f, "input_mismatch", Some(&stored));
+    assert_eq!(f.len(), 1, "{f:#?}");
+}
+
+#[test]
+fn stored_input_deleted_or_added() {
+    let (env, stored) = run_with_stored_input();
+    env.tamper(&[(&stored, None)], Some(&env.key));
+    assert_finding(&findings(&env), "missing_input", Some(&stored));
+    let (env, stored) = run_with_stored_input();
+    let extra = stored.replace("strategy.yaml", "other.yaml");
+    env.tamper(&[(&extra, Some(b"x\n"))], Some(&env.key));
+    assert_finding(&findings(&env), "unexpected_entry", Some(&extra));
+}
