@@ -51,8 +51,11 @@ pub fn compute(
 ) -> Result<Computed, Error> {
     let store = &ws.store;
     let tip = store.require_tip()?;
-    let history = History::load(store)?;
-    let report = verify::verify(store, trust, &crate::proc::Here::read())?;
+    let (report, runs) = verify::verify_with_runs(store, trust, &crate::proc::Here::read())?;
+    let history = History {
+        tip: Some(tip.to_string()),
+        runs,
+    };
     let snapshot = store.snapshot(tip)?;
     let mut extras = BTreeMap::new();
     for run in &history.runs {
@@ -240,12 +243,23 @@ pub struct Written {
     pub changed: bool,
 }
 
-/// Writes the projection's files, each atomically (temp file + rename).
+/// Writes the projection's files: a new file directly (`create_new`), an
+/// existing one that differs atomically (temp file + rename).
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
     let mut out = Vec::new();
+    let mut safe_dirs = std::collections::BTreeSet::new();
     for (rel, bytes) in &projection.files {
-        let path = safe_path(root, rel)?;
-        if std::fs::read(&path).is_ok_and(|have| &have == bytes) {
+        let path = safe_path(root, rel, &mut safe_dirs)?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let existing = match std::fs::read(&path) {
+            Ok(have) => Some(have),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        if existing.as_ref() == Some(bytes) {
             out.push(Written {
                 path: rel.clone(),
                 changed: false,
@@ -257,27 +271,38 @@ pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error
             path: dir.to_path_buf(),
             source,
         })?;
-        let tmp = dir.join(format!(
-            ".{}.ledger-tmp-{}",
-            path.file_name()
-                .expect("a file path has a name")
-                .to_string_lossy(),
-            std::process::id()
-        ));
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let fresh = existing.is_none()
+            && match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    file.write_all(bytes).map_err(io)?;
+                    true
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(io(e)),
+            };
+        if !fresh {
+            let tmp = dir.join(format!(
+                ".{}.ledger-tmp-{}",
+                path.file_name()
+                    .expect("a file path has a name")
+                    .to_string_lossy(),
+                std::process::id()
+            ));
+            let mut file = std::fs::File::create(&tmp).map_err(io)?;
+            file.write_all(bytes).map_err(io)?;
+            drop(file);
+            std::fs::rename(&tmp, &path).map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::Io {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         out.push(Written {
             path: rel.clone(),
             changed: true,
@@ -288,8 +313,12 @@ pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error
 
 /// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes
 /// through a symlink or a non-directory; the file itself, if it exists, must be
-/// a regular file.
-fn safe_path(root: &Path, rel: &str) -> Result<std::path::PathBuf, Error> {
+/// a regular file. Directories found safe are remembered in `safe_dirs`.
+fn safe_path(
+    root: &Path,
+    rel: &str,
+    safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,
+) -> Result<std::path::PathBuf, Error> {
     let refuse = |why: &str| {
         Error::input(
             format!("projection file {rel:?}"),
@@ -304,6 +333,9 @@ fn safe_path(root: &Path, rel: &str) -> Result<std::path::PathBuf, Error> {
     for (i, part) in parts.iter().enumerate() {
         path.push(part);
         let last = i + 1 == parts.len();
+        if !last && safe_dirs.contains(&path) {
+            continue;
+        }
         match std::fs::symlink_metadata(&path) {
             Err(_) => {}
             Ok(m) if m.file_type().is_symlink() => {
@@ -318,6 +350,9 @@ fn safe_path(root: &Path, rel: &str) -> Result<std::path::PathBuf, Error> {
                     "{} is not a directory",
                     path.strip_prefix(root).unwrap_or(&path).display()
                 )))
+            }
+            Ok(_) if !last => {
+                safe_dirs.insert(path.clone());
             }
             Ok(_) => {}
         }

@@ -23,6 +23,7 @@ pub mod dq;
 pub mod error;
 pub mod files;
 pub mod finalize;
+pub mod generate;
 pub mod history;
 pub mod journal;
 pub mod preflight;

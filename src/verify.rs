@@ -93,6 +93,8 @@ pub struct Aborted {
 struct Ctx<'a> {
     trust: &'a TrustFile,
     findings: Vec<Finding>,
+    /// Decompressed keys: decompression costs about as much as a verification.
+    keys: BTreeMap<[u8; 32], Option<ed25519_dalek::VerifyingKey>>,
 }
 
 impl Ctx<'_> {
@@ -115,10 +117,21 @@ impl Ctx<'_> {
 
 /// Verifies the whole ledger at its tip against `trust`.
 pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, Error> {
+    verify_with_runs(store, trust, here).map(|(report, _)| report)
+}
+
+/// [`verify`], also returning every run as read (oldest first by (first
+/// record time, run id)), so a caller need not read the ledger twice.
+pub fn verify_with_runs(
+    store: &Store,
+    trust: &TrustFile,
+    here: &Here,
+) -> Result<(Report, Vec<Run>), Error> {
     let tip = store.require_tip()?;
     let mut ctx = Ctx {
         trust,
         findings: Vec::new(),
+        keys: BTreeMap::new(),
     };
     let commits = store.commits(tip)?;
     for commit in &commits {
@@ -135,7 +148,7 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
     }
 
     let snapshot = store.snapshot(tip)?;
-    let mut records: Vec<(String, Parsed)> = Vec::new();
+    let mut records: Vec<Link> = Vec::new();
     let mut aborted = Vec::new();
     let mut runs = 0;
     for item in snapshot.list("")?.unwrap_or_default() {
@@ -152,41 +165,45 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
             ),
         }
     }
-    for run in snapshot.list("runs")?.unwrap_or_default() {
-        if !run.is_tree() {
-            ctx.add(
-                "unexpected_entry",
-                None,
-                Some(&format!("runs/{}", run.name)),
-                "a file where a run directory belongs".into(),
-            );
-            continue;
-        }
+    let run_items = snapshot.list("runs")?.unwrap_or_default();
+    for item in run_items.iter().filter(|i| !i.is_tree()) {
+        ctx.add(
+            "unexpected_entry",
+            None,
+            Some(&format!("runs/{}", item.name)),
+            "a file where a run directory belongs".into(),
+        );
+    }
+    let run_names: Vec<String> = run_items
+        .into_iter()
+        .filter(|i| i.is_tree())
+        .map(|i| i.name)
+        .collect();
+    let checked = check_runs_parallel(store, tip, trust, here, &run_names)?;
+    let mut views = Vec::with_capacity(checked.len());
+    for run in checked {
         runs += 1;
-        let parsed = check_run_files(&mut ctx, &snapshot, &run.name)?;
-        check_run_order(&mut ctx, &run.name, &parsed);
-        let view = Run {
-            run_id: run.name.clone(),
-            records: parsed,
-            unreadable: Vec::new(),
-        };
-        if view.status_here(here) == Status::Aborted {
+        ctx.findings.extend(run.findings);
+        if run.aborted {
             aborted.push(Aborted {
-                run_id: view.run_id.clone(),
-                recovered: view.get(Kind::Result).is_some(),
+                run_id: run.view.run_id.clone(),
+                recovered: run.view.get(Kind::Result).is_some(),
             });
         }
-        records.extend(view.records.into_values().map(|p| (run.name.clone(), p)));
+        records.extend(run.view.records.values().map(Link::of));
+        views.push(run.view);
     }
     let mut finalizes = 0;
     for (id, parsed) in check_finalize_files(&mut ctx, &snapshot)? {
         finalizes += 1;
-        records.push((id, parsed));
+        let _ = id;
+        records.push(Link::of(&parsed));
     }
     let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
 
     let record_count = records.len();
-    Ok(Report {
+    views.sort_by(|a, b| (a.at(), &a.run_id).cmp(&(b.at(), &b.run_id)));
+    let report = Report {
         ref_name: store.ref_name().to_string(),
         head: tip.to_string(),
         trust_file: trust.path.display().to_string(),
@@ -196,6 +213,99 @@ pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, E
         records: record_count,
         writers,
         ok: ctx.findings.is_empty(),
+        findings: ctx.findings,
+        aborted,
+    };
+    Ok((report, views))
+}
+
+/// One run checked by a worker: its findings, in the order found.
+struct CheckedRun {
+    view: Run,
+    findings: Vec<Finding>,
+    aborted: bool,
+}
+
+/// Checks runs on every core: each worker opens its own repository handle and
+/// checks a contiguous slice; results come back in `names` order, so the
+/// report does not depend on scheduling.
+fn check_runs_parallel(
+    store: &Store,
+    tip: gix::ObjectId,
+    trust: &TrustFile,
+    here: &Here,
+    names: &[String],
+) -> Result<Vec<CheckedRun>, Error> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if workers == 1 || names.len() < 64 {
+        let snapshot = store.snapshot(tip)?;
+        return names
+            .iter()
+            .map(|n| check_one_run(&snapshot, trust, here, n))
+            .collect();
+    }
+    let git_dir = store.git_dir().to_path_buf();
+    let ref_name = store.ref_name().to_string();
+    let chunk = names.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                let (git_dir, ref_name) = (&git_dir, &ref_name);
+                scope.spawn(move || -> Result<Vec<CheckedRun>, Error> {
+                    let store = Store::open_git_dir(git_dir, ref_name)?;
+                    let snapshot = store.snapshot(tip)?;
+                    part.iter()
+                        .map(|n| check_one_run(&snapshot, trust, here, n))
+                        .collect()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for handle in handles {
+            out.extend(handle.join().expect("a verify worker panicked")?);
+        }
+        Ok(out)
+    })
+}
+
+fn check_one_run(
+    snapshot: &Snapshot<'_>,
+    trust: &TrustFile,
+    here: &Here,
+    run_id: &str,
+) -> Result<CheckedRun, Error> {
+    let mut ctx = Ctx {
+        trust,
+        findings: Vec::new(),
+        keys: BTreeMap::new(),
+    };
+    let parsed = check_run_files(&mut ctx, snapshot, run_id)?;
+    check_run_order(&mut ctx, run_id, &parsed);
+    // Files that did not yield a well-placed record make the run incomplete.
+    let unreadable = ctx
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.code,
+                "non_canonical" | "malformed_record" | "wrong_run" | "kind_mismatch"
+            )
+        })
+        .filter_map(|f| {
+            let file = f.record.as_deref()?.rsplit('/').next()?.to_string();
+            let kind = Kind::from_file_name(&file)?;
+            (!parsed.contains_key(&kind)).then(|| (file, f.message.clone()))
+        })
+        .collect();
+    let view = Run {
+        run_id: run_id.to_string(),
+        records: parsed,
+        unreadable,
+    };
+    let aborted = view.status_here(here) == Status::Aborted;
+    Ok(CheckedRun {
+        view,
         findings: ctx.findings,
         aborted,
     })
@@ -655,7 +765,11 @@ fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed
         };
         let verified = entry
             .ed25519()
-            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+            .and_then(|k| {
+                *ctx.keys
+                    .entry(k)
+                    .or_insert_with(|| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+            })
             .zip(record::decode_b64(&sig.sig).and_then(|b| <[u8; 64]>::try_from(b).ok()))
             .is_some_and(|(key, bytes)| {
                 key.verify_strict(&pae, &ed25519_dalek::Signature::from_bytes(&bytes))
@@ -761,14 +875,45 @@ fn check_run_order(ctx: &mut Ctx<'_>, run_id: &str, records: &BTreeMap<Kind, Par
     }
 }
 
+/// What the writer chains need of a record (not the whole parsed record:
+/// a large ledger would hold every payload in memory twice).
+struct Link {
+    id: String,
+    payload: LinkHeader,
+}
+
+struct LinkHeader {
+    run_id: String,
+    kind: Kind,
+    writer: String,
+    seq: u64,
+    prev: Option<String>,
+}
+
+impl Link {
+    fn of(parsed: &Parsed) -> Link {
+        let p = &parsed.payload;
+        Link {
+            id: parsed.id.clone(),
+            payload: LinkHeader {
+                run_id: p.run_id.clone(),
+                kind: p.kind,
+                writer: p.writer.clone(),
+                seq: p.seq,
+                prev: p.prev.clone(),
+            },
+        }
+    }
+}
+
 /// Checks each writer's seq/prev chain and `writers/*.json`. Returns the writer count.
 fn check_writer_chains(
     ctx: &mut Ctx<'_>,
     snapshot: &Snapshot<'_>,
-    records: &[(String, Parsed)],
+    records: &[Link],
 ) -> Result<usize, Error> {
-    let mut chains: BTreeMap<&str, BTreeMap<u64, Vec<&Parsed>>> = BTreeMap::new();
-    for (_, r) in records {
+    let mut chains: BTreeMap<&str, BTreeMap<u64, Vec<&Link>>> = BTreeMap::new();
+    for r in records {
         chains
             .entry(&r.payload.writer)
             .or_default()

@@ -5,6 +5,7 @@ mod demo;
 mod dq;
 mod error;
 mod finalize;
+mod generate;
 mod init;
 mod keygen;
 mod log;
@@ -55,6 +56,7 @@ enum Command {
     Show(log::ShowArgs),
     Recover(recover::Args),
     Finalize(finalize::Args),
+    Generate(generate::Args),
 }
 
 /// What the commands read from the process environment.
@@ -128,6 +130,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Show(a) => log::exec_show(a, env, out),
         Command::Recover(a) => recover::exec(a, env, out),
         Command::Finalize(a) => finalize::exec(a, env, out),
+        Command::Generate(a) => generate::exec(a, env, out),
     }
 }
 

@@ -149,7 +149,7 @@ pub struct Payload {
 impl Payload {
     /// Decodes the predicate as the typed body of this kind.
     pub fn predicate_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, RecordError> {
-        serde_json::from_value(self.predicate.clone()).map_err(|e| RecordError::Predicate {
+        T::deserialize(&self.predicate).map_err(|e| RecordError::Predicate {
             kind: self.kind,
             message: e.to_string(),
         })
@@ -212,7 +212,8 @@ pub enum RecordError {
     Predicate { kind: Kind, message: String },
 }
 
-/// A record read back from storage: envelope, exact payload bytes and its id.
+/// A record read back from storage: envelope (its `payload` text emptied:
+/// the decoded bytes are in `payload_bytes`), exact payload bytes and its id.
 #[derive(Clone, Debug)]
 pub struct Parsed {
     pub id: String,
@@ -238,6 +239,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, RecordError> {
     }
     let payload: Payload =
         serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?;
+    // The base64 text is `payload_bytes` again; a large ledger need not hold both.
+    let mut envelope = envelope;
+    envelope.payload = String::new();
     Ok(Parsed {
         id: canon::record_id(&payload_bytes),
         envelope,

@@ -9,6 +9,7 @@
 //! HEAD, the index and the working tree are never read for writing.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use gix::bstr::ByteSlice;
@@ -145,8 +146,26 @@ pub fn discover(dir: &Path) -> Result<gix::Repository, StoreError> {
     Ok(repo)
 }
 
+/// Memory for decompressed delta bases while reading packed ledgers.
+const PACK_CACHE_BYTES: usize = 32 << 20;
+
 impl Store {
-    pub fn new(repo: gix::Repository, ref_name: &str) -> Store {
+    /// Opens the repository at `git_dir` again, e.g. in another thread.
+    pub fn open_git_dir(git_dir: &Path, ref_name: &str) -> Result<Store, StoreError> {
+        let repo = gix::open(git_dir).map_err(|_| StoreError::NotARepo {
+            path: git_dir.to_path_buf(),
+        })?;
+        Ok(Store::new(repo, ref_name))
+    }
+
+    pub fn new(mut repo: gix::Repository, ref_name: &str) -> Store {
+        // Records are small, similar blobs that git packs as long delta
+        // chains; without a delta-base cache every read inflates its chain.
+        repo.objects.set_pack_cache(|| {
+            Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+                PACK_CACHE_BYTES,
+            ))
+        });
         Store {
             repo,
             ref_name: ref_name.to_string(),
@@ -278,7 +297,11 @@ impl Store {
             .tree_id()
             .git("reading a ledger commit's tree")?
             .detach();
-        Ok(Snapshot { store: self, tree })
+        Ok(Snapshot {
+            store: self,
+            tree,
+            dirs: Default::default(),
+        })
     }
 
     /// Every commit reachable from `tip`, newest first.
@@ -485,41 +508,69 @@ fn actor(identity: &Identity, at: OffsetDateTime) -> gix::actor::Signature {
     }
 }
 
-/// A read-only view of one ledger tree.
+/// A read-only view of one ledger tree. Directory listings are cached, so
+/// reading every run of a large ledger decodes each tree once.
 pub struct Snapshot<'a> {
     store: &'a Store,
     tree: ObjectId,
+    dirs: std::cell::RefCell<std::collections::BTreeMap<String, Rc<Dir>>>,
+}
+
+/// A decoded tree, with an index by name.
+struct Dir {
+    items: Vec<Item>,
+    by_name: std::collections::BTreeMap<String, usize>,
 }
 
 impl Snapshot<'_> {
     /// The entries of the tree at `path` (`""` for the root), or `None`.
     pub fn list(&self, path: &str) -> Result<Option<Vec<Item>>, StoreError> {
-        let repo = &self.store.repo;
+        Ok(self.dir(path)?.map(|d| d.items.clone()))
+    }
+
+    /// The entry at `path`, or `None`.
+    fn entry(&self, path: &str) -> Result<Option<Item>, StoreError> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok(self
+            .dir(parent)?
+            .and_then(|d| d.by_name.get(name).map(|&i| d.items[i].clone())))
+    }
+
+    fn dir(&self, path: &str) -> Result<Option<Rc<Dir>>, StoreError> {
+        if let Some(d) = self.dirs.borrow().get(path) {
+            return Ok(Some(d.clone()));
+        }
         let id = if path.is_empty() {
             self.tree
         } else {
-            let root = repo.find_tree(self.tree).git("reading the ledger tree")?;
-            match root
-                .lookup_entry_by_path(path)
-                .git("reading the ledger tree")?
-            {
-                Some(entry) if entry.mode().is_tree() => entry.object_id(),
+            match self.entry(path)? {
+                Some(item) if item.is_tree() => item.id,
                 _ => return Ok(None),
             }
         };
-        let tree = repo.find_tree(id).git("reading the ledger tree")?;
+        let tree = self
+            .store
+            .repo
+            .find_tree(id)
+            .git("reading the ledger tree")?;
         let decoded = tree.decode().git("decoding the ledger tree")?;
-        Ok(Some(
-            decoded
-                .entries
-                .iter()
-                .map(|e| Item {
-                    name: e.filename.to_str_lossy().into_owned(),
-                    kind: e.mode.kind(),
-                    id: e.oid.to_owned(),
-                })
-                .collect(),
-        ))
+        let items: Vec<Item> = decoded
+            .entries
+            .iter()
+            .map(|e| Item {
+                name: e.filename.to_str_lossy().into_owned(),
+                kind: e.mode.kind(),
+                id: e.oid.to_owned(),
+            })
+            .collect();
+        let by_name = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (item.name.clone(), i))
+            .collect();
+        let dir = Rc::new(Dir { items, by_name });
+        self.dirs.borrow_mut().insert(path.to_string(), dir.clone());
+        Ok(Some(dir))
     }
 
     /// Every entry below the tree at `path`, depth first, with paths relative
@@ -547,16 +598,8 @@ impl Snapshot<'_> {
 
     /// The content of the blob at `path`, or `None`.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let root = self
-            .store
-            .repo
-            .find_tree(self.tree)
-            .git("reading the ledger tree")?;
-        match root
-            .lookup_entry_by_path(path)
-            .git("reading the ledger tree")?
-        {
-            Some(entry) if entry.mode().is_blob() => Ok(Some(self.blob(entry.object_id())?)),
+        match self.entry(path)? {
+            Some(item) if !item.is_tree() => Ok(Some(self.blob(item.id)?)),
             _ => Ok(None),
         }
     }
