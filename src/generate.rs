@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
+use crate::demo::{git, require_empty};
 use crate::files::FileDigest;
 use crate::journal::{record_path, writer_path, WriterHead};
 use crate::record::kinds::*;
@@ -53,23 +54,6 @@ const FACTORS: [&str; 12] = [
     "liquidity",
 ];
 
-fn git(repo: &Path, args: &[&str]) -> Result<(), Error> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .map_err(|e| Error::input("git", format!("cannot run git: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::input(
-            format!("git {}", args.join(" ")),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
-}
-
 /// Creates `dir/repo` (a git repository with ledger.yaml and a trust file),
 /// `dir/keys/writer<i>`, and a ledger of `spec.runs` runs.
 pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
@@ -79,20 +63,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
             "--runs, --writers and --per-commit must be at least 1",
         ));
     }
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .next()
-            .is_some()
-    {
-        return Err(Error::input(
-            "DIR",
-            format!(
-                "{} is not empty; give a new or empty directory",
-                dir.display()
-            ),
-        ));
-    }
+    require_empty(dir)?;
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).map_err(|e| Error::io(&repo, e))?;
     std::fs::create_dir_all(dir.join("keys")).map_err(|e| Error::io(dir, e))?;

@@ -62,7 +62,8 @@ pub struct Demo {
     pub verify: verify::Report,
 }
 
-fn git(repo: &Path, args: &[&str]) -> Result<(), Error> {
+/// Runs `git -C repo ARGS`; its stderr becomes the error.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<(), Error> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -111,8 +112,8 @@ fn demo_config() -> String {
     text
 }
 
-/// Builds the demo under `dir` (which must be empty or absent).
-pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
+/// Refuses a directory that exists and is not empty.
+pub(crate) fn require_empty(dir: &Path) -> Result<(), Error> {
     if dir.exists()
         && std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
@@ -127,6 +128,12 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Builds the demo under `dir` (which must be empty or absent).
+pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
+    require_empty(dir)?;
     let repo = dir.join("research");
     let key = dir.join("keys/demo_ed25519");
     std::fs::create_dir_all(&repo).map_err(|e| Error::io(&repo, e))?;
