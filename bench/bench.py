@@ -13,7 +13,7 @@ import tempfile
 import time
 
 LEDGER = sys.argv[1]
-WANT = set(sys.argv[2:]) or {"big", "fixed", "dq"}
+WANT = set(sys.argv[2:]) or {"big", "fixed", "dq", "finalize"}
 GIB = 1 << 30
 
 
@@ -146,6 +146,45 @@ def bench_dq(repo, env, runs):
            base, ours, base_rss, our_rss, "<= 5x `wc -l`, RSS <= 64 MiB (no unique key configured)")
 
 
+def bench_finalize(root, runs):
+    """A generated ledger of N runs (FINALIZE_RUNS, default 10000), packed:
+    full finalize (no documents on disk) and finalize after one new run, each
+    against reading every object once with git cat-file."""
+    n = int(os.environ.get("FINALIZE_RUNS", "10000"))
+    gen = os.path.join(root, "gen")
+    subprocess.run([LEDGER, "generate", gen, "--runs", str(n), "--writers", "3"], check=True, stdout=subprocess.DEVNULL)
+    repo = os.path.join(gen, "repo")
+    env = {
+        "PATH": os.environ["PATH"], "HOME": root, "USER": "bench",
+        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+        "LEDGER_KEY": os.path.join(gen, "keys", "writer0"),
+    }
+    subprocess.run(["git", "repack", "-adq"], cwd=repo, env=env, check=True)
+    def clear():
+        for d in ("docs", "audit"):
+            shutil.rmtree(os.path.join(repo, d), ignore_errors=True)
+        for dirpath, _, files in os.walk(os.path.join(repo, "gate_results")):
+            for f in files:
+                if f.endswith(".md"):
+                    os.remove(os.path.join(dirpath, f))
+    floor = ["sh", "-c", "git cat-file --batch-all-objects --batch > /dev/null"]
+    base, full, inc, full_rss, inc_rss, base_rss = [], [], [], 0, 0, 0
+    for i in range(runs):
+        w, r = timed(floor, repo, env)
+        base.append(w); base_rss = max(base_rss, r)
+        clear()
+        w, r = timed([LEDGER, "finalize"], repo, env)
+        full.append(w); full_rss = max(full_rss, r)
+        subprocess.run([LEDGER, "run", "--workflow", "bench", "--tag", f"new{i}", "--owner", "bench", "--", "true"],
+                       cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        w, r = timed([LEDGER, "finalize"], repo, env)
+        inc.append(w); inc_rss = max(inc_rss, r)
+    report(f"finalize over {n} generated runs (packed), {runs} runs each: full (no documents on disk) vs `git cat-file --batch-all-objects --batch`",
+           base, full, base_rss, full_rss, "<= 3x")
+    report(f"finalize after one new run vs full finalize (same {n}-run ledger)",
+           full, inc, full_rss, inc_rss, "<= 0.20x")
+
+
 def main():
     root = tempfile.mkdtemp(prefix="ledger-bench-", dir=os.environ.get("BENCH_DIR"))
     try:
@@ -157,6 +196,8 @@ def main():
         if "dq" in WANT:
             repo, env = setup(os.path.join(root, "dq"))
             bench_dq(repo, env, max(3, runs // 2))
+        if "finalize" in WANT:
+            bench_finalize(os.path.join(root, "finalize"), max(3, runs // 2))
         if "fixed" in WANT:
             repo, env = setup(os.path.join(root, "fixed"))
             bench_fixed(repo, env, runs * 4)

@@ -5,8 +5,10 @@
 #   bench/run.sh big        # 1 GiB of output: ledger run vs the command redirected to a file
 #   bench/run.sh fixed      # ledger run -- true vs git commit --allow-empty, same repository
 #   bench/run.sh dq         # ledger dq on a generated 1 GiB CSV of 8 columns vs wc -l
+#   bench/run.sh finalize   # finalize over a generated 10,000-run ledger vs git cat-file of every object
 #
-# Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), BENCH_DIR
+# Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), FINALIZE_RUNS
+# (ledger size for finalize, default 10000), BENCH_DIR
 # (scratch directory, default a temp dir; needs ~2 GiB free for `big`).
 # Prints median wall time, the ratio to the baseline and peak RSS of each side.
 set -euo pipefail

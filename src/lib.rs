@@ -34,6 +34,7 @@ pub mod recover;
 pub mod run;
 pub mod secrets;
 pub mod sign;
+pub mod status;
 pub mod store;
 pub mod trust;
 pub mod verify;

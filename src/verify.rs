@@ -32,6 +32,41 @@ use crate::store::{self, Snapshot, Store};
 use crate::trust::{TrustFile, Vouch};
 use crate::Error;
 
+/// `verify --since CHECKPOINT`: the ledger head must descend from the
+/// checkpoint a committee saw before, or history was rewritten, even if every
+/// record in the new history is validly signed.
+pub fn check_since(store: &Store, checkpoint: &str) -> Result<Option<Finding>, Error> {
+    let id = gix::ObjectId::from_hex(checkpoint.as_bytes()).map_err(|_| {
+        Error::input(
+            "--since",
+            format!("{checkpoint:?} is not a full commit id (40 hex digits)"),
+        )
+    })?;
+    let tip = store.require_tip()?;
+    let finding = |code: &'static str, message: String| Finding {
+        code,
+        run: None,
+        record: None,
+        commit: Some(checkpoint.to_string()),
+        message,
+    };
+    if !store.has_commit(id) {
+        return Ok(Some(finding(
+            "since_unknown",
+            "the checkpoint is not in this repository: the ledger was rewritten without it, or it comes from another ledger".into(),
+        )));
+    }
+    if store.commits(tip)?.iter().any(|c| c.id == id) {
+        return Ok(None);
+    }
+    Ok(Some(finding(
+        "history_rewritten",
+        format!(
+            "the ledger head {tip} does not descend from the checkpoint: history was rewritten"
+        ),
+    )))
+}
+
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {

@@ -12,6 +12,7 @@ mod log;
 mod preflight;
 mod recover;
 mod run;
+mod status;
 mod verify;
 
 use std::io::Write;
@@ -54,6 +55,7 @@ enum Command {
     Verify(verify::Args),
     Log(log::LogArgs),
     Show(log::ShowArgs),
+    Status(status::Args),
     Recover(recover::Args),
     Finalize(finalize::Args),
     Generate(generate::Args),
@@ -128,6 +130,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Verify(a) => verify::exec(a, env, out),
         Command::Log(a) => log::exec_log(a, env, out),
         Command::Show(a) => log::exec_show(a, env, out),
+        Command::Status(a) => status::exec(a, env, out),
         Command::Recover(a) => recover::exec(a, env, out),
         Command::Finalize(a) => finalize::exec(a, env, out),
         Command::Generate(a) => generate::exec(a, env, out),

@@ -11,7 +11,9 @@ use crate::workspace::Workspace;
 /// and the order of records within each run. Prints the ledger head it
 /// verified; exits 0 when all holds, 1 with one line per problem otherwise.
 ///
-/// Example: ledger verify --trust committee_allowed_signers
+/// Examples:
+///   ledger verify --trust committee_allowed_signers
+///   ledger verify --since <the head an earlier verify printed>   # append-only proof
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
@@ -21,6 +23,11 @@ pub struct Args {
     /// record and against a fresh projection of the ledger.
     #[arg(long)]
     projections: bool,
+    /// A ledger head seen before (a committee's checkpoint): fail unless the
+    /// current head descends from it, so a rewritten history is caught even
+    /// when every record in it is validly signed.
+    #[arg(long, value_name = "COMMIT")]
+    since: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -35,6 +42,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     };
     let trust = TrustFile::load(&trust_path).map_err(crate::Error::from)?;
     let mut report = crate::verify::verify(&ws.store, &trust, &crate::proc::Here::read())?;
+    if let Some(checkpoint) = &args.since {
+        if let Some(f) = crate::verify::check_since(&ws.store, checkpoint)? {
+            report.findings.insert(0, f);
+            report.ok = false;
+        }
+    }
     if args.projections {
         if ws.store.workdir().is_none() {
             return Err(CliError::usage(

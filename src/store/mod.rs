@@ -304,6 +304,11 @@ impl Store {
         })
     }
 
+    /// Whether `id` names a commit in this repository.
+    pub fn has_commit(&self, id: ObjectId) -> bool {
+        self.repo.find_commit(id).is_ok()
+    }
+
     /// Every commit reachable from `tip`, newest first.
     pub fn commits(&self, tip: ObjectId) -> Result<Vec<CommitInfo>, StoreError> {
         let walk = self.repo.rev_walk([tip]).all().git("walking the ledger")?;

@@ -639,3 +639,32 @@ fn products_and_the_log_are_stored_and_verified() {
             || *p == format!("runs/{run_id}/log")));
     env.ok(&["verify"]);
 }
+
+#[test]
+fn verify_since_catches_a_rewritten_history() {
+    let env = TestEnv::init();
+    crate::common::assert_ok(env.run("a", &[], &["true"]));
+    let checkpoint = env.ledger_tip();
+    crate::common::assert_ok(env.run("b", &[], &["true"]));
+    // Appended after the checkpoint: fine.
+    let out = env.ledger(&["verify", "--since", &checkpoint]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Rewritten: the ledger is reset behind the checkpoint and grows again,
+    // every record validly signed by the trusted writer.
+    let before = env.git(&["rev-parse", &format!("{checkpoint}~1")]);
+    env.git(&["update-ref", "refs/heads/ledger", before.trim()]);
+    crate::common::assert_ok(env.run("c", &["--rerun"], &["true"]));
+    assert_eq!(
+        env.ledger(&["verify"]).code,
+        0,
+        "each record still verifies"
+    );
+    let out = env.ledger(&["verify", "--since", &checkpoint]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("[history_rewritten]"), "{out:?}");
+    // A checkpoint this repository never had.
+    let out = env.ledger(&["verify", "--since", &"1".repeat(40), "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("\"since_unknown\""), "{out:?}");
+    crate::common::assert_input_error(&env.ledger(&["verify", "--since", "HEAD"]), "--since");
+}

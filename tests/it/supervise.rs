@@ -227,3 +227,45 @@ fn a_refused_run_does_not_recover_anything_first() {
     assert_eq!(result_of(&env, "dies")["predicate"]["status"], "aborted");
     std::thread::sleep(Duration::from_millis(400));
 }
+
+#[test]
+fn status_shows_a_running_run_with_its_elapsed_time_and_log_tail() {
+    let env = TestEnv::init();
+    assert_eq!(
+        env.run("done", &[], &["sh", "-c", "echo finished; exit 3"])
+            .code,
+        3
+    );
+    let mut child = spawn_run(&env, "live", "echo step one; echo step two; sleep 30");
+    wait_for_log(&env, "live", "step two\n");
+    let out = env.ok(&["status", "--json"]);
+    let states: Value = serde_json::from_str(&out.stdout).unwrap();
+    crate::schemas::assert_valid("status.schema.json", &states);
+    let live = states
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["tag"] == "live")
+        .unwrap();
+    assert_eq!(live["status"], "running", "{states:#}");
+    assert_eq!(
+        live["log_tail"],
+        serde_json::json!(["step one", "step two"])
+    );
+    assert!(live["elapsed_seconds"].as_u64().is_some(), "{live:#}");
+    let done = states
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["tag"] == "done")
+        .unwrap();
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["code"], 3);
+    let human = env.ok(&["status", "--tag", "live"]).stdout;
+    assert!(human.starts_with("running "), "{human}");
+    assert!(human.contains("           | step two\n"), "{human}");
+    assert!(!human.contains("_done"), "{human}");
+    crate::common::assert_input_error(&env.ledger(&["status", "--tag", "nope"]), "--tag");
+    signal(&child, libc::SIGTERM);
+    child.wait().unwrap();
+}
