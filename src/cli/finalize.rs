@@ -27,6 +27,7 @@ use crate::workspace::Workspace;
 ///   ledger finalize --tag committee_2026-11-22_run1 --require-final-summary
 ///   ledger finalize --commit                # also commit the files on your branch
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Only the stage audit log and this run's documents (a tag or a run id).
     #[arg(long, value_name = "TAG")]

@@ -15,6 +15,7 @@ use crate::workspace::Workspace;
 ///   ledger status
 ///   ledger status --tag committee_2026-11-22_run1 --lines 5 --json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Only runs with this tag (or this run id).
     #[arg(long, value_name = "TAG")]

@@ -15,6 +15,7 @@ use crate::workspace::Workspace;
 ///   ledger verify --trust committee_allowed_signers
 ///   ledger verify --since <the head an earlier verify printed>   # append-only proof
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
     #[arg(long, value_name = "FILE")]
