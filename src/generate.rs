@@ -222,6 +222,12 @@ fn one_run(
         tag: tag.clone(),
         owner: format!("analyst{}", i % 4),
         require_clean: true,
+        argv: vec![
+            "python".into(),
+            "scripts/run_research_workflow.py".into(),
+            "--factor".into(),
+            factor.into(),
+        ],
         checks: vec![
             Check {
                 id: "cores".into(),

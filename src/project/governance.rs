@@ -642,7 +642,8 @@ pub fn rerun_command(view: &View<'_>) -> String {
         words.extend(["--skip-dq".into(), "--skip-reason".into(), s.reason.clone()]);
     }
     words.push("--".into());
-    match argv(run) {
+    let preflight_argv = run.preflight().map(|p| p.argv).filter(|a| !a.is_empty());
+    match argv(run).or(preflight_argv) {
         Some(argv) => words.extend(argv),
         None => words.push("<command>".into()),
     }

@@ -50,6 +50,10 @@ pub struct PreflightPredicate {
     pub tag: String,
     pub owner: String,
     pub require_clean: bool,
+    /// The command the run was to execute (argv after `--`), so a blocked
+    /// run can be repeated exactly.
+    #[serde(default)]
+    pub argv: Vec<String>,
     pub checks: Vec<Check>,
     pub host: HostFacts,
     pub git: GitFacts,

@@ -271,6 +271,7 @@ pub fn run(
         tag: req.tag.clone(),
         owner: req.owner.clone(),
         require_clean: req.require_clean,
+        argv: req.argv.clone(),
         checks,
         host: host.clone(),
         git: git.clone(),
