@@ -73,6 +73,17 @@ pub struct Config {
     /// Where `ledger finalize` writes its documents.
     #[serde(default)]
     pub finalize: FinalizeSection,
+    /// `ledger push` / `ledger pull`.
+    #[serde(default)]
+    pub sync: SyncSection,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// The remote (a configured remote's name, a URL or a path) when none is
+    /// given; default `origin`.
+    pub remote: Option<String>,
 }
 
 /// Where in a team's report JSON finalize finds what it needs: JSON pointers

@@ -314,7 +314,7 @@ pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error
 /// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes
 /// through a symlink or a non-directory; the file itself, if it exists, must be
 /// a regular file. Directories found safe are remembered in `safe_dirs`.
-fn safe_path(
+pub(crate) fn safe_path(
     root: &Path,
     rel: &str,
     safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,

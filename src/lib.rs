@@ -36,6 +36,7 @@ pub mod secrets;
 pub mod sign;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod trust;
 pub mod verify;
 pub mod workspace;

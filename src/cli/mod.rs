@@ -13,6 +13,7 @@ mod preflight;
 mod recover;
 mod run;
 mod status;
+mod sync;
 mod verify;
 
 use std::io::Write;
@@ -56,6 +57,8 @@ enum Command {
     Log(log::LogArgs),
     Show(log::ShowArgs),
     Status(status::Args),
+    Pull(sync::PullArgs),
+    Push(sync::PushArgs),
     Recover(recover::Args),
     Finalize(finalize::Args),
     Generate(generate::Args),
@@ -131,6 +134,8 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Log(a) => log::exec_log(a, env, out),
         Command::Show(a) => log::exec_show(a, env, out),
         Command::Status(a) => status::exec(a, env, out),
+        Command::Pull(a) => sync::exec_pull(a, env, out),
+        Command::Push(a) => sync::exec_push(a, env, out),
         Command::Recover(a) => recover::exec(a, env, out),
         Command::Finalize(a) => finalize::exec(a, env, out),
         Command::Generate(a) => generate::exec(a, env, out),

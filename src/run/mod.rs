@@ -533,7 +533,7 @@ pub(crate) fn write_copy(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Err
 }
 
 /// `command.sh`: re-runs the command by hand, exactly as recorded.
-fn command_script(run_id: &str, command: &CommandPredicate) -> String {
+pub(crate) fn command_script(run_id: &str, command: &CommandPredicate) -> String {
     let mut out = format!(
         "#!/bin/sh\n# ledger run {run_id}\ncd {} || exit 1\n",
         shell_quote(&command.cwd)

@@ -46,6 +46,8 @@ pub enum StoreError {
     LockHeld { lock: PathBuf, age: Option<u64> },
     #[error("ledger ref {ref_name} moved {attempts} times while writing; gave up")]
     Contention { ref_name: String, attempts: u32 },
+    #[error("remote {remote}: {message}")]
+    Remote { remote: String, message: String },
     #[error("git {context}: {message}")]
     Git { context: String, message: String },
 }
@@ -302,6 +304,173 @@ impl Store {
             tree,
             dirs: Default::default(),
         })
+    }
+
+    /// Fetches `remote`'s ledger ref (a configured remote's name, a URL or a
+    /// path) into the private ref `into`, whatever it was; returns the fetched
+    /// tip, or `None` when the remote has no ledger. Only `into` is written.
+    pub fn fetch(&self, remote: &str, into: &str) -> Result<Option<ObjectId>, StoreError> {
+        use gix::remote::Direction;
+        let fail = |message: String| StoreError::Remote {
+            remote: remote.to_string(),
+            message,
+        };
+        let url = match self.repo.try_find_remote(remote) {
+            Some(Ok(r)) => r
+                .url(Direction::Fetch)
+                .cloned()
+                .ok_or_else(|| fail("the remote has no fetch URL".into()))?,
+            _ => gix::url::parse(remote.as_bytes().as_bstr())
+                .map_err(|e| fail(format!("not a remote name or URL: {e}")))?,
+        };
+        let spec = format!("+{}:{into}", self.ref_name);
+        let remote_handle = self
+            .repo
+            .remote_at(url)
+            .map_err(|e| fail(e.to_string()))?
+            .with_refspecs([spec.as_str()], Direction::Fetch)
+            .map_err(|e| fail(e.to_string()))?;
+        let connection = remote_handle
+            .connect(Direction::Fetch)
+            .map_err(|e| fail(e.to_string()))?;
+        let prepared = connection
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| fail(e.to_string()))?;
+        prepared
+            .receive(
+                gix::progress::Discard,
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+            .map_err(|e| fail(e.to_string()))?;
+        self.ref_target(into)
+    }
+
+    /// Where `name` points, if it exists.
+    pub fn ref_target(&self, name: &str) -> Result<Option<ObjectId>, StoreError> {
+        match self.repo.try_find_reference(name).git("reading a ref")? {
+            None => Ok(None),
+            Some(mut r) => Ok(Some(r.peel_to_id().git("reading a ref")?.detach())),
+        }
+    }
+
+    /// Deletes a private ref (e.g. the incoming ref of a pull).
+    pub fn delete_ref(&self, name: &str) -> Result<(), StoreError> {
+        if let Some(r) = self.repo.try_find_reference(name).git("reading a ref")? {
+            r.delete().git("deleting a ref")?;
+        }
+        Ok(())
+    }
+
+    /// Moves the ledger ref from `expected` to `new` by compare-and-swap.
+    pub fn advance(
+        &self,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+        identity: &Identity,
+        at: OffsetDateTime,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        match self.swap(expected, new, identity, at, subject) {
+            Ok(()) => Ok(()),
+            Err(Swap::Conflict) => Err(StoreError::Contention {
+                ref_name: self.ref_name.clone(),
+                attempts: 1,
+            }),
+            Err(Swap::Locked) => Err(self.lock_error()),
+            Err(Swap::Failed(e)) => Err(e),
+        }
+    }
+
+    /// The newest commit both `a` and `b` reach, if any.
+    fn merge_base(&self, a: ObjectId, b: ObjectId) -> Result<Option<ObjectId>, StoreError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for info in self.repo.rev_walk([a]).all().git("walking the ledger")? {
+            seen.insert(info.git("walking the ledger")?.id);
+        }
+        for info in self.repo.rev_walk([b]).all().git("walking the ledger")? {
+            let id = info.git("walking the ledger")?.id;
+            if seen.contains(&id) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `ancestor` is `tip` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: ObjectId, tip: ObjectId) -> Result<bool, StoreError> {
+        if ancestor == tip {
+            return Ok(true);
+        }
+        let walk = self.repo.rev_walk([tip]).all().git("walking the ledger")?;
+        for info in walk {
+            if info.git("walking the ledger")?.id == ancestor {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A signed merge commit of `ours` and `theirs` whose tree is the union of
+    /// both trees. Paths present on both sides with different content are
+    /// returned as conflicts and nothing is written.
+    pub fn merge_union(
+        &self,
+        ours: ObjectId,
+        theirs: ObjectId,
+        message: &str,
+        identity: &Identity,
+        at: OffsetDateTime,
+        sign: CommitSigner<'_>,
+    ) -> Result<Result<ObjectId, Vec<String>>, StoreError> {
+        let mine = self.snapshot(ours)?;
+        let other = self.snapshot(theirs)?;
+        // A file both sides changed since their common ancestor (a writer's
+        // head file moved on one side only, say) takes the changed side.
+        let base = self.merge_base(ours, theirs)?;
+        let base = base.map(|b| self.snapshot(b)).transpose()?;
+        let mut add: Vec<(String, ObjectId)> = Vec::new();
+        let mut conflicts = Vec::new();
+        for (path, item) in other.walk("")? {
+            match mine.entry(&path)? {
+                None => add.push((path, item.id)),
+                Some(m) if m.id == item.id => {}
+                Some(m) => {
+                    let was = match &base {
+                        Some(b) => b.entry(&path)?.map(|i| i.id),
+                        None => None,
+                    };
+                    if was == Some(m.id) {
+                        add.push((path, item.id));
+                    } else if was != Some(item.id) {
+                        conflicts.push(path);
+                    }
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Ok(Err(conflicts));
+        }
+        let mut editor = self
+            .repo
+            .edit_tree(mine.tree)
+            .git("loading the ledger tree")?
+            .detach();
+        for (path, id) in &add {
+            editor
+                .upsert(path.split('/'), EntryKind::Blob, *id)
+                .git("editing the ledger tree")?;
+        }
+        let tree = editor
+            .write(|tree| self.repo.write_object(tree).map(|id| id.detach()))
+            .git("writing the ledger tree")?;
+        Ok(Ok(self.write_commit(
+            tree,
+            &[ours, theirs],
+            message,
+            identity,
+            at,
+            sign,
+        )?))
     }
 
     /// Whether `id` names a commit in this repository.

@@ -9,4 +9,5 @@ mod errors;
 mod finalize;
 mod schemas;
 mod supervise;
+mod sync;
 mod tamper;

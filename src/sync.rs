@@ -1,0 +1,359 @@
+//! `ledger pull` and `ledger push`: git transport for the ledger ref.
+//!
+//! Pull fetches the remote's ledger into a private ref, verifies it against
+//! the trust file before the local ref moves (a tampered or untrusted remote
+//! is refused and the local ref stays where it was), then fast-forwards, or
+//! joins two histories that grew apart with a signed merge commit whose tree
+//! is the union of both (run paths never collide). New runs' audit copies and
+//! products are then written into the work tree, never over a file that
+//! differs (a conflict) and never outside it. Push uses `git push` (gix has
+//! no push), which refuses a non-fast-forward; then it pulls, joins, and
+//! tries again.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::history;
+use crate::record::{CommandPredicate, Kind};
+use crate::sign::Signer;
+use crate::store::{Identity, Snapshot, Store};
+use crate::trust::TrustFile;
+use crate::verify::{self, Finding};
+use crate::workspace::Workspace;
+use crate::Error;
+
+/// The private ref a pull fetches into; deleted afterwards.
+pub const INCOMING: &str = "refs/ledger-sync/incoming";
+
+/// How the local ledger moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The remote has no ledger.
+    RemoteEmpty,
+    /// Verification failed: nothing moved.
+    Refused,
+    /// Both histories grew apart and share a path with different content.
+    Conflict,
+    UpToDate,
+    /// There was no local ledger.
+    Cloned,
+    FastForward,
+    /// A signed merge commit joined the two histories.
+    Merged,
+}
+
+/// A file `pull` did not write because the work tree has another version.
+#[derive(Clone, Debug, Serialize)]
+pub struct Conflict {
+    pub path: String,
+    pub why: String,
+}
+
+/// What `pull` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pulled {
+    pub remote: String,
+    pub action: Action,
+    pub before: Option<String>,
+    pub fetched: Option<String>,
+    pub after: Option<String>,
+    pub new_runs: Vec<String>,
+    /// Files written into the work tree.
+    pub materialized: Vec<String>,
+    /// Files left alone because they differ.
+    pub conflicts: Vec<Conflict>,
+    /// Why the fetched ledger was refused (verify's findings), or the paths
+    /// both histories hold with different content.
+    pub refused: Vec<Finding>,
+}
+
+impl Pulled {
+    /// Whether the pull did all it should (exit 0).
+    pub fn ok(&self) -> bool {
+        !matches!(self.action, Action::Refused | Action::Conflict) && self.conflicts.is_empty()
+    }
+}
+
+/// The remote to use: the argument, ledger.yaml `sync.remote`, or `origin`.
+pub fn remote_name(ws: &Workspace, arg: Option<&str>) -> String {
+    arg.map(str::to_string)
+        .or_else(|| ws.config.sync.remote.clone())
+        .unwrap_or_else(|| "origin".into())
+}
+
+/// Fetches, verifies, joins and materializes. `signer` signs a merge commit
+/// when one is needed.
+pub fn pull(
+    ws: &Workspace,
+    trust: &TrustFile,
+    signer: &Signer,
+    identity: &Identity,
+    remote: &str,
+) -> Result<Pulled, Error> {
+    let store = &ws.store;
+    let before = store.tip()?;
+    let fetched = store.fetch(remote, INCOMING)?;
+    let result = join(ws, trust, signer, identity, remote, before, fetched);
+    store.delete_ref(INCOMING)?;
+    let mut pulled = result?;
+    if let (Some(after), true) = (pulled.after.as_deref(), pulled.ok()) {
+        let after = gix::ObjectId::from_hex(after.as_bytes()).expect("a commit id");
+        let known: BTreeSet<String> = match before {
+            Some(b) => run_ids(&store.snapshot(b)?)?,
+            None => BTreeSet::new(),
+        };
+        let snapshot = store.snapshot(after)?;
+        pulled.new_runs = run_ids(&snapshot)?
+            .into_iter()
+            .filter(|r| !known.contains(r))
+            .collect();
+        let (written, conflicts) = materialize(ws, &snapshot, &pulled.new_runs)?;
+        pulled.materialized = written;
+        pulled.conflicts = conflicts;
+    }
+    Ok(pulled)
+}
+
+fn join(
+    ws: &Workspace,
+    trust: &TrustFile,
+    signer: &Signer,
+    identity: &Identity,
+    remote: &str,
+    before: Option<gix::ObjectId>,
+    fetched: Option<gix::ObjectId>,
+) -> Result<Pulled, Error> {
+    let store = &ws.store;
+    let mut pulled = Pulled {
+        remote: remote.to_string(),
+        action: Action::RemoteEmpty,
+        before: before.map(|b| b.to_string()),
+        fetched: fetched.map(|f| f.to_string()),
+        after: before.map(|b| b.to_string()),
+        new_runs: Vec::new(),
+        materialized: Vec::new(),
+        conflicts: Vec::new(),
+        refused: Vec::new(),
+    };
+    let Some(fetched) = fetched else {
+        return Ok(pulled);
+    };
+    // Verify what came in, as its own ledger, before anything moves.
+    let incoming = Store::open_git_dir(store.git_dir(), INCOMING)?;
+    let report = verify::verify(&incoming, trust, &crate::proc::Here::read())?;
+    if !report.ok {
+        pulled.action = Action::Refused;
+        pulled.refused = report.findings;
+        return Ok(pulled);
+    }
+    let at = crate::clock::now()?;
+    let sign = |bytes: &[u8]| signer.sign_commit(bytes);
+    let subject = format!("ledger pull {remote}");
+    for _ in 0..5 {
+        let local = store.tip()?;
+        let (action, new) = match local {
+            None => (Action::Cloned, fetched),
+            Some(l) if store.is_ancestor(fetched, l)? => {
+                pulled.action = Action::UpToDate;
+                pulled.after = Some(l.to_string());
+                return Ok(pulled);
+            }
+            Some(l) if store.is_ancestor(l, fetched)? => (Action::FastForward, fetched),
+            Some(l) => {
+                let message = format!(
+                    "ledger: join {fetched} from {remote}\n\nBoth histories grew apart; this commit holds the union of their runs.\n"
+                );
+                match store.merge_union(l, fetched, &message, identity, at, &sign)? {
+                    Ok(merge) => (Action::Merged, merge),
+                    Err(paths) => {
+                        pulled.action = Action::Conflict;
+                        pulled.refused = paths
+                            .into_iter()
+                            .map(|p| Finding {
+                                code: "merge_conflict",
+                                run: None,
+                                record: Some(p),
+                                commit: None,
+                                message: "both histories hold this path with different content"
+                                    .into(),
+                            })
+                            .collect();
+                        return Ok(pulled);
+                    }
+                }
+            }
+        };
+        match store.advance(local, new, identity, at, &subject) {
+            Ok(()) => {
+                pulled.action = action;
+                pulled.after = Some(new.to_string());
+                return Ok(pulled);
+            }
+            // A local run committed meanwhile: decide again on the new tip.
+            Err(crate::store::StoreError::Contention { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(crate::store::StoreError::Contention {
+        ref_name: store.ref_name().to_string(),
+        attempts: 5,
+    }
+    .into())
+}
+
+fn run_ids(snapshot: &Snapshot<'_>) -> Result<BTreeSet<String>, Error> {
+    Ok(snapshot
+        .list("runs")?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.is_tree())
+        .map(|i| i.name)
+        .collect())
+}
+
+/// Writes each new run's audit copies and products into the work tree.
+fn materialize(
+    ws: &Workspace,
+    snapshot: &Snapshot<'_>,
+    runs: &[String],
+) -> Result<(Vec<String>, Vec<Conflict>), Error> {
+    let mut written = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut safe_dirs = BTreeSet::new();
+    for run_id in runs {
+        let run = history::load_run(snapshot, run_id)?;
+        let audit = ws.audit_rel(run_id);
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for (kind, name) in [
+            (Kind::Preflight, "preflight.json"),
+            (Kind::Context, "context.json"),
+            (Kind::Result, "result.json"),
+        ] {
+            if let Some(r) = run.get(kind) {
+                files.push((format!("{audit}/{name}"), crate::run::pretty(&r.payload)));
+            }
+        }
+        if let Some(c) = run
+            .get(Kind::Command)
+            .and_then(|r| r.payload.predicate_as::<CommandPredicate>().ok())
+        {
+            files.push((
+                format!("{audit}/command.sh"),
+                crate::run::command_script(run_id, &c).into_bytes(),
+            ));
+        }
+        if let Some(log) = snapshot.read(&format!("runs/{run_id}/log"))? {
+            files.push((format!("{audit}/run.log"), log));
+        }
+        for (rel, item) in snapshot.walk(&format!("runs/{run_id}/products"))? {
+            files.push((rel, snapshot.blob(item.id)?));
+        }
+        for (rel, bytes) in files {
+            match place(&ws.root, &rel, &bytes, &mut safe_dirs) {
+                Ok(true) => written.push(rel),
+                Ok(false) => {}
+                Err(why) => conflicts.push(Conflict { path: rel, why }),
+            }
+        }
+    }
+    Ok((written, conflicts))
+}
+
+/// Writes `bytes` at `rel` unless the same bytes are there (false); a
+/// different file there, or an unsafe path, is a conflict.
+fn place(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    safe_dirs: &mut BTreeSet<std::path::PathBuf>,
+) -> Result<bool, String> {
+    let path = crate::finalize::safe_path(root, rel, safe_dirs).map_err(|e| e.to_string())?;
+    match std::fs::read(&path) {
+        Ok(have) if have == bytes => return Ok(false),
+        Ok(_) => return Err("the work tree has a different version; left as it is".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let dir = path.parent().expect("a file inside the root has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// What `push` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pushed {
+    pub remote: String,
+    /// The ledger head the remote has now.
+    pub head: String,
+    /// Pulls (joins) that were needed because the remote had moved.
+    pub joins: Vec<Pulled>,
+}
+
+/// Pushes the ledger ref; when the remote moved, pulls (verifying and
+/// joining) and tries again.
+pub fn push(
+    ws: &Workspace,
+    trust: &TrustFile,
+    signer: &Signer,
+    identity: &Identity,
+    remote: &str,
+) -> Result<Result<Pushed, Pulled>, Error> {
+    let store = &ws.store;
+    let refspec = format!("{0}:{0}", store.ref_name());
+    let mut joins = Vec::new();
+    for _ in 0..5 {
+        let tip = store.require_tip()?;
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&ws.root)
+            .args(["push", "--porcelain", "--quiet", remote, &refspec])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Error::input("git push", format!("cannot run git: {e}")))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            return Ok(Ok(Pushed {
+                remote: remote.to_string(),
+                head: tip.to_string(),
+                joins,
+            }));
+        }
+        let rejected = stdout.lines().any(|l| l.starts_with('!'));
+        if !rejected {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(crate::store::StoreError::Remote {
+                remote: remote.to_string(),
+                message: stderr
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("git push failed")
+                    .trim()
+                    .to_string(),
+            }
+            .into());
+        }
+        // The remote has runs we lack: join them, then push again.
+        let pulled = pull(ws, trust, signer, identity, remote)?;
+        if !matches!(
+            pulled.action,
+            Action::FastForward | Action::Merged | Action::UpToDate | Action::Cloned
+        ) {
+            return Ok(Err(pulled));
+        }
+        joins.push(pulled);
+    }
+    Err(crate::store::StoreError::Contention {
+        ref_name: store.ref_name().to_string(),
+        attempts: 5,
+    }
+    .into())
+}

@@ -1,0 +1,276 @@
+//! `ledger push` / `ledger pull` between clones through a bare remote.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::{assert_input_error, assert_ok, Run, TestEnv};
+
+/// Workstation A (the TestEnv's repo), a bare remote, and workstation B: a
+/// clone of A's branch with its own key, both keys in the committed trust file.
+struct Two {
+    env: TestEnv,
+    remote: PathBuf,
+    b: PathBuf,
+    key_b: PathBuf,
+}
+
+impl Two {
+    fn new() -> Two {
+        let env = TestEnv::init();
+        let key_b = env.dir.path().join("keys/b");
+        env.keygen(&key_b);
+        let pub_b = std::fs::read_to_string(key_b.with_extension("pub")).unwrap();
+        let trust = env.repo.join(".ledger/allowed_signers");
+        let mut text = std::fs::read_to_string(&trust).unwrap();
+        text.push_str(&format!("b@example.com {}", pub_b.trim_end()));
+        text.push('\n');
+        std::fs::write(&trust, text).unwrap();
+        env.git(&["add", "ledger.yaml", ".ledger/allowed_signers"]);
+        env.git(&["commit", "-q", "-m", "ledger config"]);
+        let remote = env.dir.path().join("remote.git");
+        env.git(&["init", "-q", "--bare", remote.to_str().unwrap()]);
+        let b = env.dir.path().join("b");
+        env.git(&[
+            "clone",
+            "-q",
+            env.repo.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ]);
+        Two {
+            env,
+            remote,
+            b,
+            key_b,
+        }
+    }
+
+    fn remote(&self) -> &str {
+        self.remote.to_str().unwrap()
+    }
+
+    /// A ledger command in B's clone with B's key.
+    fn b(&self, args: &[&str]) -> Run {
+        let mut cmd = self.env.command(args);
+        cmd.current_dir(&self.b).env("LEDGER_KEY", &self.key_b);
+        cmd.output().unwrap().into()
+    }
+
+    fn b_run(&self, tag: &str, cmd: &[&str]) -> Run {
+        let mut args = vec![
+            "run",
+            "--workflow",
+            "wf",
+            "--tag",
+            tag,
+            "--owner",
+            "b",
+            "--",
+        ];
+        args.extend_from_slice(cmd);
+        self.b(&args)
+    }
+
+    fn git_in(&self, dir: &Path, args: &[&str]) -> String {
+        let mut all = vec!["-C", dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.env.git(&all)
+    }
+}
+
+fn runs_in(two: &Two, dir: &Path) -> Vec<String> {
+    let mut runs: Vec<String> = two
+        .git_in(
+            dir,
+            &["ls-tree", "--name-only", "refs/heads/ledger", "runs/"],
+        )
+        .lines()
+        .map(|l| l.trim_start_matches("runs/").to_string())
+        .collect();
+    runs.sort();
+    runs
+}
+
+fn fsck(two: &Two, dir: &Path) {
+    let out = two.env.git_output(&[
+        "-C",
+        dir.to_str().unwrap(),
+        "fsck",
+        "--strict",
+        "--no-dangling",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn two_workstations_push_to_one_remote_and_end_with_one_ledger() {
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    // B starts from the shared ledger.
+    let pulled: Value =
+        serde_json::from_str(&assert_ok(two.b(&["pull", two.remote(), "--json"])).stdout).unwrap();
+    assert_eq!(pulled["action"], "cloned", "{pulled:#}");
+    // Both run while apart.
+    assert_ok(env.run("a2", &[], &["true"]));
+    assert_ok(two.b_run("b1", &["sh", "-c", "echo from b"]));
+    assert_ok(two.b_run("b2", &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    // B's push finds the remote moved: it pulls, joins with a merge, pushes.
+    let out = assert_ok(two.b(&["push", two.remote()]));
+    assert!(out.stdout.contains("joined"), "{out:?}");
+    let out = assert_ok(env.ledger(&["pull", two.remote()]));
+    assert!(out.stdout.contains("fast-forward"), "{out:?}");
+    assert!(out.stdout.contains("_b1"), "{out:?}");
+    // Everyone has every run; one merge; every chain verifies.
+    let expect = runs_in(&two, &env.repo);
+    assert_eq!(expect.len(), 4, "{expect:?}");
+    assert_eq!(runs_in(&two, &two.b), expect);
+    assert_eq!(runs_in(&two, &two.remote), expect);
+    for dir in [&env.repo, &two.b] {
+        let mut cmd = env.command(&["verify"]);
+        cmd.current_dir(dir);
+        let v: Run = cmd.output().unwrap().into();
+        assert_eq!(v.code, 0, "{v:?}");
+        assert!(v.stdout.contains("4 runs, 20 records"), "{v:?}");
+        assert!(v.stdout.contains(", 2 writers"), "{v:?}");
+        fsck(&two, dir);
+    }
+    fsck(&two, &two.remote);
+    let parents = two.git_in(
+        &env.repo,
+        &["log", "--merges", "--format=%p", "refs/heads/ledger"],
+    );
+    assert_eq!(parents.lines().count(), 1, "{parents}");
+    // The merge commit is signed and plain git accepts it.
+    let sig = two.git_in(
+        &env.repo,
+        &[
+            "-c",
+            "gpg.ssh.allowedSignersFile=.ledger/allowed_signers",
+            "log",
+            "--format=%G?",
+            "refs/heads/ledger",
+        ],
+    );
+    assert!(sig.lines().all(|l| l == "G"), "{sig}");
+    // B's audit copies of A's runs were materialized.
+    let a2 = expect.iter().find(|r| r.ends_with("_a2")).unwrap();
+    assert!(two
+        .b
+        .join(format!("audit/workstation_runs/{a2}/result.json"))
+        .is_file());
+    // Pulling again changes nothing.
+    let again = assert_ok(two.b(&["pull", two.remote()]));
+    assert!(again.stdout.contains("up to date"), "{again:?}");
+}
+
+#[test]
+fn a_tampered_or_untrusted_remote_is_refused_and_nothing_moves() {
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &["--notes", "first"], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    assert_ok(two.b(&["pull", two.remote()]));
+    let b_tip = two.git_in(&two.b, &["rev-parse", "refs/heads/ledger"]);
+    // A's ledger is altered (validly committed, but a record's payload edited)
+    // and force-pushed.
+    let run = env.run_ids().pop().unwrap();
+    let path = format!("runs/{run}/context.dsse.json");
+    let mut payload = crate::common::decode_payload(&env.ledger_file(&path));
+    payload["predicate"]["notes"] = Value::String("edited".into());
+    let tampered = crate::common::with_payload(&env.ledger_file(&path), &payload);
+    env.tamper(&[(&path, Some(&tampered))], Some(&env.key));
+    env.git(&["push", "-q", "--force", two.remote(), "refs/heads/ledger"]);
+    let out = two.b(&["pull", two.remote(), "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let pulled: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pulled["action"], "refused");
+    assert!(out.stdout.contains("bad_signature"), "{out:?}");
+    assert_eq!(
+        two.git_in(&two.b, &["rev-parse", "refs/heads/ledger"]),
+        b_tip
+    );
+    assert!(
+        two.env
+            .git_output(&[
+                "-C",
+                two.b.to_str().unwrap(),
+                "rev-parse",
+                "--verify",
+                "-q",
+                "refs/ledger-sync/incoming"
+            ])
+            .code
+            != 0
+    );
+
+    // A ledger grown by a key B does not trust.
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    assert_ok(two.b(&["pull", two.remote()]));
+    let stranger = env.dir.path().join("keys/stranger");
+    env.keygen(&stranger);
+    let mut cmd = env.command(&[
+        "run",
+        "--workflow",
+        "wf",
+        "--tag",
+        "x",
+        "--owner",
+        "o",
+        "--",
+        "true",
+    ]);
+    cmd.env("LEDGER_KEY", &stranger);
+    let _: Run = cmd.output().unwrap().into();
+    assert_ok(env.ledger(&["push", two.remote()]));
+    let out = two.b(&["pull", two.remote()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("untrusted_signer"), "{out:?}");
+    assert!(!runs_in(&two, &two.b).iter().any(|r| r.ends_with("_x")));
+}
+
+#[test]
+fn pull_lists_a_locally_edited_report_as_a_conflict_and_keeps_the_edit() {
+    let two = Two::new();
+    let env = &two.env;
+    let script = "mkdir -p gate_results/g && echo '{\"factor\": \"m\", \"gates\": []}' > gate_results/g/production_gates_report.json";
+    assert_ok(env.run("a1", &[], &["sh", "-c", script]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    let report = two.b.join("gate_results/g/production_gates_report.json");
+    std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+    std::fs::write(&report, "{\"edited\": true}\n").unwrap();
+    let out = two.b(&["pull", two.remote()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("CONFLICT gate_results/g/production_gates_report.json"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "{\"edited\": true}\n"
+    );
+    // The ledger itself did move (it verified); the other files were written.
+    assert_eq!(runs_in(&two, &two.b).len(), 1);
+    let run = env.run_ids().pop().unwrap();
+    assert!(two
+        .b
+        .join(format!("audit/workstation_runs/{run}/preflight.json"))
+        .is_file());
+}
+
+#[test]
+fn a_missing_remote_is_an_input_error_and_changes_nothing() {
+    let env = TestEnv::init();
+    assert_ok(env.run("a1", &[], &["true"]));
+    let tip = env.ledger_tip();
+    let missing = env.dir.path().join("nowhere.git");
+    assert_input_error(&env.ledger(&["pull", missing.to_str().unwrap()]), "remote");
+    assert_input_error(&env.ledger(&["push", missing.to_str().unwrap()]), "remote");
+    assert_eq!(env.ledger_tip(), tip);
+}
