@@ -43,12 +43,8 @@ pub struct Args {
     /// refused when other changes are staged.
     #[arg(long)]
     commit: bool,
-    /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
-    #[arg(long, value_name = "FILE")]
-    trust: Option<PathBuf>,
-    /// Signing key (default: $LEDGER_KEY, ledger.yaml signing.key, git's user.signingkey).
-    #[arg(long, value_name = "PATH")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    trust_key: super::TrustKey,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -94,7 +90,7 @@ pub(crate) fn load_trust(
 
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let trust = load_trust(args.trust, &ws, env)?;
+    let trust = load_trust(args.trust_key.trust, &ws, env)?;
     let options = Options {
         require_final_summary: args.require_final_summary,
     };
@@ -142,7 +138,13 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             )));
         }
     }
-    let signer = super::resolve_key(args.key, Some(&ws.config), &ws.store, &ws.root, env)?;
+    let signer = super::resolve_key(
+        args.trust_key.key,
+        Some(&ws.config),
+        &ws.store,
+        &ws.root,
+        env,
+    )?;
     let identity = super::identity(&ws.store, &signer);
     let written = finalize::write(&ws.root, &computed.projection)?;
     let at = crate::clock::now()?;

@@ -142,6 +142,17 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
     }
 }
 
+/// `--trust` and `--key`, for commands that verify and sign.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TrustKey {
+    /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+    /// Signing key (default: $LEDGER_KEY, ledger.yaml signing.key, git's user.signingkey).
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+}
+
 /// Expands a leading `~/` with the home directory.
 pub(crate) fn expand_home(path: &str, env: &Env) -> PathBuf {
     match (path.strip_prefix("~/"), &env.home) {

@@ -1,5 +1,3 @@
-use std::path::PathBuf;
-
 use super::{CliError, Env};
 use crate::sync::{Action, Pulled};
 use crate::workspace::Workspace;
@@ -25,12 +23,8 @@ use crate::workspace::Workspace;
 #[command(verbatim_doc_comment)]
 pub struct PullArgs {
     remote: Option<String>,
-    /// allowed_signers file to trust (default: ledger.yaml trust.allowed_signers).
-    #[arg(long, value_name = "FILE")]
-    trust: Option<PathBuf>,
-    /// Signing key for a merge commit (default: $LEDGER_KEY, ledger.yaml signing.key, git's user.signingkey).
-    #[arg(long, value_name = "PATH")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    trust_key: super::TrustKey,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -50,12 +44,8 @@ pub struct PullArgs {
 #[command(verbatim_doc_comment)]
 pub struct PushArgs {
     remote: Option<String>,
-    /// allowed_signers file to trust for the pulled runs (default: ledger.yaml trust.allowed_signers).
-    #[arg(long, value_name = "FILE")]
-    trust: Option<PathBuf>,
-    /// Signing key for a merge commit (default: $LEDGER_KEY, ledger.yaml signing.key, git's user.signingkey).
-    #[arg(long, value_name = "PATH")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    trust_key: super::TrustKey,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -108,8 +98,14 @@ fn describe(p: &Pulled) -> String {
 
 pub fn exec_pull(args: PullArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let trust = super::finalize::load_trust(args.trust, &ws, env)?;
-    let signer = super::resolve_key(args.key, Some(&ws.config), &ws.store, &ws.root, env)?;
+    let trust = super::finalize::load_trust(args.trust_key.trust, &ws, env)?;
+    let signer = super::resolve_key(
+        args.trust_key.key,
+        Some(&ws.config),
+        &ws.store,
+        &ws.root,
+        env,
+    )?;
     let identity = super::identity(&ws.store, &signer);
     let remote = crate::sync::remote_name(&ws, args.remote.as_deref());
     let pulled = crate::sync::pull(&ws, &trust, &signer, &identity, &remote)?;
@@ -123,8 +119,14 @@ pub fn exec_pull(args: PullArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, Cl
 
 pub fn exec_push(args: PushArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let trust = super::finalize::load_trust(args.trust, &ws, env)?;
-    let signer = super::resolve_key(args.key, Some(&ws.config), &ws.store, &ws.root, env)?;
+    let trust = super::finalize::load_trust(args.trust_key.trust, &ws, env)?;
+    let signer = super::resolve_key(
+        args.trust_key.key,
+        Some(&ws.config),
+        &ws.store,
+        &ws.root,
+        env,
+    )?;
     let identity = super::identity(&ws.store, &signer);
     let remote = crate::sync::remote_name(&ws, args.remote.as_deref());
     match crate::sync::push(&ws, &trust, &signer, &identity, &remote)? {
