@@ -14,7 +14,7 @@ use crate::record::{self, Kind, Parsed};
 use crate::store::{Snapshot, Store, StoreError};
 
 /// A run's state, derived from which records it has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Preflight failed; the command never started.

@@ -5,7 +5,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::clock;
@@ -14,7 +14,7 @@ use crate::proc::Here;
 use crate::record::{CommandPredicate, Kind};
 
 /// One run's state.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunState {
     pub run_id: String,
     pub tag: String,
@@ -27,6 +27,10 @@ pub struct RunState {
     /// Seconds since the command started (running), or how long it ran.
     pub elapsed_seconds: Option<u64>,
     pub code: Option<i32>,
+    /// Processes its result found still alive in the command's process group
+    /// (terminated by ledger then): `pid command`.
+    #[serde(default)]
+    pub leftover_processes: Vec<String>,
     /// The last lines of the log: for a running run, of its log file on this
     /// machine (empty elsewhere); for an ended one, as its result recorded.
     pub log_tail: Vec<String>,
@@ -91,6 +95,15 @@ fn state(root: &Path, run: &Run, here: &Here, now: OffsetDateTime, lines: usize)
         started_at,
         ended_at: result.as_ref().map(|r| r.ended_at.clone()),
         elapsed_seconds,
+        leftover_processes: result
+            .as_ref()
+            .map(|r| {
+                r.leftover_processes
+                    .iter()
+                    .map(|p| format!("{} {}", p.pid, p.command))
+                    .collect()
+            })
+            .unwrap_or_default(),
         code: result.and_then(|r| r.code),
         log_tail,
     }

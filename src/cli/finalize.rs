@@ -50,6 +50,23 @@ pub struct Args {
     json: bool,
 }
 
+impl Args {
+    /// `ledger finalize` with every option at its default.
+    pub(crate) fn default_run() -> Args {
+        Args {
+            tag: None,
+            require_final_summary: false,
+            check: false,
+            commit: false,
+            trust_key: super::TrustKey {
+                trust: None,
+                key: None,
+            },
+            json: false,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct CheckOutcome<'a> {
     ledger_head: &'a str,

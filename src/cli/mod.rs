@@ -9,6 +9,7 @@ mod generate;
 mod init;
 mod keygen;
 mod log;
+mod monitor;
 mod preflight;
 mod recover;
 mod run;
@@ -57,6 +58,7 @@ enum Command {
     Log(log::LogArgs),
     Show(log::ShowArgs),
     Status(status::Args),
+    Monitor(monitor::Args),
     Pull(sync::PullArgs),
     Push(sync::PushArgs),
     Recover(recover::Args),
@@ -134,6 +136,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Log(a) => log::exec_log(a, env, out),
         Command::Show(a) => log::exec_show(a, env, out),
         Command::Status(a) => status::exec(a, env, out),
+        Command::Monitor(a) => monitor::exec(a, env, out),
         Command::Pull(a) => sync::exec_pull(a, env, out),
         Command::Push(a) => sync::exec_push(a, env, out),
         Command::Recover(a) => recover::exec(a, env, out),

@@ -51,6 +51,20 @@ pub struct PushArgs {
     json: bool,
 }
 
+impl PullArgs {
+    /// `ledger pull [REMOTE]` with every other option at its default.
+    pub(crate) fn default_for(remote: Option<String>) -> PullArgs {
+        PullArgs {
+            remote,
+            trust_key: super::TrustKey {
+                trust: None,
+                key: None,
+            },
+            json: false,
+        }
+    }
+}
+
 fn describe(p: &Pulled) -> String {
     let mut text = match p.action {
         Action::RemoteEmpty => format!("pull {}: the remote has no ledger; nothing to do\n", p.remote),

@@ -269,3 +269,87 @@ fn status_shows_a_running_run_with_its_elapsed_time_and_log_tail() {
     signal(&child, libc::SIGTERM);
     child.wait().unwrap();
 }
+
+/// `ledger monitor` of a run in progress, here and through a stand-in ssh.
+#[test]
+fn monitor_follows_a_run_until_it_ends_locally_and_through_ssh() {
+    let env = TestEnv::init();
+    let script = "echo shard one; sleep 1; echo shard two; sleep 1; echo done";
+    // Local.
+    let mut run = spawn_run(&env, "live", script);
+    wait_for_log(&env, "live", "shard one\n");
+    let out: Run = env
+        .command(&[
+            "monitor",
+            "--tag",
+            "live",
+            "--interval",
+            "0.1",
+            "--then-finalize",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("running "), "{out:?}");
+    for needle in [
+        "  | shard one\n",
+        "  | shard two\n",
+        "  | done\n",
+        "ended: passed, exit 0",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} in {out:?}");
+    }
+    assert_eq!(out.stdout.matches("shard one").count(), 1, "{out:?}");
+    assert!(
+        out.stdout.contains("recorded finalize"),
+        "--then-finalize ran: {out:?}"
+    );
+    assert!(env
+        .repo
+        .join("docs/production_research/STAGE_AUDIT_LOG.md")
+        .is_file());
+    run.wait().unwrap();
+
+    // Through a stand-in ssh: a script that runs the command here, in the repo.
+    let bin = env.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(crate::common::BIN, bin.join("ledger")).unwrap();
+    let ssh = env.dir.path().join("fake-ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\nshift\ncd {} && PATH={}:$PATH exec \"$@\"\n",
+            env.dir.path().join("ssh-hosts").display(),
+            env.repo.display(),
+            bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut run = spawn_run(&env, "remote", &format!("{script}; exit 4"));
+    wait_for_log(&env, "remote", "shard one\n");
+    let out: Run = env
+        .command(&[
+            "monitor",
+            "--tag",
+            "remote",
+            "--host",
+            "hui@ws1",
+            "--interval",
+            "0.1",
+        ])
+        .env("LEDGER_SSH", &ssh)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 1, "a failed run: {out:?}");
+    assert!(out.stdout.contains("  | shard two\n"), "{out:?}");
+    assert!(out.stdout.contains("ended: failed, exit 4"), "{out:?}");
+    let hosts = std::fs::read_to_string(env.dir.path().join("ssh-hosts")).unwrap();
+    assert!(
+        hosts.lines().all(|h| h == "hui@ws1") && hosts.lines().count() >= 2,
+        "{hosts}"
+    );
+    run.wait().unwrap();
+}
