@@ -19,7 +19,8 @@ use crate::workspace::Workspace;
 ///
 /// Examples:
 ///   ledger monitor --tag committee_2026-11-22_run1
-///   ledger monitor --tag committee_2026-11-22_run1 --host hui@ws1 --interval 30 --then-finalize
+///   ledger monitor --tag committee_2026-11-22_run1 --host hui@ws1 --remote-dir research \\
+///       --interval 30 --then-finalize
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -29,6 +30,10 @@ pub struct Args {
     /// The workstation, as ssh reaches it (USER@HOST).
     #[arg(long, value_name = "USER@HOST")]
     host: Option<String>,
+    /// The repository on the workstation (the remote command runs there);
+    /// default: the ssh login directory.
+    #[arg(long, value_name = "DIR", requires = "host")]
+    remote_dir: Option<String>,
     /// Seconds between polls.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     interval: f64,
@@ -58,14 +63,20 @@ fn poll(args: &Args, ws: &Workspace, env: &Env) -> Result<Vec<RunState>, CliErro
                 .cloned()
                 .or_else(|| ws.store.config_string("core.sshCommand"))
                 .unwrap_or_else(|| "ssh".into());
+            // ssh joins its arguments into one command for the remote shell.
+            let mut remote = format!(
+                "ledger status --json --lines 20 --tag {}",
+                crate::run::shell_quote(&args.tag)
+            );
+            if let Some(dir) = &args.remote_dir {
+                remote = format!("cd {} && {remote}", crate::run::shell_quote(dir));
+            }
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(format!("{ssh} \"$@\""))
                 .arg("ledger-ssh")
                 .arg(host)
-                .args([
-                    "ledger", "status", "--json", "--lines", "20", "--tag", &args.tag,
-                ])
+                .arg(remote)
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| CliError::usage(format!("--host: cannot run {ssh}: {e}")))?;

@@ -8,6 +8,7 @@ mod dq;
 mod errors;
 mod finalize;
 mod schemas;
+mod ssh;
 mod supervise;
 mod sync;
 mod tamper;

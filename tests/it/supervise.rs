@@ -319,7 +319,8 @@ fn monitor_follows_a_run_until_it_ends_locally_and_through_ssh() {
     std::fs::write(
         &ssh,
         format!(
-            "#!/bin/sh\necho \"$1\" >> {}\nshift\ncd {} && PATH={}:$PATH exec \"$@\"\n",
+            // Like ssh: the words after the host are one command for a shell.
+            "#!/bin/sh\necho \"$1\" >> {}\nshift\ncd {} && PATH={}:$PATH exec sh -c \"$*\"\n",
             env.dir.path().join("ssh-hosts").display(),
             env.repo.display(),
             bin.display()
