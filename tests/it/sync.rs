@@ -111,18 +111,34 @@ fn two_workstations_push_to_one_remote_and_end_with_one_ledger() {
     // B starts from the shared ledger.
     let pulled: Value =
         serde_json::from_str(&assert_ok(two.b(&["pull", two.remote(), "--json"])).stdout).unwrap();
+    crate::schemas::assert_valid("pull.schema.json", &pulled);
     assert_eq!(pulled["action"], "cloned", "{pulled:#}");
     // Both run while apart.
     assert_ok(env.run("a2", &[], &["true"]));
     assert_ok(two.b_run("b1", &["sh", "-c", "echo from b"]));
     assert_ok(two.b_run("b2", &["true"]));
-    assert_ok(env.ledger(&["push", two.remote()]));
-    // B's push finds the remote moved: it pulls, joins with a merge, pushes.
-    let out = assert_ok(two.b(&["push", two.remote()]));
-    assert!(out.stdout.contains("joined"), "{out:?}");
-    let out = assert_ok(env.ledger(&["pull", two.remote()]));
-    assert!(out.stdout.contains("fast-forward"), "{out:?}");
-    assert!(out.stdout.contains("_b1"), "{out:?}");
+    // Both push at the same moment: one wins, the other finds the remote
+    // moved, pulls, joins with a merge and pushes again.
+    let mut a_cmd = env.command(&["push", two.remote(), "--json"]);
+    let mut b_cmd = env.command(&["push", two.remote(), "--json"]);
+    b_cmd.current_dir(&two.b).env("LEDGER_KEY", &two.key_b);
+    let (a_out, b_out): (Run, Run) = std::thread::scope(|scope| {
+        let a = scope.spawn(move || a_cmd.output().unwrap());
+        let b = scope.spawn(move || b_cmd.output().unwrap());
+        (a.join().unwrap().into(), b.join().unwrap().into())
+    });
+    let a_pushed: Value = serde_json::from_str(&assert_ok(a_out).stdout).unwrap();
+    let b_pushed: Value = serde_json::from_str(&assert_ok(b_out).stdout).unwrap();
+    crate::schemas::assert_valid("push.schema.json", &a_pushed);
+    crate::schemas::assert_valid("push.schema.json", &b_pushed);
+    let joins =
+        a_pushed["joins"].as_array().unwrap().len() + b_pushed["joins"].as_array().unwrap().len();
+    assert!(
+        joins >= 1,
+        "one side had to join: {a_pushed:#} {b_pushed:#}"
+    );
+    assert_ok(env.ledger(&["pull", two.remote()]));
+    assert_ok(two.b(&["pull", two.remote()]));
     // Everyone has every run; one merge; every chain verifies.
     let expect = runs_in(&two, &env.repo);
     assert_eq!(expect.len(), 4, "{expect:?}");
@@ -273,4 +289,31 @@ fn a_missing_remote_is_an_input_error_and_changes_nothing() {
     assert_input_error(&env.ledger(&["pull", missing.to_str().unwrap()]), "remote");
     assert_input_error(&env.ledger(&["push", missing.to_str().unwrap()]), "remote");
     assert_eq!(env.ledger_tip(), tip);
+}
+
+#[test]
+fn a_force_pushed_history_fails_verify_since_the_old_head() {
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.run("a2", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    let checkpoint = env.ledger_tip();
+    // The remote's history is rewritten: a2 dropped, another run recorded in
+    // its place, every record validly signed, force-pushed.
+    let rewritten = env.git(&["rev-parse", "refs/heads/ledger~1"]);
+    env.git(&["update-ref", "refs/heads/ledger", rewritten.trim()]);
+    assert_ok(env.run("a3", &[], &["true"]));
+    env.git(&["push", "-q", "--force", two.remote(), "refs/heads/ledger"]);
+    // A committee member with a fresh clone pulls it: each record verifies...
+    let out = two.b(&["pull", two.remote()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(two.b(&["verify"]).code, 0);
+    // ...but the ledger no longer descends from the head they saw.
+    let out = two.b(&["verify", "--since", &checkpoint]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("[since_unknown]") || out.stdout.contains("[history_rewritten]"),
+        "{out:?}"
+    );
 }
