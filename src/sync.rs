@@ -142,8 +142,18 @@ fn join(
         return Ok(pulled);
     };
     // Verify what came in, as its own ledger, before anything moves.
+    // Only what it adds to the history both share needs checking: the shared
+    // part is already ours.
     let incoming = Store::open_git_dir(store.git_dir(), INCOMING)?;
-    let report = verify::verify(&incoming, trust, &crate::proc::Here::read())?;
+    let here = crate::proc::Here::read();
+    let base = match before {
+        Some(local) => store.merge_base(local, fetched)?,
+        None => None,
+    };
+    let report = match base {
+        Some(base) => verify::verify_extension(&incoming, trust, &here, base)?,
+        None => verify::verify(&incoming, trust, &here)?,
+    };
     if !report.ok {
         pulled.action = Action::Refused;
         pulled.refused = report.findings;

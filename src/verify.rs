@@ -254,6 +254,257 @@ pub fn verify_with_runs(
     Ok((report, views))
 }
 
+/// Verifies what the ledger tip adds to `base`, an ancestor already trusted
+/// (a pull's local history): every commit after it, every run directory and
+/// finalize record that is new or changed, and each writer's chain from its
+/// head in `base` on. A file of `base` that changed or vanished is a finding:
+/// the ledger only grows. Costs what was added, not the whole ledger.
+pub fn verify_extension(
+    store: &Store,
+    trust: &TrustFile,
+    here: &Here,
+    base: gix::ObjectId,
+) -> Result<Report, Error> {
+    let tip = store.require_tip()?;
+    let mut ctx = Ctx {
+        trust,
+        findings: Vec::new(),
+        keys: BTreeMap::new(),
+    };
+    let commits = store.commits_since(tip, Some(base))?;
+    for commit in &commits {
+        check_commit(&mut ctx, commit);
+        if commit.parents.is_empty() {
+            ctx.add(
+                "history_roots",
+                None,
+                None,
+                format!("commit {} is a second root", commit.id),
+            );
+        }
+    }
+    let old = store.snapshot(base)?;
+    let new = store.snapshot(tip)?;
+    for item in new.list("")?.unwrap_or_default() {
+        match (item.name.as_str(), item.is_tree()) {
+            (store::FORMAT_FILE, false)
+            | ("runs", true)
+            | ("writers", true)
+            | ("finalize", true) => {}
+            (name, _) => ctx.add(
+                "unexpected_entry",
+                None,
+                Some(name),
+                "not part of the ledger layout".into(),
+            ),
+        }
+    }
+    // Nothing of the base may change or vanish, except writer heads. Run
+    // directories with the same tree id are the same; only others are opened.
+    let old_runs: BTreeMap<String, gix::ObjectId> = old
+        .list("runs")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.name, i.id))
+        .collect();
+    let new_runs: BTreeMap<String, (gix::ObjectId, bool)> = new
+        .list("runs")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.name.clone(), (i.id, i.is_tree())))
+        .collect();
+    let mut before: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut kept =
+        |ctx: &mut Ctx<'_>, path: String, id: gix::ObjectId, now: Option<gix::ObjectId>| {
+            match now {
+                Some(now) if now == id => {}
+                Some(_) => ctx.add(
+                    "rewritten",
+                    None,
+                    Some(&path),
+                    "a file the ledger already had was changed".into(),
+                ),
+                None => ctx.add(
+                    "missing_record",
+                    None,
+                    Some(&path),
+                    "a file the ledger already had was removed".into(),
+                ),
+            }
+            before.insert(path);
+        };
+    for (name, id) in &old_runs {
+        if new_runs.get(name).map(|(i, _)| i) == Some(id) {
+            continue;
+        }
+        for (rel, item) in old.walk(&format!("runs/{name}"))? {
+            let path = format!("runs/{name}/{rel}");
+            let now = new.read_id(&path)?;
+            kept(&mut ctx, path, item.id, now);
+        }
+    }
+    for (rel, item) in old.walk("finalize")? {
+        let path = format!("finalize/{rel}");
+        let now = new.read_id(&path)?;
+        kept(&mut ctx, path, item.id, now);
+    }
+    if let Some(id) = old.read_id(store::FORMAT_FILE)? {
+        let now = new.read_id(store::FORMAT_FILE)?;
+        kept(&mut ctx, store::FORMAT_FILE.to_string(), id, now);
+    }
+    // Runs that are new or grew.
+    let mut changed = Vec::new();
+    let runs = new_runs.len();
+    for (name, (id, is_tree)) in &new_runs {
+        if !is_tree {
+            ctx.add(
+                "unexpected_entry",
+                None,
+                Some(&format!("runs/{name}")),
+                "a file where a run directory belongs".into(),
+            );
+        } else if old_runs.get(name) != Some(id) {
+            changed.push(name.clone());
+        }
+    }
+    let mut links: Vec<Link> = Vec::new();
+    let mut aborted = Vec::new();
+    let mut record_count = 0;
+    for run in check_runs_parallel(store, tip, trust, here, &changed)? {
+        ctx.findings.extend(run.findings);
+        if run.aborted {
+            aborted.push(Aborted {
+                run_id: run.view.run_id.clone(),
+                recovered: run.view.get(Kind::Result).is_some(),
+            });
+        }
+        for (kind, parsed) in &run.view.records {
+            record_count += 1;
+            if !before.contains(&journal::record_path(&run.view.run_id, *kind)) {
+                links.push(Link::of(parsed));
+            }
+        }
+    }
+    let mut finalizes = 0;
+    for (id, parsed) in check_finalize_files(&mut ctx, &new)? {
+        finalizes += 1;
+        if !before.contains(&journal::record_path(&id, Kind::Finalize)) {
+            record_count += 1;
+            links.push(Link::of(&parsed));
+        }
+    }
+    let writers = check_chain_extension(&mut ctx, &old, &new, &links)?;
+    let report = Report {
+        ref_name: store.ref_name().to_string(),
+        head: tip.to_string(),
+        trust_file: trust.path.display().to_string(),
+        commits: commits.len(),
+        runs,
+        finalizes,
+        records: record_count,
+        writers,
+        ok: ctx.findings.is_empty(),
+        findings: ctx.findings,
+        aborted,
+    };
+    Ok(report)
+}
+
+/// Each writer's new records continue its chain from its head in `old`, and
+/// `new`'s head file names the last of them. Returns the writers seen.
+fn check_chain_extension(
+    ctx: &mut Ctx<'_>,
+    old: &Snapshot<'_>,
+    new: &Snapshot<'_>,
+    links: &[Link],
+) -> Result<usize, Error> {
+    let mut by_writer: BTreeMap<&str, Vec<&Link>> = BTreeMap::new();
+    for l in links {
+        by_writer.entry(&l.payload.writer).or_default().push(l);
+    }
+    let head_at = |snapshot: &Snapshot<'_>, writer: &str| -> Result<Option<WriterHead>, Error> {
+        Ok(snapshot
+            .read(&journal::writer_path(writer))?
+            .and_then(|b| serde_json::from_slice::<WriterHead>(&b).ok()))
+    };
+    // Every head file that moved must belong to a writer with new records.
+    let old_heads: BTreeMap<String, gix::ObjectId> = old
+        .list("writers")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.name, i.id))
+        .collect();
+    for item in new.list("writers")?.unwrap_or_default() {
+        if old_heads.get(&item.name) == Some(&item.id) {
+            continue;
+        }
+        let path = format!("writers/{}", item.name);
+        let named = serde_json::from_slice::<WriterHead>(&new.blob(item.id)?).ok();
+        match named {
+            Some(h)
+                if journal::writer_path(&h.writer) == path
+                    && by_writer.contains_key(h.writer.as_str()) => {}
+            Some(h) if journal::writer_path(&h.writer) == path => ctx.add(
+                "writer_head_mismatch",
+                None,
+                Some(&path),
+                format!(
+                    "moved to seq {} {} without new records of writer {}",
+                    h.seq, h.id, h.writer
+                ),
+            ),
+            _ => ctx.add(
+                "writer_index",
+                None,
+                Some(&path),
+                "not a writer head for this path".into(),
+            ),
+        }
+    }
+    for (writer, mut chain) in by_writer {
+        chain.sort_by_key(|l| l.payload.seq);
+        let start = head_at(old, writer)?;
+        let (mut seq, mut prev) = start.map_or((0, None), |h| (h.seq, Some(h.id)));
+        for l in &chain {
+            let path = journal::record_path(&l.payload.run_id, l.payload.kind);
+            if l.payload.seq != seq + 1 {
+                ctx.add(
+                    "chain_gap",
+                    Some(&l.payload.run_id),
+                    Some(&path),
+                    format!("writer {writer}: seq {} follows seq {seq}", l.payload.seq),
+                );
+            } else if l.payload.prev != prev {
+                ctx.add(
+                    "chain_broken",
+                    Some(&l.payload.run_id),
+                    Some(&path),
+                    format!(
+                        "writer {writer} seq {}: prev is {:?}, expected {:?}",
+                        l.payload.seq, l.payload.prev, prev
+                    ),
+                );
+            }
+            seq = l.payload.seq;
+            prev = Some(l.id.clone());
+        }
+        let last = chain.last().expect("a writer with new records");
+        match head_at(new, writer)? {
+            Some(h) if h.seq == last.payload.seq && h.id == last.id => {}
+            _ => ctx.add(
+                "writer_head_mismatch",
+                None,
+                Some(&journal::writer_path(writer)),
+                format!(
+                    "does not name writer {writer}'s newest record seq {} {}",
+                    last.payload.seq, last.id
+                ),
+            ),
+        }
+    }
+    Ok(new.list("writers")?.map_or(0, |w| w.len()))
+}
+
 /// One run checked by a worker: its findings, in the order found.
 struct CheckedRun {
     view: Run,

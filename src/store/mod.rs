@@ -382,7 +382,7 @@ impl Store {
     }
 
     /// The newest commit both `a` and `b` reach, if any.
-    fn merge_base(&self, a: ObjectId, b: ObjectId) -> Result<Option<ObjectId>, StoreError> {
+    pub fn merge_base(&self, a: ObjectId, b: ObjectId) -> Result<Option<ObjectId>, StoreError> {
         let mut seen = std::collections::BTreeSet::new();
         for info in self.repo.rev_walk([a]).all().git("walking the ledger")? {
             seen.insert(info.git("walking the ledger")?.id);
@@ -480,7 +480,22 @@ impl Store {
 
     /// Every commit reachable from `tip`, newest first.
     pub fn commits(&self, tip: ObjectId) -> Result<Vec<CommitInfo>, StoreError> {
-        let walk = self.repo.rev_walk([tip]).all().git("walking the ledger")?;
+        self.commits_since(tip, None)
+    }
+
+    /// The commits `tip` reaches and `base` does not (all of them without a
+    /// base), newest first.
+    pub fn commits_since(
+        &self,
+        tip: ObjectId,
+        base: Option<ObjectId>,
+    ) -> Result<Vec<CommitInfo>, StoreError> {
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .with_hidden(base)
+            .all()
+            .git("walking the ledger")?;
         let mut out = Vec::new();
         for info in walk {
             let info = info.git("walking the ledger")?;
@@ -768,6 +783,11 @@ impl Snapshot<'_> {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+
+    /// The object id of the entry at `path`, or `None`.
+    pub fn read_id(&self, path: &str) -> Result<Option<ObjectId>, StoreError> {
+        Ok(self.entry(path)?.map(|i| i.id))
     }
 
     /// The content of the blob at `path`, or `None`.

@@ -317,3 +317,33 @@ fn a_force_pushed_history_fails_verify_since_the_old_head() {
         "{out:?}"
     );
 }
+
+#[test]
+fn pull_checks_only_what_is_new_but_catches_any_change_to_what_it_had() {
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.run("a2", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    assert_ok(two.b(&["pull", two.remote()]));
+    // A validly signed commit on top that removes an old record.
+    let old = env.run_ids()[0].clone();
+    env.tamper(
+        &[(&format!("runs/{old}/command.dsse.json"), None)],
+        Some(&env.key),
+    );
+    assert_ok(env.run("a3", &[], &["true"]));
+    env.git(&["push", "-q", "--force", two.remote(), "refs/heads/ledger"]);
+    let out = two.b(&["pull", two.remote(), "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let pulled: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pulled["action"], "refused");
+    let codes: Vec<&str> = pulled["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"missing_record"), "{codes:?}");
+    assert_eq!(runs_in(&two, &two.b).len(), 2);
+}
