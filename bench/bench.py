@@ -13,7 +13,7 @@ import tempfile
 import time
 
 LEDGER = sys.argv[1]
-WANT = set(sys.argv[2:]) or {"big", "fixed", "dq", "finalize"}
+WANT = set(sys.argv[2:]) or {"big", "fixed", "dq", "finalize", "pull"}
 GIB = 1 << 30
 
 
@@ -185,6 +185,38 @@ def bench_finalize(root, runs):
            full, inc, full_rss, inc_rss, "<= 0.20x")
 
 
+def bench_pull(root, runs):
+    """One new run pulled from a remote ledger of N runs (FINALIZE_RUNS,
+    default 10000) vs a plain `git fetch` of the same ref from the same remote
+    into a twin clone at the same state."""
+    n = int(os.environ.get("FINALIZE_RUNS", "10000"))
+    gen = os.path.join(root, "gen")
+    subprocess.run([LEDGER, "generate", gen, "--runs", str(n), "--writers", "3"], check=True, stdout=subprocess.DEVNULL)
+    remote = os.path.join(gen, "repo")
+    env = {
+        "PATH": os.environ["PATH"], "HOME": root, "USER": "bench",
+        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
+        "LEDGER_KEY": os.path.join(gen, "keys", "writer0"),
+    }
+    run = lambda cwd, *a: subprocess.run(a, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(remote, "git", "repack", "-adq")
+    laptop, twin = os.path.join(root, "laptop"), os.path.join(root, "twin")
+    for d in (laptop, twin):
+        run(root, "git", "clone", "-q", remote, d)
+        run(d, LEDGER, "pull", remote)
+    base, ours, base_rss, our_rss = [], [], 0, 0
+    for i in range(runs):
+        run(remote, LEDGER, "run", "--workflow", "bench", "--tag", f"new{i}", "--owner", "bench", "--", "true")
+        w, r = timed(["git", "fetch", "-q", remote, "+refs/heads/ledger:refs/heads/ledger"], twin, env)
+        base.append(w); base_rss = max(base_rss, r)
+        w, r = timed([LEDGER, "pull", remote], laptop, env)
+        ours.append(w); our_rss = max(our_rss, r)
+    report(f"pull of one new run from a remote ledger of {n} runs, {runs} runs each: `ledger pull` vs `git fetch` of the same ref",
+           base, ours, base_rss, our_rss, "<= 2x")
+
+
 def main():
     root = tempfile.mkdtemp(prefix="ledger-bench-", dir=os.environ.get("BENCH_DIR"))
     try:
@@ -198,6 +230,8 @@ def main():
             bench_dq(repo, env, max(3, runs // 2))
         if "finalize" in WANT:
             bench_finalize(os.path.join(root, "finalize"), max(3, runs // 2))
+        if "pull" in WANT:
+            bench_pull(os.path.join(root, "pull"), max(3, runs))
         if "fixed" in WANT:
             repo, env = setup(os.path.join(root, "fixed"))
             bench_fixed(repo, env, runs * 4)

@@ -6,6 +6,7 @@
 #   bench/run.sh fixed      # ledger run -- true vs git commit --allow-empty, same repository
 #   bench/run.sh dq         # ledger dq on a generated 1 GiB CSV of 8 columns vs wc -l
 #   bench/run.sh finalize   # finalize over a generated 10,000-run ledger vs git cat-file of every object
+#   bench/run.sh pull       # ledger pull of one new run from a 10,000-run remote vs git fetch
 #
 # Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), FINALIZE_RUNS
 # (ledger size for finalize, default 10000), BENCH_DIR
