@@ -347,3 +347,77 @@ fn pull_checks_only_what_is_new_but_catches_any_change_to_what_it_had() {
     assert!(codes.contains(&"missing_record"), "{codes:?}");
     assert_eq!(runs_in(&two, &two.b).len(), 2);
 }
+
+/// A validly signed ledger whose result declares a product inside `.git`:
+/// pull does not write it, and lists it as a conflict.
+#[test]
+fn pull_never_writes_into_git_whatever_a_signed_ledger_says() {
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &[], &["true"]));
+    // A second run, complete and chained, signed by the trusted key through
+    // the library, whose result names a product at .git/hooks/post-checkout.
+    let source = env.run_ids()[0].clone();
+    let run_id = "20261122T120000Z_wf_crafted";
+    let hook = b"#!/bin/sh\necho owned\n".to_vec();
+    let mut drafts = Vec::new();
+    for kind in ["preflight", "context", "command", "started", "result"] {
+        let payload = crate::common::decode_payload(
+            &env.ledger_file(&format!("runs/{source}/{kind}.dsse.json")),
+        );
+        let mut predicate = payload["predicate"].clone();
+        if kind == "result" {
+            predicate["log"]["stored"] = Value::Bool(false);
+            predicate["products"] = serde_json::json!([{
+                "path": ".git/hooks/post-checkout",
+                "sha256": ledger::record::canon::sha256_hex(&hook),
+                "bytes": hook.len(),
+                "stored": true,
+            }]);
+        }
+        let kind: ledger::record::Kind =
+            serde_json::from_value(Value::String(kind.into())).unwrap();
+        drafts.push(ledger::journal::Draft {
+            kind,
+            run_id: run_id.into(),
+            subject: vec![ledger::record::Subject::run(run_id)],
+            predicate,
+        });
+    }
+    let ws = ledger::workspace::Workspace::open(&env.repo).unwrap();
+    let signer = ledger::sign::Signer::load(&env.key).unwrap();
+    let identity = ledger::store::Identity {
+        name: "a".into(),
+        email: "a@example.com".into(),
+    };
+    let extra = vec![(
+        format!("runs/{run_id}/products/.git/hooks/post-checkout"),
+        hook,
+    )];
+    let at = ledger::clock::parse_rfc3339("2026-11-22T12:00:01Z").unwrap();
+    ledger::journal::append(
+        &ws.store,
+        &signer,
+        &identity,
+        at,
+        None,
+        &drafts,
+        &extra,
+        |_| Ok(()),
+    )
+    .unwrap();
+    assert_ok(env.ledger(&["verify"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    let out = two.b(&["pull", two.remote(), "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let pulled: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pulled["action"], "cloned", "{pulled:#}");
+    let conflicts: Vec<&str> = pulled["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(conflicts, [".git/hooks/post-checkout"], "{pulled:#}");
+    assert!(!two.b.join(".git/hooks/post-checkout").exists());
+}
