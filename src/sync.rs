@@ -85,11 +85,11 @@ pub fn remote_name(ws: &Workspace, arg: Option<&str>) -> String {
 }
 
 /// Fetches, verifies, joins and materializes. `signer` signs a merge commit
-/// when one is needed.
+/// when one is needed (without one, a pull that needs a merge is an error).
 pub fn pull(
     ws: &Workspace,
     trust: &TrustFile,
-    signer: &Signer,
+    signer: Option<&Signer>,
     identity: &Identity,
     remote: &str,
 ) -> Result<Pulled, Error> {
@@ -120,7 +120,7 @@ pub fn pull(
 fn join(
     ws: &Workspace,
     trust: &TrustFile,
-    signer: &Signer,
+    signer: Option<&Signer>,
     identity: &Identity,
     remote: &str,
     before: Option<gix::ObjectId>,
@@ -160,7 +160,6 @@ fn join(
         return Ok(pulled);
     }
     let at = crate::clock::now()?;
-    let sign = |bytes: &[u8]| signer.sign_commit(bytes);
     let subject = format!("ledger pull {remote}");
     for _ in 0..5 {
         let local = store.tip()?;
@@ -176,6 +175,13 @@ fn join(
                 let message = format!(
                     "ledger: join {fetched} from {remote}\n\nBoth histories grew apart; this commit holds the union of their runs.\n"
                 );
+                let Some(signer) = signer else {
+                    return Err(Error::input(
+                        "pull",
+                        "the local and remote ledgers grew apart; joining them needs a signing key (--key, $LEDGER_KEY, signing.key)",
+                    ));
+                };
+                let sign = |bytes: &[u8]| signer.sign_commit(bytes);
                 match store.merge_union(l, fetched, &message, identity, at, &sign)? {
                     Ok(merge) => (Action::Merged, merge),
                     Err(paths) => {
@@ -352,7 +358,7 @@ pub fn push(
             .into());
         }
         // The remote has runs we lack: join them, then push again.
-        let pulled = pull(ws, trust, signer, identity, remote)?;
+        let pulled = pull(ws, trust, Some(signer), identity, remote)?;
         if !matches!(
             pulled.action,
             Action::FastForward | Action::Merged | Action::UpToDate | Action::Cloned

@@ -421,3 +421,28 @@ fn pull_never_writes_into_git_whatever_a_signed_ledger_says() {
     assert_eq!(conflicts, [".git/hooks/post-checkout"], "{pulled:#}");
     assert!(!two.b.join(".git/hooks/post-checkout").exists());
 }
+
+#[test]
+fn a_committee_laptop_without_a_key_can_pull_but_not_join() {
+    let two = Two::new();
+    let env = &two.env;
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    let keyless = |args: &[&str]| -> Run {
+        let mut cmd = env.command(args);
+        cmd.current_dir(&two.b).env_remove("LEDGER_KEY");
+        cmd.output().unwrap().into()
+    };
+    let out = keyless(&["pull", two.remote()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("ledger created"), "{out:?}");
+    // B records a run of its own (with its key), then A moves on: a join
+    // would be needed, and without a key it is refused, nothing moved.
+    assert_ok(two.b_run("b1", &["true"]));
+    assert_ok(env.run("a2", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    let tip = two.git_in(&two.b, &["rev-parse", "refs/heads/ledger"]);
+    let out = keyless(&["pull", two.remote()]);
+    assert_input_error(&out, "needs a signing key");
+    assert_eq!(two.git_in(&two.b, &["rev-parse", "refs/heads/ledger"]), tip);
+}
