@@ -37,7 +37,8 @@ pub struct Args {
     /// Seconds between polls.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     interval: f64,
-    /// When the run has ended: `ledger pull` (with --host) and `ledger finalize`.
+    /// When the run has ended: `ledger pull` (with --host, until the run's
+    /// result has arrived from the workstation's push) and `ledger finalize`.
     #[arg(long)]
     then_finalize: bool,
 }
@@ -171,8 +172,38 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     drop(stdout);
     let code = if ended.status == Status::Passed { 0 } else { 1 };
     if args.then_finalize {
+        if ended.leftover_processes.is_empty() {
+            writeln!(std::io::stdout(), "monitor: no leftover process remains").ok();
+        }
         if args.host.is_some() {
-            super::sync::exec_pull(super::sync::PullArgs::default_for(None), env, out)?;
+            // The workstation pushes after its run; pull until the result is here.
+            loop {
+                let mut pulled = Vec::new();
+                let code = super::sync::exec_pull(
+                    super::sync::PullArgs::default_for(None),
+                    env,
+                    &mut pulled,
+                )?;
+                out.extend_from_slice(&pulled);
+                if code != 0 {
+                    return Ok(code);
+                }
+                let history = History::load(&Workspace::open(&env.cwd)?.store)?;
+                let arrived = history
+                    .runs
+                    .iter()
+                    .any(|r| r.run_id == ended.run_id && r.result().is_some());
+                if arrived {
+                    break;
+                }
+                writeln!(
+                    std::io::stdout(),
+                    "monitor: waiting for the workstation to push run {}",
+                    ended.run_id
+                )
+                .ok();
+                std::thread::sleep(Duration::from_secs_f64(args.interval));
+            }
         }
         super::finalize::exec(super::finalize::Args::default_run(), env, out)?;
     }

@@ -243,6 +243,7 @@ fn push_pull_and_monitor_through_a_real_sshd() {
             env.repo.to_str().unwrap(),
             "--interval",
             "0.2",
+            "--then-finalize",
         ])
         .current_dir(&laptop)
         .env("LEDGER_SSH", &ssh)
@@ -252,5 +253,15 @@ fn push_pull_and_monitor_through_a_real_sshd() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("  | second\n"), "{out:?}");
     assert!(out.stdout.contains("ended: passed"), "{out:?}");
+    // --then-finalize pulled the run from origin (the workstation) and
+    // rendered the documents on the laptop.
+    assert!(
+        out.stdout.contains("no leftover process remains"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("recorded finalize"), "{out:?}");
+    let stage = std::fs::read_to_string(laptop.join("docs/production_research/STAGE_AUDIT_LOG.md"))
+        .unwrap();
+    assert!(stage.contains("| live |"), "{stage}");
     run.wait().unwrap();
 }
