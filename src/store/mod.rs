@@ -324,24 +324,77 @@ impl Store {
                 .map_err(|e| fail(format!("not a remote name or URL: {e}")))?,
         };
         let spec = format!("+{}:{into}", self.ref_name);
+        // Whatever an interrupted pull left there is not what we fetch now.
+        self.delete_ref(into)?;
+        if matches!(url.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https) {
+            // This build's gix has no HTTP transport; git has.
+            return self.fetch_with_git(remote, &url.to_bstring().to_string(), &spec, into);
+        }
         let remote_handle = self
             .repo
             .remote_at(url)
             .map_err(|e| fail(e.to_string()))?
             .with_refspecs([spec.as_str()], Direction::Fetch)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.to_string()))?
+            // Only the ledger ref: never the user's tags.
+            .with_fetch_tags(gix::remote::fetch::Tags::None);
         let connection = remote_handle
             .connect(Direction::Fetch)
             .map_err(|e| fail(e.to_string()))?;
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| fail(e.to_string()))?;
+        if prepared.ref_map().is_missing_required_mapping() {
+            return Ok(None); // the remote has no ledger
+        }
         prepared
             .receive(
                 gix::progress::Discard,
                 &std::sync::atomic::AtomicBool::new(false),
             )
             .map_err(|e| fail(e.to_string()))?;
+        self.ref_target(into)
+    }
+
+    fn fetch_with_git(
+        &self,
+        remote: &str,
+        url: &str,
+        spec: &str,
+        into: &str,
+    ) -> Result<Option<ObjectId>, StoreError> {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(self.git_dir())
+            .args([
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                url,
+                spec,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| StoreError::Remote {
+                remote: remote.to_string(),
+                message: format!("cannot run git: {e}"),
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("couldn't find remote ref") {
+                return Ok(None);
+            }
+            return Err(StoreError::Remote {
+                remote: remote.to_string(),
+                message: stderr
+                    .lines()
+                    .next()
+                    .unwrap_or("git fetch failed")
+                    .trim()
+                    .to_string(),
+            });
+        }
         self.ref_target(into)
     }
 

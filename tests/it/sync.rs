@@ -446,3 +446,22 @@ fn a_committee_laptop_without_a_key_can_pull_but_not_join() {
     assert_input_error(&out, "needs a signing key");
     assert_eq!(two.git_in(&two.b, &["rev-parse", "refs/heads/ledger"]), tip);
 }
+
+#[test]
+fn pull_from_an_empty_remote_does_nothing_and_pull_never_fetches_tags() {
+    let two = Two::new();
+    let env = &two.env;
+    let out = two.b(&["pull", two.remote(), "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let pulled: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pulled["action"], "remote_empty");
+    // The remote gets a ledger and a tag of the user's branch.
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.ledger(&["push", two.remote()]));
+    env.git(&["tag", "release-1"]);
+    env.git(&["push", "-q", two.remote(), "release-1"]);
+    assert_ok(two.b(&["pull", two.remote()]));
+    assert_eq!(two.git_in(&two.b, &["tag", "-l"]), "");
+    let refs = two.git_in(&two.b, &["for-each-ref", "--format=%(refname)"]);
+    assert!(!refs.contains("ledger-sync"), "{refs}");
+}
