@@ -150,6 +150,9 @@ pub struct FinalizeSection {
     /// Written beside each run's report.
     #[serde(default = "default_review_name")]
     pub review_name: String,
+    /// The factor experiment registry (CSV) and leaderboard.
+    #[serde(default = "default_registry_dir")]
+    pub registry_dir: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -401,6 +404,9 @@ fn default_stage_log() -> String {
 fn default_summary_name() -> String {
     "production_gates_final_summary.md".into()
 }
+fn default_registry_dir() -> String {
+    "audit/factor_registry".into()
+}
 fn default_review_name() -> String {
     "production_gates_run_review.md".into()
 }
@@ -505,6 +511,7 @@ impl Default for FinalizeSection {
             stage_audit_log: default_stage_log(),
             summary_name: default_summary_name(),
             review_name: default_review_name(),
+            registry_dir: default_registry_dir(),
         }
     }
 }
@@ -645,6 +652,15 @@ impl Config {
             ));
         }
         let f = &config.finalize;
+        if !is_relative_inside(&f.registry_dir) {
+            return Err(invalid(
+                "finalize.registry_dir",
+                format!(
+                    "{:?} must be a relative path inside the repository",
+                    f.registry_dir
+                ),
+            ));
+        }
         if !is_relative_inside(&f.stage_audit_log) {
             return Err(invalid(
                 "finalize.stage_audit_log",

@@ -10,6 +10,7 @@
 pub mod docs;
 pub mod governance;
 pub mod markdown;
+pub mod registry;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -216,6 +217,15 @@ pub fn project(input: &Input<'_>) -> Projection {
     files.insert(
         input.config.finalize.stage_audit_log.clone(),
         docs::stage_audit_log(input, &views).into_bytes(),
+    );
+    let registry = &input.config.finalize.registry_dir;
+    files.insert(
+        format!("{registry}/factor_experiment_registry.csv"),
+        registry::registry_csv(&views),
+    );
+    files.insert(
+        format!("{registry}/factor_experiment_leaderboard.md"),
+        registry::leaderboard(input, &views).into_bytes(),
     );
     for (i, view) in views.iter().enumerate() {
         let previous = previous_of_factor(&views[..i], view);

@@ -32,7 +32,7 @@ echo "gates done for $1"
 "#;
 
 const HOSTILE_NOTES: &str = "pipe | back`tick` <b>html</b>\nsecond line";
-const HOSTILE_OWNER: &str = "ann|bob `x`";
+const HOSTILE_OWNER: &str = "ann|bob `x`, \"q\"\nz";
 const HOSTILE_FACTOR: &str = "mom|x `y` <i>z</i>";
 
 /// Runs `ledger run` with a workflow, tag and extra flags.
@@ -362,7 +362,10 @@ fn an_independent_parser_reads_every_table_with_hostile_values() {
                     "{path}: row {i} of a {width}-column table:\n{md}"
                 );
             }
-            seen_owner |= table.iter().flatten().any(|c| c == HOSTILE_OWNER);
+            seen_owner |= table
+                .iter()
+                .flatten()
+                .any(|c| *c == HOSTILE_OWNER.replace('\n', " "));
             seen_factor |= table.iter().flatten().any(|c| c.contains(HOSTILE_FACTOR));
             seen_reason |= table.iter().flatten().any(|c| c == "a|b c `d` <script>");
         }
@@ -654,4 +657,58 @@ fn a_generated_ledger_verifies_and_finalizes() {
         ]);
         crate::schemas::assert_valid_record(&crate::common::decode_payload(bytes.as_bytes()));
     }
+}
+
+#[test]
+fn the_registry_reads_back_with_an_independent_csv_reader_and_the_leaderboard_ranks_by_the_primary_metric(
+) {
+    let env = fixture();
+    assert_ok(env.ledger(&["finalize"]));
+    let csv_path = env
+        .repo
+        .join("audit/factor_registry/factor_experiment_registry.csv");
+    // Python's csv module, not the crate that wrote the file.
+    let script =
+        "import csv,json,sys\nprint(json.dumps(list(csv.reader(open(sys.argv[1], newline='')))))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&csv_path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    let header = &rows[0];
+    assert_eq!(
+        &header[..6],
+        ["run_id", "tag", "date", "owner", "workflow", "factor"]
+    );
+    assert!(header.contains(&"metric:sharpe".to_string()), "{header:?}");
+    // One row per run with a valid report: pass1, fail1, skip1, hostile1.
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(rows.iter().all(|r| r.len() == header.len()), "{rows:?}");
+    let owner = header.iter().position(|h| h == "owner").unwrap();
+    let factor = header.iter().position(|h| h == "factor").unwrap();
+    let hostile = rows.iter().find(|r| r[1] == "hostile1").unwrap();
+    assert_eq!(
+        hostile[owner], HOSTILE_OWNER,
+        "commas, quotes and newlines survive"
+    );
+    assert_eq!(hostile[factor], HOSTILE_FACTOR);
+    // The leaderboard: momentum first (its best sharpe 1.25 beats value's 0.9
+    // and the hostile factor's 0.6; higher is better), with 1 of 2 runs passed.
+    let board = std::fs::read_to_string(
+        env.repo
+            .join("audit/factor_registry/factor_experiment_leaderboard.md"),
+    )
+    .unwrap();
+    let t = &tables(&board)[0];
+    let order: Vec<&str> = t[1..].iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(order, ["momentum", "value", HOSTILE_FACTOR], "{board}");
+    assert_eq!(t[1][2], "1.25");
+    assert_eq!(t[1][5], "1/2");
+    assert_eq!(t[1][7], "1.25 → 0.75");
 }
