@@ -153,6 +153,9 @@ pub struct FinalizeSection {
     /// The factor experiment registry (CSV) and leaderboard.
     #[serde(default = "default_registry_dir")]
     pub registry_dir: String,
+    /// failure_patterns.csv and failure_pattern_summary.md.
+    #[serde(default = "default_failure_dir")]
+    pub failure_dir: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -404,6 +407,9 @@ fn default_stage_log() -> String {
 fn default_summary_name() -> String {
     "production_gates_final_summary.md".into()
 }
+fn default_failure_dir() -> String {
+    "audit/failure_patterns".into()
+}
 fn default_registry_dir() -> String {
     "audit/factor_registry".into()
 }
@@ -512,6 +518,7 @@ impl Default for FinalizeSection {
             summary_name: default_summary_name(),
             review_name: default_review_name(),
             registry_dir: default_registry_dir(),
+            failure_dir: default_failure_dir(),
         }
     }
 }
@@ -652,6 +659,15 @@ impl Config {
             ));
         }
         let f = &config.finalize;
+        if !is_relative_inside(&f.failure_dir) {
+            return Err(invalid(
+                "finalize.failure_dir",
+                format!(
+                    "{:?} must be a relative path inside the repository",
+                    f.failure_dir
+                ),
+            ));
+        }
         if !is_relative_inside(&f.registry_dir) {
             return Err(invalid(
                 "finalize.registry_dir",

@@ -8,6 +8,7 @@
 //! times; numbers from reports are printed as the report wrote them.
 
 pub mod docs;
+pub mod failures;
 pub mod governance;
 pub mod markdown;
 pub mod registry;
@@ -226,6 +227,16 @@ pub fn project(input: &Input<'_>) -> Projection {
     files.insert(
         format!("{registry}/factor_experiment_leaderboard.md"),
         registry::leaderboard(input, &views).into_bytes(),
+    );
+    let patterns = failures::patterns(&views);
+    let failure_dir = &input.config.finalize.failure_dir;
+    files.insert(
+        format!("{failure_dir}/failure_patterns.csv"),
+        failures::patterns_csv(&patterns),
+    );
+    files.insert(
+        format!("{failure_dir}/failure_pattern_summary.md"),
+        failures::summary(&patterns).into_bytes(),
     );
     for (i, view) in views.iter().enumerate() {
         let previous = previous_of_factor(&views[..i], view);

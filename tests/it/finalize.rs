@@ -712,3 +712,45 @@ fn the_registry_reads_back_with_an_independent_csv_reader_and_the_leaderboard_ra
     assert_eq!(t[1][5], "1/2");
     assert_eq!(t[1][7], "1.25 → 0.75");
 }
+
+#[test]
+fn failure_patterns_group_every_kind_of_failure() {
+    let env = fixture();
+    assert_ok(env.ledger(&["finalize"]));
+    let csv = std::fs::read_to_string(env.repo.join("audit/failure_patterns/failure_patterns.csv"))
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let keys: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r[0].to_string(), r[1].to_string(), r[2].to_string()))
+        .collect();
+    // fail1's gate (numbers stripped), hostile1's gate, blocked1's preflight,
+    // aborted1's death: four patterns, once each; skip1 and pass1 add none.
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(
+        keys.contains(&(
+            "cost_2.0x".into(),
+            "net sharpe at <n>x costs".into(),
+            "1".into()
+        )),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.0 == "preflight:freeze_commit"),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.0 == "aborted"), "{keys:?}");
+    let fail1 = rows
+        .iter()
+        .find(|r| &r[1] == "net sharpe at <n>x costs")
+        .unwrap();
+    assert_eq!(&fail1[7], "momentum", "factors affected");
+    assert_eq!(&fail1[4], "fail1", "first seen");
+    let md = std::fs::read_to_string(
+        env.repo
+            .join("audit/failure_patterns/failure_pattern_summary.md"),
+    )
+    .unwrap();
+    assert_eq!(tables(&md)[0].len(), 5, "{md}");
+}
