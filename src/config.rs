@@ -156,6 +156,51 @@ pub struct FinalizeSection {
     /// failure_patterns.csv and failure_pattern_summary.md.
     #[serde(default = "default_failure_dir")]
     pub failure_dir: String,
+    /// Weights of the candidate queue.
+    #[serde(default)]
+    pub queue: QueueWeights,
+}
+
+/// How the candidate queue scores a factor (docs/projections.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueWeights {
+    /// The last run failed exactly one gate.
+    #[serde(default = "default_near_miss")]
+    pub near_miss: u32,
+    /// The primary metric improved from the run before.
+    #[serde(default = "default_improving")]
+    pub improving: u32,
+    /// Never tested at the highest cost multiplier the ledger knows.
+    #[serde(default = "default_untested_cost")]
+    pub untested_cost: u32,
+    /// Parked after this many last runs failed with one same pattern.
+    #[serde(default = "default_park_after")]
+    pub park_after: usize,
+}
+
+impl Default for QueueWeights {
+    fn default() -> Self {
+        QueueWeights {
+            near_miss: default_near_miss(),
+            improving: default_improving(),
+            untested_cost: default_untested_cost(),
+            park_after: default_park_after(),
+        }
+    }
+}
+
+fn default_near_miss() -> u32 {
+    3
+}
+fn default_improving() -> u32 {
+    2
+}
+fn default_untested_cost() -> u32 {
+    1
+}
+fn default_park_after() -> usize {
+    3
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -519,6 +564,7 @@ impl Default for FinalizeSection {
             review_name: default_review_name(),
             registry_dir: default_registry_dir(),
             failure_dir: default_failure_dir(),
+            queue: QueueWeights::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod failures;
 pub mod governance;
 pub mod markdown;
+pub mod queue;
 pub mod registry;
 pub mod report;
 
@@ -227,6 +228,21 @@ pub fn project(input: &Input<'_>) -> Projection {
     files.insert(
         format!("{registry}/factor_experiment_leaderboard.md"),
         registry::leaderboard(input, &views).into_bytes(),
+    );
+    let candidates = queue::candidates(input, &views);
+    let plan = queue::plan(input, &views, &candidates);
+    files.insert(
+        format!("{registry}/factor_candidate_queue.csv"),
+        queue::queue_csv(&candidates),
+    );
+    files.insert(
+        format!("{registry}/factor_candidate_queue.md"),
+        queue::queue_md(input, &candidates).into_bytes(),
+    );
+    files.insert(format!("{registry}/next_run_plan.json"), json_bytes(&plan));
+    files.insert(
+        format!("{registry}/next_run_plan.md"),
+        queue::plan_md(&plan).into_bytes(),
     );
     let patterns = failures::patterns(&views);
     let failure_dir = &input.config.finalize.failure_dir;

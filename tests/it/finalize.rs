@@ -754,3 +754,40 @@ fn failure_patterns_group_every_kind_of_failure() {
     .unwrap();
     assert_eq!(tables(&md)[0].len(), 5, "{md}");
 }
+
+#[test]
+fn the_queue_ranks_near_misses_by_metric_and_the_plan_is_ready_to_paste() {
+    let env = fixture();
+    assert_ok(env.ledger(&["finalize"]));
+    let dir = env.repo.join("audit/factor_registry");
+    let queue = std::fs::read_to_string(dir.join("factor_candidate_queue.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(queue.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    // momentum and the hostile factor are both near misses (score 3);
+    // momentum ranks first for its better sharpe (0.75 > 0.6); value passed
+    // everything, so it is ready for promotion and not queued.
+    let order: Vec<(&str, &str, &str)> = rows.iter().map(|r| (&r[1], &r[2], &r[3])).collect();
+    assert_eq!(
+        order,
+        [
+            ("momentum", "queued", "3"),
+            (HOSTILE_FACTOR, "queued", "3"),
+            ("value", "ready", "0")
+        ]
+    );
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("next_run_plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["factor"], "momentum");
+    // The tag's date is the newest run's, never the clock.
+    assert_eq!(plan["tag"], "committee_2026-11-22_run1");
+    assert_eq!(plan["runners_up"][0]["factor"], HOSTILE_FACTOR);
+    let command = plan["command"].as_str().unwrap();
+    assert!(
+        command.starts_with("ledger run --workflow gates --tag committee_2026-11-22_run1 --owner ann --freeze-file freeze_2026-11-22_g"),
+        "{command}"
+    );
+    assert!(
+        command.ends_with("-- sh gates.sh momentum fail1 0.75 false"),
+        "{command}"
+    );
+}
