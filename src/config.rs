@@ -159,6 +159,9 @@ pub struct FinalizeSection {
     /// Weights of the candidate queue.
     #[serde(default)]
     pub queue: QueueWeights,
+    /// handoff_readiness.json and .md.
+    #[serde(default = "default_handoff_dir")]
+    pub handoff_dir: String,
 }
 
 /// How the candidate queue scores a factor (docs/projections.md).
@@ -452,6 +455,9 @@ fn default_stage_log() -> String {
 fn default_summary_name() -> String {
     "production_gates_final_summary.md".into()
 }
+fn default_handoff_dir() -> String {
+    "audit/session_handoff".into()
+}
 fn default_failure_dir() -> String {
     "audit/failure_patterns".into()
 }
@@ -565,6 +571,7 @@ impl Default for FinalizeSection {
             registry_dir: default_registry_dir(),
             failure_dir: default_failure_dir(),
             queue: QueueWeights::default(),
+            handoff_dir: default_handoff_dir(),
         }
     }
 }
@@ -705,6 +712,15 @@ impl Config {
             ));
         }
         let f = &config.finalize;
+        if !is_relative_inside(&f.handoff_dir) {
+            return Err(invalid(
+                "finalize.handoff_dir",
+                format!(
+                    "{:?} must be a relative path inside the repository",
+                    f.handoff_dir
+                ),
+            ));
+        }
         if !is_relative_inside(&f.failure_dir) {
             return Err(invalid(
                 "finalize.failure_dir",

@@ -77,11 +77,13 @@ pub fn compute(
         .unwrap_or(&trust.path)
         .display()
         .to_string();
+    let remote = remote_state(ws, tip)?;
     let input = project::Input {
         history: &history,
         config: &ws.config,
         extras: &extras,
         trust_file: &trust_name,
+        remote: remote.as_ref(),
         options,
     };
     let mut projection = project::project(&input);
@@ -129,6 +131,32 @@ pub fn compute(
             .filter(|f| f.run.is_none())
             .collect(),
     })
+}
+
+/// The configured remote (ledger.yaml `sync.remote`) against the local tip,
+/// from its ledger head as last seen by pull or push.
+fn remote_state(
+    ws: &Workspace,
+    tip: gix::ObjectId,
+) -> Result<Option<project::handoff::RemoteState>, Error> {
+    let Some(remote) = ws.config.sync.remote.clone() else {
+        return Ok(None);
+    };
+    let store = &ws.store;
+    let seen = store.ref_target(&crate::sync::seen_ref(&remote))?;
+    let (ahead, diverged) = match seen {
+        None => (0, false),
+        Some(s) if store.has_commit(s) && store.is_ancestor(s, tip)? => {
+            (store.commits_since(tip, Some(s))?.len(), false)
+        }
+        Some(_) => (0, true),
+    };
+    Ok(Some(project::handoff::RemoteState {
+        remote,
+        seen: seen.map(|s| s.to_string()),
+        ahead,
+        diverged,
+    }))
 }
 
 fn load_extras(

@@ -27,6 +27,13 @@ use crate::Error;
 /// The private ref a pull fetches into; deleted afterwards.
 pub const INCOMING: &str = "refs/ledger-sync/incoming";
 
+/// The private ref holding `remote`'s ledger head as last seen by a pull or a
+/// push (for handoff readiness). The remote's text is hashed into the name.
+pub fn seen_ref(remote: &str) -> String {
+    let digest = crate::record::canon::sha256_hex(remote.as_bytes());
+    format!("refs/ledger-sync/seen/{}", &digest[..16])
+}
+
 /// How the local ledger moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,6 +103,9 @@ pub fn pull(
     let store = &ws.store;
     let before = store.tip()?;
     let fetched = store.fetch(remote, INCOMING)?;
+    if let Some(f) = fetched {
+        store.set_private_ref(&seen_ref(remote), f)?;
+    }
     let result = join(ws, trust, signer, identity, remote, before, fetched);
     store.delete_ref(INCOMING)?;
     let mut pulled = result?;
@@ -337,6 +347,7 @@ pub fn push(
             .map_err(|e| Error::input("git push", format!("cannot run git: {e}")))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.success() {
+            store.set_private_ref(&seen_ref(remote), tip)?;
             return Ok(Ok(Pushed {
                 remote: remote.to_string(),
                 head: tip.to_string(),

@@ -10,6 +10,7 @@
 pub mod docs;
 pub mod failures;
 pub mod governance;
+pub mod handoff;
 pub mod markdown;
 pub mod queue;
 pub mod registry;
@@ -66,6 +67,8 @@ pub struct Input<'a> {
     pub extras: &'a BTreeMap<String, RunExtras>,
     /// Where verify's trust came from, for evidence texts.
     pub trust_file: &'a str,
+    /// The configured remote's state, for handoff readiness.
+    pub remote: Option<&'a handoff::RemoteState>,
     pub options: Options,
 }
 
@@ -243,6 +246,16 @@ pub fn project(input: &Input<'_>) -> Projection {
     files.insert(
         format!("{registry}/next_run_plan.md"),
         queue::plan_md(&plan).into_bytes(),
+    );
+    let readiness = handoff::handoff(&views, &plan, input.remote);
+    let handoff_dir = &input.config.finalize.handoff_dir;
+    files.insert(
+        format!("{handoff_dir}/handoff_readiness.json"),
+        json_bytes(&readiness),
+    );
+    files.insert(
+        format!("{handoff_dir}/handoff_readiness.md"),
+        handoff::markdown(&readiness).into_bytes(),
     );
     let patterns = failures::patterns(&views);
     let failure_dir = &input.config.finalize.failure_dir;

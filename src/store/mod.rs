@@ -406,6 +406,19 @@ impl Store {
         }
     }
 
+    /// Points a private ref (never a branch) at `id`, whatever it was.
+    pub fn set_private_ref(&self, name: &str, id: ObjectId) -> Result<(), StoreError> {
+        self.repo
+            .reference(
+                name,
+                id,
+                PreviousValue::Any,
+                "ledger: remote head last seen",
+            )
+            .git("writing a ref")?;
+        Ok(())
+    }
+
     /// Deletes a private ref (e.g. the incoming ref of a pull).
     pub fn delete_ref(&self, name: &str) -> Result<(), StoreError> {
         if let Some(r) = self.repo.try_find_reference(name).git("reading a ref")? {

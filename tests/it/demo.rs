@@ -41,7 +41,7 @@ fn demo_records_four_runs_finalizes_and_verifies() {
     let log = env.ledger_in(&repo, &["log"]);
     assert_eq!(log.stdout.lines().count(), 4, "{log:?}");
     // finalize wrote the audit documents; the rerun's review diffs the config.
-    assert!(out.stdout.contains("  finalize: 31 documents, "), "{out:?}");
+    assert!(out.stdout.contains("  finalize: 33 documents, "), "{out:?}");
     let stage =
         std::fs::read_to_string(repo.join("docs/production_research/STAGE_AUDIT_LOG.md")).unwrap();
     assert_eq!(

@@ -463,5 +463,63 @@ fn pull_from_an_empty_remote_does_nothing_and_pull_never_fetches_tags() {
     assert_ok(two.b(&["pull", two.remote()]));
     assert_eq!(two.git_in(&two.b, &["tag", "-l"]), "");
     let refs = two.git_in(&two.b, &["for-each-ref", "--format=%(refname)"]);
-    assert!(!refs.contains("ledger-sync"), "{refs}");
+    assert!(!refs.contains("refs/ledger-sync/incoming"), "{refs}");
+    // Only private refs besides the user's: the remote's head as last seen.
+    assert!(
+        refs.lines().all(|r| r.starts_with("refs/heads/")
+            || r.starts_with("refs/remotes/")
+            || r.starts_with("refs/ledger-sync/seen/")),
+        "{refs}"
+    );
+}
+
+#[test]
+fn handoff_readiness_names_unpushed_work_against_the_configured_remote() {
+    let two = Two::new();
+    let env = &two.env;
+    let report = "mkdir -p gate_results/g && echo '{\"factor\": \"m\", \"gates\": [{\"name\": \"g\", \"passed\": false}]}' > gate_results/g/production_gates_report.json; exit 1";
+    let out = env.run("a1", &[], &["sh", "-c", report]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let config = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("  # remote: origin", &format!("  remote: {}", two.remote())),
+    )
+    .unwrap();
+    let readiness = |env: &TestEnv| -> Value {
+        assert_ok(env.ledger(&["finalize"]));
+        serde_json::from_slice(
+            &std::fs::read(
+                env.repo
+                    .join("audit/session_handoff/handoff_readiness.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let h = readiness(env);
+    assert_eq!(h["ready"], false);
+    assert_eq!(h["blocking"][0]["reason"], "not_pushed", "{h:#}");
+    assert!(
+        h["blocking"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("never pushed"),
+        "{h:#}"
+    );
+    assert_ok(env.ledger(&["push"]));
+    let out = env.run("a2", &[], &["sh", "-c", "exit 1"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let h = readiness(env);
+    let details: Vec<&str> = h["blocking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["detail"].as_str().unwrap())
+        .collect();
+    assert!(details.iter().any(|d| d.contains("not pushed to")), "{h:#}");
+    assert_ok(env.ledger(&["push"]));
+    let h = readiness(env);
+    assert_eq!(h["ready"], true, "{h:#}");
 }
