@@ -791,3 +791,96 @@ fn the_queue_ranks_near_misses_by_metric_and_the_plan_is_ready_to_paste() {
         "{command}"
     );
 }
+
+#[test]
+fn a_factor_failing_three_times_the_same_way_is_parked_with_its_pattern() {
+    let env = TestEnv::init();
+    std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
+    // carry fails cost_2.0x three times (sharpe differs, the cause does not);
+    // quality is a near miss once; value passes.
+    for (i, sharpe) in ["0.8", "0.7", "0.9"].iter().enumerate() {
+        let tag = format!("carry{i}");
+        let out = env.ledger(&[
+            "run",
+            "--workflow",
+            "gates",
+            "--tag",
+            &tag,
+            "--owner",
+            "ann",
+            "--",
+            "sh",
+            "gates.sh",
+            "carry",
+            &tag,
+            sharpe,
+            "false",
+        ]);
+        assert_eq!(out.code, 1, "{out:?}");
+    }
+    let out = env.ledger(&[
+        "run",
+        "--workflow",
+        "gates",
+        "--tag",
+        "q1",
+        "--owner",
+        "ann",
+        "--",
+        "sh",
+        "gates.sh",
+        "quality",
+        "q1",
+        "1.1",
+        "false",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_ok(env.ledger(&[
+        "run",
+        "--workflow",
+        "gates",
+        "--tag",
+        "v1",
+        "--owner",
+        "ann",
+        "--",
+        "sh",
+        "gates.sh",
+        "value",
+        "v1",
+        "1.0",
+        "true",
+    ]));
+    assert_ok(env.ledger(&["finalize"]));
+    let dir = env.repo.join("audit/factor_registry");
+    let queue = std::fs::read_to_string(dir.join("factor_candidate_queue.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(queue.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let states: Vec<(&str, &str)> = rows.iter().map(|r| (&r[1], &r[2])).collect();
+    assert_eq!(
+        states,
+        [
+            ("quality", "queued"),
+            ("value", "ready"),
+            ("carry", "parked")
+        ]
+    );
+    assert!(
+        rows[2][7].contains("last 3 runs all failed with cost_2.0x: net sharpe at <n>x costs"),
+        "{}",
+        &rows[2][7]
+    );
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("next_run_plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["factor"], "quality");
+    assert_eq!(plan["runners_up"], serde_json::json!([]));
+    let patterns =
+        std::fs::read_to_string(env.repo.join("audit/failure_patterns/failure_patterns.csv"))
+            .unwrap();
+    let mut reader = csv::Reader::from_reader(patterns.as_bytes());
+    let first = reader.records().next().unwrap().unwrap();
+    assert_eq!(
+        (&first[0], &first[2], &first[7]),
+        ("cost_2.0x", "4", "carry;quality")
+    );
+}
