@@ -186,20 +186,7 @@ pub fn verify_with_runs(
     let mut records: Vec<Link> = Vec::new();
     let mut aborted = Vec::new();
     let mut runs = 0;
-    for item in snapshot.list("")?.unwrap_or_default() {
-        match (item.name.as_str(), item.is_tree()) {
-            (store::FORMAT_FILE, false)
-            | ("runs", true)
-            | ("writers", true)
-            | ("finalize", true) => {}
-            (name, _) => ctx.add(
-                "unexpected_entry",
-                None,
-                Some(name),
-                "not part of the ledger layout".into(),
-            ),
-        }
-    }
+    check_layout(&mut ctx, &snapshot)?;
     let run_items = snapshot.list("runs")?.unwrap_or_default();
     for item in run_items.iter().filter(|i| !i.is_tree()) {
         ctx.add(
@@ -238,20 +225,66 @@ pub fn verify_with_runs(
 
     let record_count = records.len();
     views.sort_by(|a, b| (a.at(), &a.run_id).cmp(&(b.at(), &b.run_id)));
-    let report = Report {
-        ref_name: store.ref_name().to_string(),
-        head: tip.to_string(),
-        trust_file: trust.path.display().to_string(),
+    let counts = Counts {
         commits: commits.len(),
         runs,
         finalizes,
         records: record_count,
         writers,
+    };
+    let report = finish(store, tip, trust, ctx, counts, aborted);
+    Ok((report, views))
+}
+
+/// The top level holds the format file, `runs/`, `writers/` and `finalize/` only.
+fn check_layout(ctx: &mut Ctx<'_>, snapshot: &Snapshot<'_>) -> Result<(), Error> {
+    for item in snapshot.list("")?.unwrap_or_default() {
+        match (item.name.as_str(), item.is_tree()) {
+            (store::FORMAT_FILE, false)
+            | ("runs", true)
+            | ("writers", true)
+            | ("finalize", true) => {}
+            (name, _) => ctx.add(
+                "unexpected_entry",
+                None,
+                Some(name),
+                "not part of the ledger layout".into(),
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// What a verification counted.
+struct Counts {
+    commits: usize,
+    runs: usize,
+    finalizes: usize,
+    records: usize,
+    writers: usize,
+}
+
+fn finish(
+    store: &Store,
+    tip: gix::ObjectId,
+    trust: &TrustFile,
+    ctx: Ctx<'_>,
+    counts: Counts,
+    aborted: Vec<Aborted>,
+) -> Report {
+    Report {
+        ref_name: store.ref_name().to_string(),
+        head: tip.to_string(),
+        trust_file: trust.path.display().to_string(),
+        commits: counts.commits,
+        runs: counts.runs,
+        finalizes: counts.finalizes,
+        records: counts.records,
+        writers: counts.writers,
         ok: ctx.findings.is_empty(),
         findings: ctx.findings,
         aborted,
-    };
-    Ok((report, views))
+    }
 }
 
 /// Verifies what the ledger tip adds to `base`, an ancestor already trusted
@@ -285,20 +318,7 @@ pub fn verify_extension(
     }
     let old = store.snapshot(base)?;
     let new = store.snapshot(tip)?;
-    for item in new.list("")?.unwrap_or_default() {
-        match (item.name.as_str(), item.is_tree()) {
-            (store::FORMAT_FILE, false)
-            | ("runs", true)
-            | ("writers", true)
-            | ("finalize", true) => {}
-            (name, _) => ctx.add(
-                "unexpected_entry",
-                None,
-                Some(name),
-                "not part of the ledger layout".into(),
-            ),
-        }
-    }
+    check_layout(&mut ctx, &new)?;
     // Nothing of the base may change or vanish, except writer heads. Run
     // directories with the same tree id are the same; only others are opened.
     let old_runs: BTreeMap<String, gix::ObjectId> = old
@@ -394,19 +414,14 @@ pub fn verify_extension(
         }
     }
     let writers = check_chain_extension(&mut ctx, &old, &new, &links)?;
-    let report = Report {
-        ref_name: store.ref_name().to_string(),
-        head: tip.to_string(),
-        trust_file: trust.path.display().to_string(),
+    let counts = Counts {
         commits: commits.len(),
         runs,
         finalizes,
         records: record_count,
         writers,
-        ok: ctx.findings.is_empty(),
-        findings: ctx.findings,
-        aborted,
     };
+    let report = finish(store, tip, trust, ctx, counts, aborted);
     Ok(report)
 }
 
