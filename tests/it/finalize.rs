@@ -884,3 +884,189 @@ fn a_factor_failing_three_times_the_same_way_is_parked_with_its_pattern() {
         ("cost_2.0x", "4", "carry;quality")
     );
 }
+
+/// The realistic fixture: 30 runs over 6 factors, passing, near
+/// misses, a factor failing the same way again and again, blocked, aborted
+/// and DQ-skipped runs; the queue's order is stated in words below.
+#[test]
+fn thirty_runs_over_six_factors_rank_as_the_rules_say() {
+    let env = TestEnv::init();
+    std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
+    let n = std::cell::Cell::new(0);
+    let run = |workflow: &str, factor: &str, sharpe: &str, pass: bool, extra: &[&str]| {
+        n.set(n.get() + 1);
+        let tag = format!("r{:02}", n.get());
+        let mut args = vec![
+            "run",
+            "--workflow",
+            workflow,
+            "--tag",
+            &tag,
+            "--owner",
+            "ann",
+        ];
+        args.extend_from_slice(extra);
+        args.extend([
+            "--",
+            "sh",
+            "gates.sh",
+            factor,
+            &tag,
+            sharpe,
+            if pass { "true" } else { "false" },
+        ]);
+        let out = env.ledger(&args);
+        assert_eq!(out.code, if pass { 0 } else { 1 }, "{out:?}");
+    };
+    // momentum: five near misses, then a pass: ready for promotion.
+    for s in ["0.6", "0.7", "0.8", "0.9", "1.0"] {
+        run("gates", "momentum", s, false, &[]);
+    }
+    run("gates", "momentum", "1.1", true, &[]);
+    // value: five failures of one cause: parked.
+    for s in ["0.5", "0.55", "0.52", "0.51", "0.53"] {
+        run("gates", "value", s, false, &[]);
+    }
+    // quality: alternating, last a near miss that improved: +3 +2 = 5.
+    for (s, p) in [
+        ("0.9", true),
+        ("0.7", false),
+        ("0.95", true),
+        ("0.6", false),
+        ("0.8", false),
+    ] {
+        run("gates", "quality", s, p, &[]);
+    }
+    // carry: last a near miss that got worse: +3.
+    for (s, p) in [
+        ("1.2", true),
+        ("1.1", true),
+        ("0.9", false),
+        ("1.0", true),
+        ("0.7", false),
+    ] {
+        run("gates", "carry", s, p, &[]);
+    }
+    // size: DQ skipped twice on a workflow that requires it, both pass: ready.
+    let skip = ["--skip-dq", "--skip-reason", "vendor feed late"];
+    run("production_gates", "size", "1.3", true, &skip);
+    run("production_gates", "size", "1.4", true, &skip);
+    // low_vol: a near miss with a lower sharpe than carry's last: +3, after carry.
+    run("gates", "low_vol", "0.65", false, &[]);
+    // Three blocked runs (the freeze file pins another commit) and two more
+    // of low_vol: 30 runs in all.
+    std::fs::write(env.repo.join("freeze_gdeadbeef.json"), "{}\n").unwrap();
+    for _ in 0..3 {
+        n.set(n.get() + 1);
+        let tag = format!("r{:02}", n.get());
+        let out = env.ledger(&[
+            "run",
+            "--workflow",
+            "gates",
+            "--tag",
+            &tag,
+            "--owner",
+            "ann",
+            "--freeze-file",
+            "freeze_gdeadbeef.json",
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.code, 1, "{out:?}");
+    }
+    run("gates", "low_vol", "0.6", false, &[]);
+    run("gates", "low_vol", "0.62", false, &[]);
+    // One aborted run: killed once its command has started, then recovered.
+    n.set(n.get() + 1);
+    let tag = format!("r{:02}", n.get());
+    let mut child = env
+        .command(&[
+            "run",
+            "--workflow",
+            "gates",
+            "--tag",
+            &tag,
+            "--owner",
+            "ann",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.run_ids().iter().any(|r| r.ends_with(&tag))
+        || !std::fs::read_dir(env.repo.join("audit/workstation_runs"))
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().ends_with(&tag)
+                    && std::fs::read_to_string(e.path().join("run.log"))
+                        .is_ok_and(|l| l == "started\n")
+            })
+    {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(env.ledger(&["recover"]));
+    assert_eq!(env.run_ids().len(), 30);
+
+    assert_ok(env.ledger(&["finalize"]));
+    let dir = env.repo.join("audit/factor_registry");
+    let queue = std::fs::read_to_string(dir.join("factor_candidate_queue.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(queue.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let order: Vec<(&str, &str, &str)> = rows.iter().map(|r| (&r[1], &r[2], &r[3])).collect();
+    // quality first (near miss and improving, 5); then carry (near miss, 3);
+    // then the ready factors, by their last sharpe (size 1.4, momentum 1.1);
+    // then the parked ones: low_vol's three runs and value's last three all
+    // failed cost_2.0x for the same reason (low_vol first: 0.62 > 0.53).
+    assert_eq!(
+        order,
+        [
+            ("quality", "queued", "5"),
+            ("carry", "queued", "3"),
+            ("size", "ready", "0"),
+            ("momentum", "ready", "0"),
+            ("low_vol", "parked", "0"),
+            ("value", "parked", "0"),
+        ]
+    );
+    assert!(
+        rows[4][7].contains("net sharpe at <n>x costs"),
+        "{}",
+        &rows[4][7]
+    );
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("next_run_plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["factor"], "quality");
+    assert_eq!(plan["runners_up"][0]["factor"], "carry");
+    assert_eq!(plan["runners_up"].as_array().unwrap().len(), 1);
+    // The registry has a row per run with a report: 26 of 30 (not the three
+    // blocked runs nor the aborted one).
+    let registry = std::fs::read_to_string(dir.join("factor_experiment_registry.csv")).unwrap();
+    assert_eq!(registry.lines().count(), 1 + 26, "{registry}");
+    // Failure patterns: one cause groups 18 runs over 5 factors (momentum 5,
+    // value 5, low_vol 3, quality 3, carry 2).
+    let patterns =
+        std::fs::read_to_string(env.repo.join("audit/failure_patterns/failure_patterns.csv"))
+            .unwrap();
+    let mut reader = csv::Reader::from_reader(patterns.as_bytes());
+    let first = reader.records().next().unwrap().unwrap();
+    assert_eq!(&first[0], "cost_2.0x");
+    assert_eq!(&first[2], "18");
+    assert_eq!(&first[7], "carry;low_vol;momentum;quality;value");
+    // Determinism holds for all of it: a second finalize changes nothing.
+    let again: Value =
+        serde_json::from_str(&assert_ok(env.ledger(&["finalize", "--json"])).stdout).unwrap();
+    assert!(again["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["changed"] == false));
+}
