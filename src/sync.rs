@@ -192,7 +192,13 @@ fn join(
                     ));
                 };
                 let sign = |bytes: &[u8]| signer.sign_commit(bytes);
-                match store.merge_union(l, fetched, &message, identity, at, &sign)? {
+                // The base verification used, unless a local run moved the tip.
+                let merge_base = if local == before {
+                    base
+                } else {
+                    store.merge_base(l, fetched)?
+                };
+                match store.merge_union(l, fetched, merge_base, &message, identity, at, &sign)? {
                     Ok(merge) => (Action::Merged, merge),
                     Err(paths) => {
                         pulled.action = Action::Conflict;

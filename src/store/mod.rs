@@ -477,12 +477,15 @@ impl Store {
     }
 
     /// A signed merge commit of `ours` and `theirs` whose tree is the union of
-    /// both trees. Paths present on both sides with different content are
-    /// returned as conflicts and nothing is written.
+    /// both trees; `base` is their merge base ([`Store::merge_base`]). Paths
+    /// present on both sides with different content, where neither side is
+    /// the base's, are returned as conflicts and nothing is written.
+    #[allow(clippy::too_many_arguments)]
     pub fn merge_union(
         &self,
         ours: ObjectId,
         theirs: ObjectId,
+        base: Option<ObjectId>,
         message: &str,
         identity: &Identity,
         at: OffsetDateTime,
@@ -492,7 +495,6 @@ impl Store {
         let other = self.snapshot(theirs)?;
         // A file both sides changed since their common ancestor (a writer's
         // head file moved on one side only, say) takes the changed side.
-        let base = self.merge_base(ours, theirs)?;
         let base = base.map(|b| self.snapshot(b)).transpose()?;
         let mut add: Vec<(String, ObjectId)> = Vec::new();
         let mut conflicts = Vec::new();
