@@ -906,42 +906,91 @@ fn check_stored(
         ),
         (None, _) => {}
     }
-    let declared: BTreeMap<&str, &crate::record::kinds::Product> = result
-        .as_ref()
-        .map(|r| {
-            r.products
-                .iter()
-                .filter(|p| p.stored)
-                .map(|p| (p.path.as_str(), p))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (rel, id) in &stored.products {
-        let path = format!("runs/{run_id}/products/{rel}");
-        match declared.get(rel.as_str()) {
+    let declared: BTreeMap<String, Option<(String, u64)>> = result
+        .iter()
+        .flat_map(|r| &r.products)
+        .filter(|p| p.stored)
+        .map(|p| (p.path.clone(), Some((p.sha256.clone(), p.bytes))))
+        .collect();
+    let products = StoredSet {
+        dir: "products",
+        what: "product",
+        by: "result",
+        mismatch: "product_mismatch",
+        missing: "missing_product",
+    };
+    check_stored_set(
+        ctx,
+        snapshot,
+        run_id,
+        &products,
+        &declared,
+        &stored.products,
+    )
+}
+
+/// One kind of file a run stores beside its records (products, inputs).
+struct StoredSet {
+    /// Directory under `runs/<run_id>/`.
+    dir: &'static str,
+    what: &'static str,
+    /// The record that declares them.
+    by: &'static str,
+    mismatch: &'static str,
+    missing: &'static str,
+}
+
+/// Every stored file must be declared, with the declared digest; every
+/// declared file must be stored. A declaration without a digest (`None`)
+/// admits no stored file.
+fn check_stored_set(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    run_id: &str,
+    set: &StoredSet,
+    declared: &BTreeMap<String, Option<(String, u64)>>,
+    stored: &[(String, gix::ObjectId)],
+) -> Result<(), Error> {
+    let StoredSet {
+        dir,
+        what,
+        by,
+        mismatch,
+        missing,
+    } = set;
+    for (rel, id) in stored {
+        let path = format!("runs/{run_id}/{dir}/{rel}");
+        match declared.get(rel).and_then(Option::as_ref) {
             None => ctx.add(
                 "unexpected_entry",
                 Some(run_id),
                 Some(&path),
-                "a stored product the result does not declare".into(),
+                format!("a stored {what} the {by} does not declare"),
             ),
-            Some(p) => {
-                let bytes = snapshot.blob(*id)?;
-                if record::canon::sha256_hex(&bytes) != p.sha256 || bytes.len() as u64 != p.bytes {
-                    ctx.add("product_mismatch", Some(run_id), Some(&path), "stored product does not match the digest in the result (swapped or edited)".into());
+            Some((sha, bytes)) => {
+                let content = snapshot.blob(*id)?;
+                if &record::canon::sha256_hex(&content) != sha || content.len() as u64 != *bytes {
+                    ctx.add(
+                        mismatch,
+                        Some(run_id),
+                        Some(&path),
+                        format!(
+                            "stored {what} does not match the digest in the {by} (swapped or edited)"
+                        ),
+                    );
                 }
             }
         }
     }
     for rel in declared
         .keys()
-        .filter(|rel| !stored.products.iter().any(|(r, _)| r == *rel))
+        .filter(|rel| !stored.iter().any(|(r, _)| r == *rel))
     {
         ctx.add(
-            "missing_product",
+            missing,
             Some(run_id),
-            Some(&format!("runs/{run_id}/products/{rel}")),
-            "the result declares a stored product, but there is none".into(),
+            Some(&format!("runs/{run_id}/{dir}/{rel}")),
+            format!("the {by} declares a stored {what}, but there is none"),
         );
     }
     Ok(())
@@ -958,52 +1007,27 @@ fn check_stored_inputs(
     let context = records
         .get(&Kind::Context)
         .and_then(|r| r.payload.predicate_as::<ContextPredicate>().ok());
-    let mut digests: BTreeMap<String, (String, u64)> = BTreeMap::new();
-    let mut declared: Vec<String> = Vec::new();
+    let mut digests: BTreeMap<&str, (String, u64)> = BTreeMap::new();
+    let mut declared: BTreeMap<String, Option<(String, u64)>> = BTreeMap::new();
     if let Some(c) = &context {
         for i in &c.inputs {
-            digests.insert(i.path.clone(), (i.sha256.clone(), i.bytes));
+            digests.insert(&i.path, (i.sha256.clone(), i.bytes));
         }
         if let Some(f) = &c.freeze {
-            digests.insert(f.path.clone(), (f.sha256.clone(), f.bytes));
+            digests.insert(&f.path, (f.sha256.clone(), f.bytes));
         }
-        declared = c.stored_inputs.clone();
-    }
-    for (rel, id) in &stored.inputs {
-        let path = format!("runs/{run_id}/inputs/{rel}");
-        match digests.get(rel).filter(|_| declared.contains(rel)) {
-            None => ctx.add(
-                "unexpected_entry",
-                Some(run_id),
-                Some(&path),
-                "a stored input the context does not declare".into(),
-            ),
-            Some((sha, bytes)) => {
-                let content = snapshot.blob(*id)?;
-                if &record::canon::sha256_hex(&content) != sha || content.len() as u64 != *bytes {
-                    ctx.add(
-                        "input_mismatch",
-                        Some(run_id),
-                        Some(&path),
-                        "stored input does not match the digest in the context (swapped or edited)"
-                            .into(),
-                    );
-                }
-            }
+        for rel in &c.stored_inputs {
+            declared.insert(rel.clone(), digests.get(rel.as_str()).cloned());
         }
     }
-    for rel in declared
-        .iter()
-        .filter(|rel| !stored.inputs.iter().any(|(r, _)| r == *rel))
-    {
-        ctx.add(
-            "missing_input",
-            Some(run_id),
-            Some(&format!("runs/{run_id}/inputs/{rel}")),
-            "the context declares a stored input, but there is none".into(),
-        );
-    }
-    Ok(())
+    let inputs = StoredSet {
+        dir: "inputs",
+        what: "input",
+        by: "context",
+        mismatch: "input_mismatch",
+        missing: "missing_input",
+    };
+    check_stored_set(ctx, snapshot, run_id, &inputs, &declared, &stored.inputs)
 }
 
 fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {
