@@ -49,9 +49,20 @@ pub fn compute(
     options: Options,
     tag: Option<&str>,
 ) -> Result<Computed, Error> {
+    let verified = verify::verify_with_runs(&ws.store, trust, &crate::proc::Here::read())?;
+    compute_from(ws, trust, options, tag, verified)
+}
+
+/// [`compute`] from a verification already done (`verify --projections`).
+pub fn compute_from(
+    ws: &Workspace,
+    trust: &TrustFile,
+    options: Options,
+    tag: Option<&str>,
+    (report, runs): (verify::Report, Vec<crate::history::Run>),
+) -> Result<Computed, Error> {
     let store = &ws.store;
-    let tip = store.require_tip()?;
-    let (report, runs) = verify::verify_with_runs(store, trust, &crate::proc::Here::read())?;
+    let tip = gix::ObjectId::from_hex(report.head.as_bytes()).expect("verify reports a commit id");
     let history = History {
         tip: Some(tip.to_string()),
         runs,
@@ -493,9 +504,15 @@ pub fn record(
 }
 
 /// `verify --projections`: the files on disk against the newest finalize
-/// record, and against a fresh projection with that record's options.
-pub fn check_projections(ws: &Workspace, trust: &TrustFile) -> Result<Vec<Finding>, Error> {
-    let tip = ws.store.require_tip()?;
+/// record, and against a fresh projection with that record's options, from
+/// the verification `verify` just did.
+pub fn check_projections(
+    ws: &Workspace,
+    trust: &TrustFile,
+    verified: (verify::Report, Vec<crate::history::Run>),
+) -> Result<Vec<Finding>, Error> {
+    let tip =
+        gix::ObjectId::from_hex(verified.0.head.as_bytes()).expect("verify reports a commit id");
     let mut findings = Vec::new();
     let finding = |code: &'static str, path: &str, message: String| Finding {
         code,
@@ -536,7 +553,7 @@ pub fn check_projections(ws: &Workspace, trust: &TrustFile) -> Result<Vec<Findin
             }
         }
     }
-    let computed = compute(ws, trust, options, None)?;
+    let computed = compute_from(ws, trust, options, None, verified)?;
     for d in differences(&ws.root, &computed.projection) {
         findings.push(finding(
             "projection_stale",

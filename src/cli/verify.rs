@@ -42,7 +42,8 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         None => ws.trust_path(),
     };
     let trust = TrustFile::load(&trust_path).map_err(crate::Error::from)?;
-    let mut report = crate::verify::verify(&ws.store, &trust, &crate::proc::Here::read())?;
+    let (mut report, runs) =
+        crate::verify::verify_with_runs(&ws.store, &trust, &crate::proc::Here::read())?;
     if let Some(checkpoint) = &args.since {
         if let Some(f) = crate::verify::check_since(&ws.store, checkpoint)? {
             report.findings.insert(0, f);
@@ -55,9 +56,10 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                 "verify --projections needs a work tree (the projection files live there)",
             ));
         }
+        let verified = (report.clone(), runs);
         report
             .findings
-            .extend(crate::finalize::check_projections(&ws, &trust)?);
+            .extend(crate::finalize::check_projections(&ws, &trust, verified)?);
         report.ok = report.findings.is_empty();
     }
     if args.json {
