@@ -1,11 +1,8 @@
-use std::path::PathBuf;
-
 use serde::Serialize;
 
 use super::{CliError, Env};
 use crate::finalize::{self, Difference, Recorded, Written};
 use crate::project::{Options, RunOutline, StageStatus};
-use crate::trust::TrustFile;
 use crate::workspace::Workspace;
 
 /// Render every audit document from the ledger, and record what was written.
@@ -92,22 +89,9 @@ struct Item {
     text: String,
 }
 
-pub(crate) fn load_trust(
-    flag: Option<PathBuf>,
-    ws: &Workspace,
-    env: &Env,
-) -> Result<TrustFile, CliError> {
-    let path = match flag {
-        Some(p) if p.is_absolute() => p,
-        Some(p) => env.cwd.join(p),
-        None => ws.trust_path(),
-    };
-    Ok(TrustFile::load(&path).map_err(crate::Error::from)?)
-}
-
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let trust = load_trust(args.trust_key.trust, &ws, env)?;
+    let trust = super::load_trust(args.trust_key.trust.clone(), &ws, env)?;
     let options = Options {
         require_final_summary: args.require_final_summary,
     };
@@ -155,14 +139,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             )));
         }
     }
-    let signer = super::resolve_key(
-        args.trust_key.key,
-        Some(&ws.config),
-        &ws.store,
-        &ws.root,
-        env,
-    )?;
-    let identity = super::identity(&ws.store, &signer);
+    let (signer, identity) = args.trust_key.signer(&ws, env)?;
     let written = finalize::write(&ws.root, &computed.projection)?;
     let at = crate::clock::now()?;
     let recorded = finalize::record(&ws, &signer, &identity, at, &computed)?;

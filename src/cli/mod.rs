@@ -156,6 +156,35 @@ pub(crate) struct TrustKey {
     pub key: Option<PathBuf>,
 }
 
+impl TrustKey {
+    /// The signing key (as [`resolve_key`] finds it) and the identity its
+    /// commits carry.
+    pub fn signer(
+        &self,
+        ws: &crate::workspace::Workspace,
+        env: &Env,
+    ) -> Result<(crate::sign::Signer, crate::store::Identity), crate::Error> {
+        let signer = resolve_key(self.key.clone(), Some(&ws.config), &ws.store, &ws.root, env)?;
+        let identity = identity(&ws.store, &signer);
+        Ok((signer, identity))
+    }
+}
+
+/// The trust file: `--trust` (relative to the working directory), else
+/// ledger.yaml `trust.allowed_signers`.
+pub(crate) fn load_trust(
+    flag: Option<PathBuf>,
+    ws: &crate::workspace::Workspace,
+    env: &Env,
+) -> Result<crate::trust::TrustFile, CliError> {
+    let path = match flag {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => env.cwd.join(p),
+        None => ws.trust_path(),
+    };
+    Ok(crate::trust::TrustFile::load(&path).map_err(crate::Error::from)?)
+}
+
 /// Expands a leading `~/` with the home directory.
 pub(crate) fn expand_home(path: &str, env: &Env) -> PathBuf {
     match (path.strip_prefix("~/"), &env.home) {

@@ -112,33 +112,26 @@ fn describe(p: &Pulled) -> String {
 
 pub fn exec_pull(args: PullArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let trust = super::finalize::load_trust(args.trust_key.trust, &ws, env)?;
+    let trust = super::load_trust(args.trust_key.trust.clone(), &ws, env)?;
     // A key is needed only to sign a merge: a committee laptop without one
     // can still pull (and is told so when a merge would be needed).
     let explicit = args.trust_key.key.is_some();
-    let signer = match super::resolve_key(
-        args.trust_key.key,
-        Some(&ws.config),
-        &ws.store,
-        &ws.root,
-        env,
-    ) {
-        Ok(s) => Some(s),
-        Err(crate::Error::Key(crate::sign::KeyError::NoneConfigured)) if !explicit => None,
+    let (signer, identity) = match args.trust_key.signer(&ws, env) {
+        Ok((signer, identity)) => (Some(signer), identity),
+        Err(crate::Error::Key(crate::sign::KeyError::NoneConfigured)) if !explicit => (
+            None,
+            crate::store::Identity {
+                name: ws
+                    .store
+                    .config_string("user.name")
+                    .unwrap_or_else(|| "ledger".into()),
+                email: ws
+                    .store
+                    .config_string("user.email")
+                    .unwrap_or_else(|| "ledger@ledger.invalid".into()),
+            },
+        ),
         Err(e) => return Err(e.into()),
-    };
-    let identity = match &signer {
-        Some(s) => super::identity(&ws.store, s),
-        None => crate::store::Identity {
-            name: ws
-                .store
-                .config_string("user.name")
-                .unwrap_or_else(|| "ledger".into()),
-            email: ws
-                .store
-                .config_string("user.email")
-                .unwrap_or_else(|| "ledger@ledger.invalid".into()),
-        },
     };
     let remote = crate::sync::remote_name(&ws, args.remote.as_deref());
     let pulled = crate::sync::pull(&ws, &trust, signer.as_ref(), &identity, &remote)?;
@@ -152,15 +145,8 @@ pub fn exec_pull(args: PullArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, Cl
 
 pub fn exec_push(args: PushArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open_worktree(&env.cwd)?;
-    let trust = super::finalize::load_trust(args.trust_key.trust, &ws, env)?;
-    let signer = super::resolve_key(
-        args.trust_key.key,
-        Some(&ws.config),
-        &ws.store,
-        &ws.root,
-        env,
-    )?;
-    let identity = super::identity(&ws.store, &signer);
+    let trust = super::load_trust(args.trust_key.trust.clone(), &ws, env)?;
+    let (signer, identity) = args.trust_key.signer(&ws, env)?;
     let remote = crate::sync::remote_name(&ws, args.remote.as_deref());
     match crate::sync::push(&ws, &trust, &signer, &identity, &remote)? {
         Ok(pushed) => {

@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 
 use super::{CliError, Env};
-use crate::trust::TrustFile;
 use crate::workspace::Workspace;
 
 /// Check every record and commit of the ledger, offline.
@@ -36,12 +35,7 @@ pub struct Args {
 
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
-    let trust_path = match args.trust {
-        Some(p) if p.is_absolute() => p,
-        Some(p) => env.cwd.join(p),
-        None => ws.trust_path(),
-    };
-    let trust = TrustFile::load(&trust_path).map_err(crate::Error::from)?;
+    let trust = super::load_trust(args.trust, &ws, env)?;
     let (mut report, runs) =
         crate::verify::verify_with_runs(&ws.store, &trust, &crate::proc::Here::read())?;
     if let Some(checkpoint) = &args.since {
