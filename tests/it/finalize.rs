@@ -52,6 +52,50 @@ fn run(env: &TestEnv, workflow: &str, tag: &str, extra: &[&str], cmd: &[&str]) -
     env.ledger(&args).code
 }
 
+/// Records run `tag` of workflow `gates` as aborted: `ledger run` is killed
+/// once its command has written its line (so the log is the same every
+/// time), then `ledger recover` closes it.
+fn aborted_run(env: &TestEnv, tag: &str) {
+    let mut child = env
+        .command(&[
+            "run",
+            "--workflow",
+            "gates",
+            "--tag",
+            tag,
+            "--owner",
+            "ann",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let suffix = format!("_{tag}");
+    let started = || {
+        std::fs::read_dir(env.repo.join("audit/workstation_runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().ends_with(&suffix)
+                    && std::fs::read_to_string(e.path().join("run.log"))
+                        .is_ok_and(|l| l == "started\n")
+            })
+    };
+    while !started() {
+        assert!(Instant::now() < deadline, "{tag} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(env.ledger(&["recover"]));
+}
+
 /// A ledger with passing, failing, blocked, aborted, DQ-skipped and hostile runs.
 fn fixture() -> TestEnv {
     let env = TestEnv::init();
@@ -118,36 +162,7 @@ fn fixture() -> TestEnv {
     args.extend(as_refs(&g));
     assert_eq!(env.ledger(&args).code, 1);
     // 5. aborted: ledger run is killed while its command runs, then recovered
-    let mut child = env
-        .command(&[
-            "run",
-            "--workflow",
-            "gates",
-            "--tag",
-            "aborted1",
-            "--owner",
-            "ann",
-            "--",
-            "sh",
-            "-c",
-            "echo started; sleep 3",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed once the command has written its line, so the log is the same every time.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let log = env
-        .repo
-        .join("audit/workstation_runs/20261122T100600Z_gates_aborted1/run.log");
-    while std::fs::read_to_string(&log).map_or(true, |l| l != "started\n") {
-        assert!(Instant::now() < deadline, "aborted1 never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_ok(env.ledger(&["recover"]));
+    aborted_run(&env, "aborted1");
     env
 }
 
@@ -978,42 +993,7 @@ fn thirty_runs_over_six_factors_rank_as_the_rules_say() {
     run("gates", "low_vol", "0.62", false, &[]);
     // One aborted run: killed once its command has started, then recovered.
     n.set(n.get() + 1);
-    let tag = format!("r{:02}", n.get());
-    let mut child = env
-        .command(&[
-            "run",
-            "--workflow",
-            "gates",
-            "--tag",
-            &tag,
-            "--owner",
-            "ann",
-            "--",
-            "sh",
-            "-c",
-            "echo started; sleep 3",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !env.run_ids().iter().any(|r| r.ends_with(&tag))
-        || !std::fs::read_dir(env.repo.join("audit/workstation_runs"))
-            .unwrap()
-            .flatten()
-            .any(|e| {
-                e.file_name().to_string_lossy().ends_with(&tag)
-                    && std::fs::read_to_string(e.path().join("run.log"))
-                        .is_ok_and(|l| l == "started\n")
-            })
-    {
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_ok(env.ledger(&["recover"]));
+    aborted_run(&env, &format!("r{:02}", n.get()));
     assert_eq!(env.run_ids().len(), 30);
 
     assert_ok(env.ledger(&["finalize"]));
