@@ -37,9 +37,8 @@ def timed(argv, cwd, env, stdout=subprocess.DEVNULL):
     return wall, rss
 
 
-def setup(root):
-    repo = os.path.join(root, "repo")
-    os.makedirs(repo)
+def hermetic_env(root, **extra):
+    """A clean environment: no user git config, a fixed identity."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": root,
@@ -51,6 +50,24 @@ def setup(root):
         "GIT_COMMITTER_NAME": "bench",
         "GIT_COMMITTER_EMAIL": "bench@example.com",
     }
+    env.update(extra)
+    return env
+
+
+def generated(root):
+    """`ledger generate` of FINALIZE_RUNS (default 10000) runs under root/gen:
+    (run count, repository, environment signing with writer0's key)."""
+    n = int(os.environ.get("FINALIZE_RUNS", "10000"))
+    gen = os.path.join(root, "gen")
+    subprocess.run([LEDGER, "generate", gen, "--runs", str(n), "--writers", "3"], check=True, stdout=subprocess.DEVNULL)
+    env = hermetic_env(root, LEDGER_KEY=os.path.join(gen, "keys", "writer0"))
+    return n, os.path.join(gen, "repo"), env
+
+
+def setup(root):
+    repo = os.path.join(root, "repo")
+    os.makedirs(repo)
+    env = hermetic_env(root)
     run = lambda *a: subprocess.run(a, cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
     run("git", "init", "-q", "-b", "main")
     run("git", "commit", "-q", "--allow-empty", "-m", "initial")
@@ -150,15 +167,7 @@ def bench_finalize(root, runs):
     """A generated ledger of N runs (FINALIZE_RUNS, default 10000), packed:
     full finalize (no documents on disk) and finalize after one new run, each
     against reading every object once with git cat-file."""
-    n = int(os.environ.get("FINALIZE_RUNS", "10000"))
-    gen = os.path.join(root, "gen")
-    subprocess.run([LEDGER, "generate", gen, "--runs", str(n), "--writers", "3"], check=True, stdout=subprocess.DEVNULL)
-    repo = os.path.join(gen, "repo")
-    env = {
-        "PATH": os.environ["PATH"], "HOME": root, "USER": "bench",
-        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-        "LEDGER_KEY": os.path.join(gen, "keys", "writer0"),
-    }
+    n, repo, env = generated(root)
     subprocess.run(["git", "repack", "-adq"], cwd=repo, env=env, check=True)
     def clear():
         for d in ("docs", "audit"):
@@ -189,17 +198,7 @@ def bench_pull(root, runs):
     """One new run pulled from a remote ledger of N runs (FINALIZE_RUNS,
     default 10000) vs a plain `git fetch` of the same ref from the same remote
     into a twin clone at the same state."""
-    n = int(os.environ.get("FINALIZE_RUNS", "10000"))
-    gen = os.path.join(root, "gen")
-    subprocess.run([LEDGER, "generate", gen, "--runs", str(n), "--writers", "3"], check=True, stdout=subprocess.DEVNULL)
-    remote = os.path.join(gen, "repo")
-    env = {
-        "PATH": os.environ["PATH"], "HOME": root, "USER": "bench",
-        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-        "LEDGER_KEY": os.path.join(gen, "keys", "writer0"),
-    }
+    n, remote, env = generated(root)
     run = lambda cwd, *a: subprocess.run(a, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run(remote, "git", "repack", "-adq")
     laptop, twin = os.path.join(root, "laptop"), os.path.join(root, "twin")
