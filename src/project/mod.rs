@@ -135,15 +135,6 @@ impl ReportState {
             _ => None,
         }
     }
-
-    pub fn path(&self) -> Option<&str> {
-        match self {
-            ReportState::Missing => None,
-            ReportState::NotStored { path, .. }
-            | ReportState::Invalid { path, .. }
-            | ReportState::Valid { path, .. } => Some(path),
-        }
-    }
 }
 
 /// One run with everything the documents derive from it.
@@ -340,8 +331,13 @@ fn previous_of_factor<'v, 'a>(earlier: &'v [View<'a>], view: &View<'_>) -> Optio
 
 /// Builds the per-run views, oldest first, with document paths assigned.
 pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
-    static EMPTY: std::sync::OnceLock<RunExtras> = std::sync::OnceLock::new();
-    let empty = EMPTY.get_or_init(RunExtras::default);
+    static EMPTY: RunExtras = RunExtras {
+        report: None,
+        log_matches: None,
+        integrity: Vec::new(),
+        inputs: BTreeMap::new(),
+    };
+    let empty = &EMPTY;
     let mut views: Vec<View<'a>> = input
         .history
         .runs
@@ -413,16 +409,14 @@ fn base_paths(config: &Config, view: &View<'_>) -> Paths {
         paths.remediation_json = Some(format!("{run_dir}/governance_remediation_plan.json"));
         paths.remediation_md = Some(format!("{run_dir}/governance_remediation_plan.md"));
     }
-    if let (ReportState::Valid { path, .. }, true) = (&view.report, is_relative_inside_path(view)) {
-        let dir = parent(path);
-        paths.summary = Some(join(dir, &config.finalize.summary_name));
-        paths.review = Some(join(dir, &config.finalize.review_name));
+    if let ReportState::Valid { path, .. } = &view.report {
+        if is_relative_inside(path) {
+            let dir = parent(path);
+            paths.summary = Some(join(dir, &config.finalize.summary_name));
+            paths.review = Some(join(dir, &config.finalize.review_name));
+        }
     }
     paths
-}
-
-fn is_relative_inside_path(view: &View<'_>) -> bool {
-    view.report.path().is_some_and(is_relative_inside)
 }
 
 /// When several runs wrote their report into one directory (a rerun with the
