@@ -71,10 +71,19 @@ pub fn compute_from(
     let mut extras = BTreeMap::new();
     for run in &history.runs {
         let mut e = load_extras(&snapshot, ws, run)?;
-        e.integrity = report
+        let findings: Vec<&Finding> = report
             .findings
             .iter()
             .filter(|f| f.run.as_deref() == Some(run.run_id.as_str()))
+            .collect();
+        // Verify has already hashed the stored log against the result.
+        let has = |code: &str| findings.iter().any(|f| f.code == code);
+        e.log_matches = run
+            .result()
+            .filter(|r| r.log.stored && !has("missing_log"))
+            .map(|_| !has("log_mismatch"));
+        e.integrity = findings
+            .iter()
             .map(|f| match &f.record {
                 Some(r) => format!("{r}: {} [{}]", f.message, f.code),
                 None => format!("{} [{}]", f.message, f.code),
@@ -180,14 +189,6 @@ fn load_extras(
         return Ok(extras);
     };
     extras.report = find_report(snapshot, ws, &run.run_id, &result)?;
-    if result.log.stored {
-        if let Some(bytes) = snapshot.read(&format!("runs/{}/log", run.run_id))? {
-            extras.log_matches = Some(
-                bytes.len() as u64 == result.log.bytes
-                    && canon::sha256_hex(&bytes) == result.log.sha256,
-            );
-        }
-    }
     for (rel, item) in snapshot.walk(&format!("runs/{}/inputs", run.run_id))? {
         extras.inputs.insert(rel, snapshot.blob(item.id)?);
     }

@@ -29,7 +29,7 @@ use report::{Problem, Report};
 pub struct RunExtras {
     /// The product matching ledger.yaml `report.product`, if any.
     pub report: Option<ReportSource>,
-    /// Whether the stored log hashes to the result's digest; `None` when no
+    /// Whether the stored log hashes to the result's digest (as verify found); `None` when no
     /// log is stored.
     pub log_matches: Option<bool>,
     /// What `ledger verify` found about this run, one line each.
