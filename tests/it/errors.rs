@@ -350,6 +350,67 @@ fn malformed_config_fields_added_later_name_the_field() {
             ),
             "\"20/11/2026\" is not a date YYYY-MM-DD",
         ),
+        (
+            good.replace("  factor: /factor", "  factor: factor"),
+            "ledger.yaml: report.factor: \"factor\" is not a JSON pointer",
+        ),
+        (
+            good.replace("  gates: /gates", "  gates: \"\""),
+            "ledger.yaml: report.gates: is required",
+        ),
+        (
+            good.replace(
+                "  product: \"**/production_gates_report.json\"",
+                "  product: \"../*.json\"",
+            ),
+            "ledger.yaml: report.product: \"../*.json\" must be a relative glob",
+        ),
+        (
+            good.replace(
+                "  summary_name: production_gates_final_summary.md",
+                "  summary_name: sub/summary.md",
+            ),
+            "ledger.yaml: finalize.summary_name: \"sub/summary.md\" must be a plain file name",
+        ),
+        (
+            good.replace(
+                "  review_name: production_gates_run_review.md",
+                "  review_name: production_gates_final_summary.md",
+            ),
+            "ledger.yaml: finalize.review_name: must differ from finalize.summary_name",
+        ),
+        (
+            good.replace(
+                "  stage_audit_log: docs/production_research/STAGE_AUDIT_LOG.md",
+                "  stage_audit_log: /tmp/LOG.md",
+            ),
+            "ledger.yaml: finalize.stage_audit_log: \"/tmp/LOG.md\" must be a relative path",
+        ),
+        (
+            good.replace(
+                "  registry_dir: audit/factor_registry",
+                "  registry_dir: .git/x",
+            ),
+            "ledger.yaml: finalize.registry_dir: \".git/x\" must be a relative path",
+        ),
+        (
+            good.replace(
+                "  failure_dir: audit/failure_patterns",
+                "  failure_dir: ../x",
+            ),
+            "ledger.yaml: finalize.failure_dir: \"../x\" must be a relative path",
+        ),
+        (
+            good.replace(
+                "  handoff_dir: audit/session_handoff",
+                "  handoff_dir: \"\"",
+            ),
+            "ledger.yaml: finalize.handoff_dir: \"\" must be a relative path",
+        ),
+        (
+            good.replace("    near_miss: 3", "    near_miss: -1"),
+            "finalize.queue.near_miss: invalid type: integer `-1`, expected u32",
+        ),
     ] {
         std::fs::write(env.repo.join("ledger.yaml"), &text).unwrap();
         let out = env.run("t", &[], &["true"]);
@@ -366,4 +427,44 @@ fn malformed_config_fields_added_later_name_the_field() {
         "LEDGER_TIMESTAMP: \"yesterday\" is not an RFC 3339 time",
     );
     assert_eq!(env.ledger_tip(), tip);
+}
+
+#[test]
+fn monitor_and_generate_reject_bad_input_in_one_line() {
+    let env = TestEnv::init();
+    let tip = env.ledger_tip();
+    assert_input_error(
+        &env.ledger(&["monitor", "--tag", "t", "--interval", "0"]),
+        "--interval: must be a positive number of seconds",
+    );
+    assert_input_error(&env.ledger(&["monitor", "--tag", "a b"]), "--tag");
+    let out = env.ledger(&["monitor", "--tag", "t", "--remote-dir", "x"]);
+    assert_eq!(out.code, 2, "--remote-dir needs --host: {out:?}");
+    // An ssh program that cannot reach the host: one line, exit 2.
+    let mut cmd = env.command(&[
+        "monitor",
+        "--tag",
+        "t",
+        "--host",
+        "nobody@nowhere",
+        "--interval",
+        "0.1",
+    ]);
+    cmd.env("LEDGER_SSH", "false");
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_input_error(&out, "--host nobody@nowhere: `ledger status` failed");
+    assert_eq!(env.ledger_tip(), tip);
+
+    let dir = env.dir.path().join("gen");
+    let d = dir.to_str().unwrap();
+    assert_input_error(
+        &env.ledger(&["generate", d, "--runs", "0"]),
+        "generate: --runs, --writers and --per-commit must be at least 1",
+    );
+    assert_input_error(
+        &env.ledger(&["generate", d, "--start", "monday"]),
+        "--start: \"monday\" is not an RFC 3339 time",
+    );
+    std::fs::create_dir_all(dir.join("something")).unwrap();
+    assert_input_error(&env.ledger(&["generate", d, "--runs", "1"]), "is not empty");
 }
