@@ -318,6 +318,19 @@ fn documents_match_the_golden_files() {
         crate::schemas::assert_valid("governance-check.schema.json", &doc);
         assert_eq!(doc["checks"].as_array().unwrap().len(), 10);
     }
+    for (file, schema) in [
+        (
+            "audit/factor_registry/next_run_plan.json",
+            "next-run-plan.schema.json",
+        ),
+        (
+            "audit/session_handoff/handoff_readiness.json",
+            "handoff-readiness.schema.json",
+        ),
+    ] {
+        let doc: Value = serde_json::from_slice(&files[file]).unwrap();
+        crate::schemas::assert_valid(schema, &doc);
+    }
     for path in files
         .keys()
         .filter(|p| p.ends_with("governance_remediation_plan.json"))
@@ -887,6 +900,7 @@ fn a_factor_failing_three_times_the_same_way_is_parked_with_its_pattern() {
     );
     let plan: Value =
         serde_json::from_slice(&std::fs::read(dir.join("next_run_plan.json")).unwrap()).unwrap();
+    crate::schemas::assert_valid("next-run-plan.schema.json", &plan);
     assert_eq!(plan["factor"], "quality");
     assert_eq!(plan["runners_up"], serde_json::json!([]));
     let patterns =

@@ -499,6 +499,7 @@ fn handoff_readiness_names_unpushed_work_against_the_configured_remote() {
         .unwrap()
     };
     let h = readiness(env);
+    crate::schemas::assert_valid("handoff-readiness.schema.json", &h);
     assert_eq!(h["ready"], false);
     assert_eq!(h["blocking"][0]["reason"], "not_pushed", "{h:#}");
     assert!(
