@@ -6,6 +6,9 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// The environment variable that turns on [`Phases`] output.
+pub const TIMINGS_VAR: &str = "LEDGER_TIMINGS";
+
 /// The environment variable that pins the clock.
 pub const TIMESTAMP_VAR: &str = "LEDGER_TIMESTAMP";
 
@@ -56,6 +59,43 @@ pub fn compact(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// A stopwatch over the phases of one command, for benchmarks: with
+/// `LEDGER_TIMINGS` set in the environment, each [`Phases::mark`] prints the
+/// time since the previous mark on stderr. Nothing is recorded.
+pub struct Phases {
+    on: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    /// Starts the stopwatch; it prints only when `LEDGER_TIMINGS` is set.
+    #[allow(clippy::disallowed_methods)] // diagnostics only, never recorded
+    pub fn start() -> Phases {
+        let now = std::time::Instant::now();
+        Phases {
+            on: std::env::var_os(TIMINGS_VAR).is_some(),
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Ends the phase called `name`.
+    pub fn mark(&mut self, name: &str) {
+        if !self.on {
+            return;
+        }
+        #[allow(clippy::disallowed_methods)] // diagnostics only, never recorded
+        let now = std::time::Instant::now();
+        eprintln!(
+            "timing: {name:<24} {:>9.1} ms  (total {:.1} ms)",
+            (now - self.last).as_secs_f64() * 1e3,
+            (now - self.start).as_secs_f64() * 1e3
+        );
+        self.last = now;
+    }
 }
 
 #[cfg(test)]

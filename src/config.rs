@@ -76,6 +76,9 @@ pub struct Config {
     /// `ledger push` / `ledger pull`.
     #[serde(default)]
     pub sync: SyncSection,
+    /// Committee sign-off: who decides, and how many must agree.
+    #[serde(default)]
+    pub committee: CommitteeSection,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -84,6 +87,41 @@ pub struct SyncSection {
     /// The remote (a configured remote's name, a URL or a path) when none is
     /// given; default `origin`.
     pub remote: Option<String>,
+}
+
+/// `ledger decide` and the approval policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitteeSection {
+    /// The members' keys, in git's allowed_signers format (valid-after and
+    /// valid-before honoured); relative to the repository's top directory.
+    /// Unset: no committee, and every decision record is untrusted.
+    pub allowed_signers: Option<String>,
+    /// How many distinct members must approve (k of n).
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    /// Runs whose tag starts with this are committee runs: `verify --policy`
+    /// requires them approved.
+    #[serde(default = "default_committee_prefix")]
+    pub tag_prefix: String,
+}
+
+fn default_threshold() -> u32 {
+    2
+}
+
+fn default_committee_prefix() -> String {
+    "committee_".into()
+}
+
+impl Default for CommitteeSection {
+    fn default() -> Self {
+        CommitteeSection {
+            allowed_signers: None,
+            threshold: default_threshold(),
+            tag_prefix: default_committee_prefix(),
+        }
+    }
 }
 
 /// Where in a team's report JSON finalize finds what it needs: JSON pointers
@@ -664,6 +702,29 @@ impl Config {
         }
         if config.trust.allowed_signers.trim().is_empty() {
             return Err(invalid("trust.allowed_signers", "must name a file".into()));
+        }
+        if config
+            .committee
+            .allowed_signers
+            .as_ref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(invalid(
+                "committee.allowed_signers",
+                "must name a file (or be left out: no committee)".into(),
+            ));
+        }
+        if config.committee.threshold == 0 {
+            return Err(invalid(
+                "committee.threshold",
+                "must be at least 1: how many members must approve".into(),
+            ));
+        }
+        if config.committee.tag_prefix.is_empty() {
+            return Err(invalid(
+                "committee.tag_prefix",
+                "must not be empty: every run would be a committee run".into(),
+            ));
         }
         let r = &config.report;
         let pointers = [

@@ -18,12 +18,12 @@ use time::OffsetDateTime;
 use crate::config::is_relative_inside;
 use crate::files::FileDigest;
 use crate::history::History;
-use crate::journal::{self, Draft};
+use crate::journal;
 use crate::project::{self, Options, Projection, ReportSource, RunExtras};
 use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
 use crate::sign::Signer;
 use crate::store::{Identity, Snapshot};
-use crate::trust::TrustFile;
+use crate::trust::Trust;
 use crate::verify::{self, Finding};
 use crate::workspace::Workspace;
 use crate::Error;
@@ -45,22 +45,30 @@ pub struct Computed {
 /// projection (only the stage log and `tag`'s documents when a tag is given).
 pub fn compute(
     ws: &Workspace,
-    trust: &TrustFile,
+    trust: &Trust,
     options: Options,
     tag: Option<&str>,
 ) -> Result<Computed, Error> {
+    let mut phases = crate::clock::Phases::start();
     let verified = verify::verify_with_runs(&ws.store, trust, &crate::proc::Here::read())?;
+    phases.mark("verify");
     compute_from(ws, trust, options, tag, verified)
 }
 
 /// [`compute`] from a verification already done (`verify --projections`).
 pub fn compute_from(
     ws: &Workspace,
-    trust: &TrustFile,
+    trust: &Trust,
     options: Options,
     tag: Option<&str>,
-    (report, runs): (verify::Report, Vec<crate::history::Run>),
+    verified: verify::Verified,
 ) -> Result<Computed, Error> {
+    let verify::Verified {
+        report,
+        runs,
+        decisions,
+    } = verified;
+    let mut phases = crate::clock::Phases::start();
     let store = &ws.store;
     let tip = gix::ObjectId::from_hex(report.head.as_bytes()).expect("verify reports a commit id");
     let history = History {
@@ -91,15 +99,19 @@ pub fn compute_from(
             .collect();
         extras.insert(run.run_id.clone(), e);
     }
+    phases.mark("load extras");
     let trust_name = trust
+        .writers
         .path
         .strip_prefix(&ws.root)
-        .unwrap_or(&trust.path)
+        .unwrap_or(&trust.writers.path)
         .display()
         .to_string();
     let remote = remote_state(ws, tip)?;
+    let board = crate::committee::Board::new(&ws.config.committee, decisions);
     let input = project::Input {
         history: &history,
+        board: &board,
         config: &ws.config,
         extras: &extras,
         trust_file: &trust_name,
@@ -107,6 +119,7 @@ pub fn compute_from(
         options,
     };
     let mut projection = project::project(&input);
+    phases.mark("project");
     if let Some(tag) = tag {
         let Some(run) = history.find(tag) else {
             return Err(Error::input(
@@ -471,8 +484,6 @@ pub fn record(
         require_final_summary: computed.options.require_final_summary,
         files,
     };
-    let digest = canon::sha256_hex(&canon::canonical_bytes(&predicate));
-    let id = format!("{}_finalize_{}", crate::clock::compact(at), &digest[..12]);
     let mut subject = vec![Subject::git_commit("ledger-head", &computed.head)];
     subject.extend(
         predicate
@@ -480,27 +491,18 @@ pub fn record(
             .iter()
             .map(|f| Subject::sha256(&f.path, &f.sha256)),
     );
-    let draft = Draft::new(Kind::Finalize, &id, subject, &predicate);
-    let path = journal::record_path(&id, Kind::Finalize);
-    let sealed = journal::append(
+    let sealed = journal::append_single(
         &ws.store,
         signer,
         identity,
         at,
-        None,
-        &[draft],
-        &[],
-        |snapshot| match snapshot.read(&path)? {
-            Some(_) => Err(Error::input(
-                "finalize",
-                format!("{path} already exists in the ledger"),
-            )),
-            None => Ok(()),
-        },
+        Kind::Finalize,
+        subject,
+        &predicate,
     )?;
     Ok(Recorded {
-        finalize_id: id,
-        record: sealed.first().map(|s| s.id.clone()),
+        finalize_id: sealed.payload.run_id.clone(),
+        record: Some(sealed.id),
     })
 }
 
@@ -509,11 +511,11 @@ pub fn record(
 /// the verification `verify` just did.
 pub fn check_projections(
     ws: &Workspace,
-    trust: &TrustFile,
-    verified: (verify::Report, Vec<crate::history::Run>),
+    trust: &Trust,
+    verified: verify::Verified,
 ) -> Result<Vec<Finding>, Error> {
-    let tip =
-        gix::ObjectId::from_hex(verified.0.head.as_bytes()).expect("verify reports a commit id");
+    let tip = gix::ObjectId::from_hex(verified.report.head.as_bytes())
+        .expect("verify reports a commit id");
     let mut findings = Vec::new();
     let finding = |code: &'static str, path: &str, message: String| Finding {
         code,

@@ -56,6 +56,7 @@ pub fn writer_path(fingerprint: &str) -> String {
 pub fn record_path(run_id: &str, kind: Kind) -> String {
     match kind {
         Kind::Finalize => format!("finalize/{run_id}.dsse.json"),
+        Kind::Decision => format!("decisions/{run_id}.dsse.json"),
         _ => format!("runs/{run_id}/{}", kind.file_name()),
     }
 }
@@ -127,11 +128,56 @@ pub fn append(
     Ok(sealed)
 }
 
+/// Appends one record that belongs to no run (`finalize`, `decision`) as a
+/// commit of its own. Its id is `<compact at>_<kind>_<first 12 hex of the
+/// predicate's canonical digest>`; an id already in the ledger is refused.
+pub fn append_single<P: Serialize>(
+    store: &Store,
+    signer: &Signer,
+    identity: &Identity,
+    at: OffsetDateTime,
+    kind: Kind,
+    subject: Vec<Subject>,
+    predicate: &P,
+) -> Result<Sealed, Error> {
+    let digest = canon::sha256_hex(&canon::canonical_bytes(predicate));
+    let id = format!("{}_{}_{}", clock::compact(at), kind.as_str(), &digest[..12]);
+    let path = record_path(&id, kind);
+    let draft = Draft::new(kind, &id, subject, predicate);
+    let mut sealed = append(
+        store,
+        signer,
+        identity,
+        at,
+        None,
+        &[draft],
+        &[],
+        |snapshot| match snapshot.read_id(&path)? {
+            Some(_) => Err(Error::input(
+                kind.as_str(),
+                format!("{path} already exists in the ledger"),
+            )),
+            None => Ok(()),
+        },
+    )?;
+    Ok(sealed.remove(0))
+}
+
 fn batch_for(fingerprint: &str, sealed: &[Sealed]) -> Batch {
     let last = sealed.last().expect("a batch has at least one record");
     let kinds: Vec<&str> = sealed.iter().map(|r| r.payload.kind.as_str()).collect();
     let mut message = match last.payload.kind {
         Kind::Finalize => format!("finalize {}\n\n", last.payload.run_id),
+        Kind::Decision => match last.payload.predicate_as::<record::DecisionPredicate>() {
+            Ok(d) => format!(
+                "decision {}: {} {} by {}\n\n",
+                last.payload.run_id,
+                d.decision.as_str(),
+                d.tag,
+                d.member
+            ),
+            Err(_) => format!("decision {}\n\n", last.payload.run_id),
+        },
         _ => format!("run {}: {}\n\n", last.payload.run_id, kinds.join(", ")),
     };
     for r in sealed {

@@ -17,7 +17,9 @@
 
 pub mod cli;
 pub mod clock;
+pub mod committee;
 pub mod config;
+pub mod decide;
 pub mod demo;
 pub mod dq;
 pub mod error;

@@ -19,7 +19,7 @@ use crate::history;
 use crate::record::{CommandPredicate, Kind};
 use crate::sign::Signer;
 use crate::store::{Identity, Snapshot, Store};
-use crate::trust::TrustFile;
+use crate::trust::Trust;
 use crate::verify::{self, Finding};
 use crate::workspace::Workspace;
 use crate::Error;
@@ -95,7 +95,7 @@ pub fn remote_name(ws: &Workspace, arg: Option<&str>) -> String {
 /// when one is needed (without one, a pull that needs a merge is an error).
 pub fn pull(
     ws: &Workspace,
-    trust: &TrustFile,
+    trust: &Trust,
     signer: Option<&Signer>,
     identity: &Identity,
     remote: &str,
@@ -129,7 +129,7 @@ pub fn pull(
 
 fn join(
     ws: &Workspace,
-    trust: &TrustFile,
+    trust: &Trust,
     signer: Option<&Signer>,
     identity: &Identity,
     remote: &str,
@@ -334,7 +334,7 @@ pub struct Pushed {
 /// joining) and tries again.
 pub fn push(
     ws: &Workspace,
-    trust: &TrustFile,
+    trust: &Trust,
     signer: &Signer,
     identity: &Identity,
     remote: &str,

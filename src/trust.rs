@@ -71,6 +71,27 @@ pub struct TrustFile {
     pub entries: Vec<Entry>,
 }
 
+/// Who may sign what: writers sign run and finalize records and the ledger
+/// commits; committee members sign decisions and the commits that add them.
+/// Neither file vouches for the other's records.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    pub writers: TrustFile,
+    /// ledger.yaml `committee.allowed_signers`; `None` when no committee is
+    /// configured, and then no decision is trusted.
+    pub committee: Option<TrustFile>,
+}
+
+impl Trust {
+    /// Writers only: no decision is trusted.
+    pub fn writers(writers: TrustFile) -> Trust {
+        Trust {
+            writers,
+            committee: None,
+        }
+    }
+}
+
 /// The answer to "may this key sign at this time?".
 #[derive(Debug)]
 pub enum Vouch<'a> {

@@ -12,7 +12,11 @@
 //!   with times that never go back, and nothing after a failed preflight;
 //! - each writer's records have `seq` 1, 2, 3 … with `prev` naming the one
 //!   before (a deleted record breaks this), and `writers/*.json` names each
-//!   writer's newest record.
+//!   writer's newest record;
+//! - a `decision` record is signed by a key of the committee file (never the
+//!   writers'), names an existing run's result and an existing finalize
+//!   record, and its `member` is that key's principal; a commit signed by a
+//!   committee key adds decisions and its signer's head only.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +24,7 @@ use serde::Serialize;
 use ssh_key::{HashAlg, SshSig};
 
 use crate::clock;
+use crate::committee::Decision;
 use crate::history::{Run, Status};
 use crate::journal::{self, WriterHead};
 use crate::proc::Here;
@@ -29,7 +34,7 @@ use crate::record::kinds::{
 };
 use crate::record::{self, Kind, Parsed, RecordError};
 use crate::store::{self, Snapshot, Store};
-use crate::trust::{TrustFile, Vouch};
+use crate::trust::{Trust, Vouch};
 use crate::Error;
 
 /// `verify --since CHECKPOINT`: the ledger head must descend from the
@@ -108,6 +113,11 @@ pub struct Report {
     pub runs: usize,
     /// `finalize` records.
     pub finalizes: usize,
+    /// `decision` records accepted (signed by a committee member, naming a
+    /// run and a finalize record of the ledger).
+    pub decisions: usize,
+    /// The committee file decisions were checked against, if configured.
+    pub committee_file: Option<String>,
     pub records: usize,
     pub writers: usize,
     pub ok: bool,
@@ -126,7 +136,7 @@ pub struct Aborted {
 }
 
 struct Ctx<'a> {
-    trust: &'a TrustFile,
+    trust: &'a Trust,
     findings: Vec<Finding>,
     /// Decompressed keys: decompression costs about as much as a verification.
     keys: BTreeMap<[u8; 32], Option<ed25519_dalek::VerifyingKey>>,
@@ -151,17 +161,23 @@ impl Ctx<'_> {
 }
 
 /// Verifies the whole ledger at its tip against `trust`.
-pub fn verify(store: &Store, trust: &TrustFile, here: &Here) -> Result<Report, Error> {
-    verify_with_runs(store, trust, here).map(|(report, _)| report)
+pub fn verify(store: &Store, trust: &Trust, here: &Here) -> Result<Report, Error> {
+    verify_with_runs(store, trust, here).map(|v| v.report)
 }
 
-/// [`verify`], also returning every run as read (oldest first by (first
-/// record time, run id)), so a caller need not read the ledger twice.
-pub fn verify_with_runs(
-    store: &Store,
-    trust: &TrustFile,
-    here: &Here,
-) -> Result<(Report, Vec<Run>), Error> {
+/// A whole verification with what it read, so a caller need not read the
+/// ledger twice.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub report: Report,
+    /// Every run as read, oldest first by (first record time, run id).
+    pub runs: Vec<Run>,
+    /// The decisions that passed every check, in file order.
+    pub decisions: Vec<Decision>,
+}
+
+/// [`verify`], also returning the runs and the accepted decisions.
+pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Verified, Error> {
     let tip = store.require_tip()?;
     let mut ctx = Ctx {
         trust,
@@ -169,9 +185,13 @@ pub fn verify_with_runs(
         keys: BTreeMap::new(),
     };
     let commits = store.commits(tip)?;
+    let mut member_commits = Vec::new();
     for commit in &commits {
-        check_commit(&mut ctx, commit);
+        if check_commit(&mut ctx, commit) {
+            member_commits.push(commit);
+        }
     }
+    check_member_commits(&mut ctx, store, &member_commits)?;
     let roots = commits.iter().filter(|c| c.parents.is_empty()).count();
     if roots != 1 {
         ctx.add(
@@ -216,10 +236,14 @@ pub fn verify_with_runs(
         views.push(run.view);
     }
     let mut finalizes = 0;
-    for (id, parsed) in check_finalize_files(&mut ctx, &snapshot)? {
+    for (_, parsed, _) in check_top_files(&mut ctx, &snapshot, Kind::Finalize)? {
         finalizes += 1;
-        let _ = id;
         records.push(Link::of(&parsed));
+    }
+    let mut decisions = Vec::new();
+    for (_, parsed, signed) in check_top_files(&mut ctx, &snapshot, Kind::Decision)? {
+        records.push(Link::of(&parsed));
+        decisions.extend(check_decision(&mut ctx, &snapshot, &parsed, signed)?);
     }
     let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
 
@@ -229,21 +253,77 @@ pub fn verify_with_runs(
         commits: commits.len(),
         runs,
         finalizes,
+        decisions: decisions.len(),
         records: record_count,
         writers,
     };
     let report = finish(store, tip, trust, ctx, counts, aborted);
-    Ok((report, views))
+    Ok(Verified {
+        report,
+        runs: views,
+        decisions,
+    })
 }
 
-/// The top level holds the format file, `runs/`, `writers/` and `finalize/` only.
+/// `verify --policy`: every committee run (by tag prefix) must be approved.
+pub fn check_policy(board: &crate::committee::Board, runs: &[Run]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for run in runs {
+        let tag = run
+            .preflight()
+            .map(|p| p.tag)
+            .or_else(|| run.context().map(|c| c.tag))
+            .unwrap_or_default();
+        if !board.is_committee_run(&tag) {
+            continue;
+        }
+        let Some(tally) = board.tally(&run.run_id) else {
+            continue;
+        };
+        if tally.standing != crate::committee::Standing::Approved {
+            out.push(Finding {
+                code: "not_approved",
+                run: Some(run.run_id.clone()),
+                record: None,
+                commit: None,
+                message: format!("committee run {tag} is {}", tally.label()),
+            });
+        }
+    }
+    out
+}
+
+/// Only the `decisions/` directory at the tip: each decision's signatures
+/// (against the committee file) and references, not the whole ledger. What
+/// `ledger decide` reports after writing; `ledger verify` checks everything.
+pub fn check_decisions(
+    store: &Store,
+    trust: &Trust,
+) -> Result<(Vec<Decision>, Vec<Finding>), Error> {
+    let tip = store.require_tip()?;
+    let snapshot = store.snapshot(tip)?;
+    let mut ctx = Ctx {
+        trust,
+        findings: Vec::new(),
+        keys: BTreeMap::new(),
+    };
+    let mut decisions = Vec::new();
+    for (_, parsed, signed) in check_top_files(&mut ctx, &snapshot, Kind::Decision)? {
+        decisions.extend(check_decision(&mut ctx, &snapshot, &parsed, signed)?);
+    }
+    Ok((decisions, ctx.findings))
+}
+
+/// The top level holds the format file, `runs/`, `writers/`, `finalize/` and
+/// `decisions/` only.
 fn check_layout(ctx: &mut Ctx<'_>, snapshot: &Snapshot<'_>) -> Result<(), Error> {
     for item in snapshot.list("")?.unwrap_or_default() {
         match (item.name.as_str(), item.is_tree()) {
             (store::FORMAT_FILE, false)
             | ("runs", true)
             | ("writers", true)
-            | ("finalize", true) => {}
+            | ("finalize", true)
+            | ("decisions", true) => {}
             (name, _) => ctx.add(
                 "unexpected_entry",
                 None,
@@ -260,6 +340,7 @@ struct Counts {
     commits: usize,
     runs: usize,
     finalizes: usize,
+    decisions: usize,
     records: usize,
     writers: usize,
 }
@@ -267,7 +348,7 @@ struct Counts {
 fn finish(
     store: &Store,
     tip: gix::ObjectId,
-    trust: &TrustFile,
+    trust: &Trust,
     ctx: Ctx<'_>,
     counts: Counts,
     aborted: Vec<Aborted>,
@@ -275,10 +356,15 @@ fn finish(
     Report {
         ref_name: store.ref_name().to_string(),
         head: tip.to_string(),
-        trust_file: trust.path.display().to_string(),
+        trust_file: trust.writers.path.display().to_string(),
+        committee_file: trust
+            .committee
+            .as_ref()
+            .map(|c| c.path.display().to_string()),
         commits: counts.commits,
         runs: counts.runs,
         finalizes: counts.finalizes,
+        decisions: counts.decisions,
         records: counts.records,
         writers: counts.writers,
         ok: ctx.findings.is_empty(),
@@ -294,7 +380,7 @@ fn finish(
 /// the ledger only grows. Costs what was added, not the whole ledger.
 pub fn verify_extension(
     store: &Store,
-    trust: &TrustFile,
+    trust: &Trust,
     here: &Here,
     base: gix::ObjectId,
 ) -> Result<Report, Error> {
@@ -305,8 +391,11 @@ pub fn verify_extension(
         keys: BTreeMap::new(),
     };
     let commits = store.commits_since(tip, Some(base))?;
+    let mut member_commits = Vec::new();
     for commit in &commits {
-        check_commit(&mut ctx, commit);
+        if check_commit(&mut ctx, commit) {
+            member_commits.push(commit);
+        }
         if commit.parents.is_empty() {
             ctx.add(
                 "history_roots",
@@ -316,6 +405,7 @@ pub fn verify_extension(
             );
         }
     }
+    check_member_commits(&mut ctx, store, &member_commits)?;
     let old = store.snapshot(base)?;
     let new = store.snapshot(tip)?;
     check_layout(&mut ctx, &new)?;
@@ -363,10 +453,12 @@ pub fn verify_extension(
             kept(&mut ctx, path, item.id, now);
         }
     }
-    for (rel, item) in old.walk("finalize")? {
-        let path = format!("finalize/{rel}");
-        let now = new.read_id(&path)?;
-        kept(&mut ctx, path, item.id, now);
+    for dir in ["finalize", "decisions"] {
+        for (rel, item) in old.walk(dir)? {
+            let path = format!("{dir}/{rel}");
+            let now = new.read_id(&path)?;
+            kept(&mut ctx, path, item.id, now);
+        }
     }
     if let Some(id) = old.read_id(store::FORMAT_FILE)? {
         let now = new.read_id(store::FORMAT_FILE)?;
@@ -406,11 +498,19 @@ pub fn verify_extension(
         }
     }
     let mut finalizes = 0;
-    for (id, parsed) in check_finalize_files(&mut ctx, &new)? {
+    for (id, parsed, _) in check_top_files(&mut ctx, &new, Kind::Finalize)? {
         finalizes += 1;
         if !before.contains(&journal::record_path(&id, Kind::Finalize)) {
             record_count += 1;
             links.push(Link::of(&parsed));
+        }
+    }
+    let mut decisions = 0;
+    for (id, parsed, signed) in check_top_files(&mut ctx, &new, Kind::Decision)? {
+        if !before.contains(&journal::record_path(&id, Kind::Decision)) {
+            record_count += 1;
+            links.push(Link::of(&parsed));
+            decisions += check_decision(&mut ctx, &new, &parsed, signed)?.map_or(0, |_| 1);
         }
     }
     let writers = check_chain_extension(&mut ctx, &old, &new, &links)?;
@@ -418,6 +518,7 @@ pub fn verify_extension(
         commits: commits.len(),
         runs,
         finalizes,
+        decisions,
         records: record_count,
         writers,
     };
@@ -533,7 +634,7 @@ struct CheckedRun {
 fn check_runs_parallel(
     store: &Store,
     tip: gix::ObjectId,
-    trust: &TrustFile,
+    trust: &Trust,
     here: &Here,
     names: &[String],
 ) -> Result<Vec<CheckedRun>, Error> {
@@ -572,7 +673,7 @@ fn check_runs_parallel(
 
 fn check_one_run(
     snapshot: &Snapshot<'_>,
-    trust: &TrustFile,
+    trust: &Trust,
     here: &Here,
     run_id: &str,
 ) -> Result<CheckedRun, Error> {
@@ -612,7 +713,10 @@ fn check_one_run(
     })
 }
 
-fn check_commit(ctx: &mut Ctx<'_>, commit: &store::CommitInfo) {
+/// Checks a commit's signature against the writers' file, then the committee
+/// file. Returns whether a committee member (not a writer) signed it, for
+/// [`check_member_commits`].
+fn check_commit(ctx: &mut Ctx<'_>, commit: &store::CommitInfo) -> bool {
     let id = commit.id.to_string();
     let mut add = |code, message: String| {
         ctx.findings.push(Finding {
@@ -621,7 +725,8 @@ fn check_commit(ctx: &mut Ctx<'_>, commit: &store::CommitInfo) {
             record: None,
             commit: Some(id.clone()),
             message,
-        })
+        });
+        false
     };
     let Some(armor) = &commit.gpgsig else {
         return add(
@@ -650,24 +755,96 @@ fn check_commit(ctx: &mut Ctx<'_>, commit: &store::CommitInfo) {
     let fingerprint = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
     let at = time::OffsetDateTime::from_unix_timestamp(commit.time)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    match ctx.trust.vouch(&fingerprint, at) {
+    let (vouch, member) = match ctx.trust.writers.vouch(&fingerprint, at) {
+        Vouch::Unknown => match ctx
+            .trust
+            .committee
+            .as_ref()
+            .map(|c| c.vouch(&fingerprint, at))
+        {
+            Some(Vouch::Unknown) | None => (Vouch::Unknown, false),
+            Some(v) => (v, true),
+        },
+        v => (v, false),
+    };
+    match vouch {
         Vouch::Unknown => add(
             "commit_untrusted_key",
-            format!("signed by {fingerprint}, which the trust file does not list"),
+            format!(
+                "signed by {fingerprint}, which neither the trust file nor the committee file lists"
+            ),
         ),
         Vouch::OutsideValidity => add(
             "commit_key_not_valid",
             format!("signed by {fingerprint} outside its valid-after/valid-before window"),
         ),
-        Vouch::Trusted(entry) => {
-            if let Err(e) = entry.key.verify("git", &commit.signed, &sig) {
-                add(
-                    "commit_bad_signature",
-                    format!("signature by {fingerprint} does not verify: {e}"),
-                );
+        Vouch::Trusted(entry) => match entry.key.verify("git", &commit.signed, &sig) {
+            Ok(()) => member,
+            Err(e) => add(
+                "commit_bad_signature",
+                format!("signature by {fingerprint} does not verify: {e}"),
+            ),
+        },
+    }
+}
+
+/// A commit signed by a committee member (not a writer) may add decision
+/// records and move its signer's head file, nothing else: compared with its
+/// parent, `runs/`, `finalize/` and the other writers' heads are unchanged.
+/// Merges (a member's pull joining two histories) are left to the record
+/// checks, which do not trust a member's key for anything but decisions.
+fn check_member_commits(
+    ctx: &mut Ctx<'_>,
+    store: &Store,
+    commits: &[&store::CommitInfo],
+) -> Result<(), Error> {
+    for commit in commits {
+        let [parent] = commit.parents[..] else {
+            continue;
+        };
+        let (new, old) = (store.snapshot(commit.id)?, store.snapshot(parent)?);
+        let mut changed = Vec::new();
+        for dir in ["runs", "finalize", "writers", store::FORMAT_FILE] {
+            if new.read_id(dir)? != old.read_id(dir)? {
+                changed.push(dir);
             }
         }
+        let mut outside: Vec<String> = changed
+            .iter()
+            .filter(|d| **d != "writers")
+            .map(|d| d.to_string())
+            .collect();
+        if changed.contains(&"writers") {
+            // The heads of the signers of the decisions this commit adds.
+            let mut own = Vec::new();
+            for (rel, item) in new.walk("decisions")? {
+                if old.read_id(&format!("decisions/{rel}"))? != Some(item.id) {
+                    if let Ok(p) = record::parse(&new.blob(item.id)?) {
+                        own.push(journal::writer_path(&p.payload.writer));
+                    }
+                }
+            }
+            for item in new.list("writers")?.unwrap_or_default() {
+                let path = format!("writers/{}", item.name);
+                if old.read_id(&path)? != Some(item.id) && !own.contains(&path) {
+                    outside.push(path);
+                }
+            }
+        }
+        if !outside.is_empty() {
+            ctx.findings.push(Finding {
+                code: "commit_outside_role",
+                run: None,
+                record: None,
+                commit: Some(commit.id.to_string()),
+                message: format!(
+                    "signed by a committee key, but changes {} (members may only add decisions)",
+                    outside.join(", ")
+                ),
+            });
+        }
     }
+    Ok(())
 }
 
 /// Parses and authenticates every record file of one run.
@@ -797,15 +974,23 @@ fn parse_record(ctx: &mut Ctx<'_>, run: Option<&str>, path: &str, bytes: &[u8]) 
     }
 }
 
-/// Parses and authenticates `finalize/<id>.dsse.json`, returning each
-/// well-placed record by its finalize id.
-fn check_finalize_files(
+/// Parses and authenticates the records of a top-level directory
+/// (`finalize/<id>.dsse.json`, `decisions/<id>.dsse.json`), returning each
+/// well-placed record of `kind` by its id, with whether its signatures
+/// passed.
+fn check_top_files(
     ctx: &mut Ctx<'_>,
     snapshot: &Snapshot<'_>,
-) -> Result<Vec<(String, Parsed)>, Error> {
+    kind: Kind,
+) -> Result<Vec<(String, Parsed, bool)>, Error> {
+    let dir = journal::record_path("", kind)
+        .split('/')
+        .next()
+        .expect("a record path has a directory")
+        .to_string();
     let mut out = Vec::new();
-    for item in snapshot.list("finalize")?.unwrap_or_default() {
-        let path = format!("finalize/{}", item.name);
+    for item in snapshot.list(&dir)?.unwrap_or_default() {
+        let path = format!("{dir}/{}", item.name);
         let Some(id) = item
             .name
             .strip_suffix(".dsse.json")
@@ -815,16 +1000,18 @@ fn check_finalize_files(
                 "unexpected_entry",
                 None,
                 Some(&path),
-                "not a finalize record of the ledger layout".into(),
+                format!("not a {kind} record of the ledger layout"),
             );
             continue;
         };
         let Some(parsed) = parse_record(ctx, None, &path, &snapshot.blob(item.id)?) else {
             continue;
         };
+        let before = ctx.findings.len();
         check_signatures(ctx, id, &path, &parsed);
+        let signed = ctx.findings.len() == before;
         let p = &parsed.payload;
-        if p.kind != Kind::Finalize || p.run_id != id {
+        if p.kind != kind || p.run_id != id {
             ctx.add(
                 "wrong_place",
                 None,
@@ -845,15 +1032,102 @@ fn check_finalize_files(
                 "schema_mismatch",
                 None,
                 Some(&path),
-                "schema, predicateType or run_prev do not match a finalize record".into(),
+                format!("schema, predicateType or run_prev do not match a {kind} record"),
             );
         }
         if let Err(e) = typed_predicate(p) {
             ctx.add("malformed_record", None, Some(&path), e.to_string());
         }
-        out.push((id.to_string(), parsed));
+        out.push((id.to_string(), parsed, signed));
     }
     Ok(out)
+}
+
+/// A decision record's references: the decided run and its result record,
+/// the finalize record read, and the member named, which must be a principal
+/// of the signing key in the committee file. Returns the decision when it
+/// counts: validly signed and every reference right.
+fn check_decision(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    parsed: &Parsed,
+    signed: bool,
+) -> Result<Option<Decision>, Error> {
+    let p = &parsed.payload;
+    let path = journal::record_path(&p.run_id, Kind::Decision);
+    let Ok(d) = p.predicate_as::<record::DecisionPredicate>() else {
+        return Ok(None);
+    };
+    let mut ok = signed;
+    let mut problem = |ctx: &mut Ctx<'_>, code, message: String| {
+        ctx.add(code, Some(&d.run), Some(&path), message);
+        ok = false;
+    };
+    let result_path = journal::record_path(&d.run, Kind::Result);
+    let result_id = match snapshot.read(&result_path)? {
+        Some(bytes) => record::parse(&bytes).ok().map(|r| r.id),
+        None => None,
+    };
+    match result_id {
+        None => problem(
+            ctx,
+            "decision_unknown_run",
+            format!("decides run {:?}, which has no result in the ledger", d.run),
+        ),
+        Some(id) if id != d.result_record => problem(
+            ctx,
+            "decision_wrong_result",
+            format!(
+                "names result record {}, but run {}'s result is {id}",
+                d.result_record, d.run
+            ),
+        ),
+        Some(_) => {}
+    }
+    if snapshot
+        .read_id(&journal::record_path(&d.finalize_record, Kind::Finalize))?
+        .is_none()
+    {
+        problem(
+            ctx,
+            "decision_unknown_finalize",
+            format!(
+                "names finalize record {:?}, which the ledger does not have",
+                d.finalize_record
+            ),
+        );
+    }
+    let principals = ctx
+        .trust
+        .committee
+        .as_ref()
+        .and_then(|c| c.entries.iter().find(|e| e.fingerprint == p.writer))
+        .map(|e| e.principals.clone())
+        .unwrap_or_default();
+    if signed && !principals.contains(&d.member) {
+        problem(
+            ctx,
+            "decision_member_mismatch",
+            format!(
+                "says member {:?}, but the committee file lists key {} as {}",
+                d.member,
+                p.writer,
+                principals.join(", ")
+            ),
+        );
+    }
+    Ok(ok.then(|| Decision {
+        decision_id: p.run_id.clone(),
+        record: parsed.id.clone(),
+        run_id: d.run.clone(),
+        member: d.member.clone(),
+        key: p.writer.clone(),
+        decision: d.decision,
+        reason: d.reason.clone(),
+        at: p.at.clone(),
+        seq: p.seq,
+        finalize_record: d.finalize_record.clone(),
+    }))
 }
 
 /// The log and products a run's tree stores beside its records.
@@ -1041,6 +1315,9 @@ fn typed_predicate(p: &record::Payload) -> Result<(), RecordError> {
         Kind::Finalize => p
             .predicate_as::<crate::record::FinalizePredicate>()
             .map(drop),
+        Kind::Decision => p
+            .predicate_as::<crate::record::DecisionPredicate>()
+            .map(drop),
     }
 }
 
@@ -1057,9 +1334,26 @@ fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed
             "envelope has no signature".into(),
         );
     }
+    let (file, which) = match parsed.payload.kind {
+        Kind::Decision => (ctx.trust.committee.as_ref(), "the committee file"),
+        _ => (Some(&ctx.trust.writers), "the trust file"),
+    };
     let mut by_writer = false;
     for sig in &parsed.envelope.signatures {
-        let entry = match ctx.trust.vouch(&sig.keyid, at) {
+        let Some(file) = file else {
+            ctx.add(
+                "untrusted_signer",
+                Some(run_id),
+                Some(path),
+                format!(
+                    "decision signed by {}, but ledger.yaml names no committee file (committee.allowed_signers)",
+                    sig.keyid
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let entry = match file.vouch(&sig.keyid, at) {
             Vouch::Trusted(entry) => entry,
             Vouch::OutsideValidity => {
                 ctx.add(
@@ -1079,10 +1373,7 @@ fn check_signatures(ctx: &mut Ctx<'_>, run_id: &str, path: &str, parsed: &Parsed
                     "untrusted_signer",
                     Some(run_id),
                     Some(path),
-                    format!(
-                        "signed by {}, which the trust file does not list",
-                        sig.keyid
-                    ),
+                    format!("signed by {}, which {which} does not list", sig.keyid),
                 );
                 ok = false;
                 continue;

@@ -59,6 +59,16 @@ impl Workspace {
         self.root.join(&self.config.trust.allowed_signers)
     }
 
+    /// The committee file named by the configuration, resolved against the
+    /// root; `None` when no committee is configured.
+    pub fn committee_path(&self) -> Option<PathBuf> {
+        self.config
+            .committee
+            .allowed_signers
+            .as_ref()
+            .map(|p| self.root.join(p))
+    }
+
     /// `audit/workstation_runs` (configurable), relative to the root.
     pub fn audit_rel(&self, run_id: &str) -> String {
         format!("{}/{}", self.config.audit.dir, run_id)

@@ -140,9 +140,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         }
     }
     let (signer, identity) = args.trust_key.signer(&ws, env)?;
+    let mut phases = crate::clock::Phases::start();
     let written = finalize::write(&ws.root, &computed.projection)?;
+    phases.mark("write");
     let at = crate::clock::now()?;
     let recorded = finalize::record(&ws, &signer, &identity, at, &computed)?;
+    phases.mark("record");
     let branch_commit = if args.commit {
         finalize::commit_on_branch(&ws.root, &paths, &computed.head)?
     } else {

@@ -1,6 +1,7 @@
 //! The command line: parses, gathers the environment, calls the library and
 //! renders. The only code that prints, reads the environment or picks exit codes.
 
+mod decide;
 mod demo;
 mod dq;
 mod error;
@@ -63,6 +64,7 @@ enum Command {
     Push(sync::PushArgs),
     Recover(recover::Args),
     Finalize(finalize::Args),
+    Decide(decide::Args),
     Generate(generate::Args),
 }
 
@@ -141,6 +143,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Push(a) => sync::exec_push(a, env, out),
         Command::Recover(a) => recover::exec(a, env, out),
         Command::Finalize(a) => finalize::exec(a, env, out),
+        Command::Decide(a) => decide::exec(a, env, out),
         Command::Generate(a) => generate::exec(a, env, out),
     }
 }
@@ -170,19 +173,25 @@ impl TrustKey {
     }
 }
 
-/// The trust file: `--trust` (relative to the working directory), else
-/// ledger.yaml `trust.allowed_signers`.
+/// The writers' trust file (`--trust`, relative to the working directory,
+/// else ledger.yaml `trust.allowed_signers`) and the committee file
+/// (ledger.yaml `committee.allowed_signers`, when set).
 pub(crate) fn load_trust(
     flag: Option<PathBuf>,
     ws: &crate::workspace::Workspace,
     env: &Env,
-) -> Result<crate::trust::TrustFile, CliError> {
+) -> Result<crate::trust::Trust, CliError> {
     let path = match flag {
         Some(p) if p.is_absolute() => p,
         Some(p) => env.cwd.join(p),
         None => ws.trust_path(),
     };
-    Ok(crate::trust::TrustFile::load(&path).map_err(crate::Error::from)?)
+    let load =
+        |path: &std::path::Path| crate::trust::TrustFile::load(path).map_err(crate::Error::from);
+    Ok(crate::trust::Trust {
+        writers: load(&path)?,
+        committee: ws.committee_path().as_deref().map(load).transpose()?,
+    })
 }
 
 /// Expands a leading `~/` with the home directory.

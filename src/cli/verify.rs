@@ -6,13 +6,15 @@ use crate::workspace::Workspace;
 /// Check every record and commit of the ledger, offline.
 ///
 /// Recomputes every record id, checks every DSSE signature and every ledger
-/// commit's SSH signature against the trust file, each writer's seq/prev chain
-/// and the order of records within each run. Prints the ledger head it
-/// verified; exits 0 when all holds, 1 with one line per problem otherwise.
+/// commit's SSH signature against the trust file (committee decisions against
+/// the committee file), each writer's seq/prev chain and the order of records
+/// within each run. Prints the ledger head it verified; exits 0 when all
+/// holds, 1 with one line per problem otherwise.
 ///
 /// Examples:
 ///   ledger verify --trust committee_allowed_signers
 ///   ledger verify --since <the head an earlier verify printed>   # append-only proof
+///   ledger verify --policy          # also: every committee_* run is approved
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -28,6 +30,10 @@ pub struct Args {
     /// when every record in it is validly signed.
     #[arg(long, value_name = "COMMIT")]
     since: Option<String>,
+    /// Also fail unless every committee run (tag prefix ledger.yaml
+    /// committee.tag_prefix) is approved under the k-of-n policy.
+    #[arg(long)]
+    policy: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -36,8 +42,20 @@ pub struct Args {
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     let trust = super::load_trust(args.trust, &ws, env)?;
-    let (mut report, runs) =
-        crate::verify::verify_with_runs(&ws.store, &trust, &crate::proc::Here::read())?;
+    if args.policy && trust.committee.is_none() {
+        return Err(CliError::usage(
+            "verify --policy needs a committee: set ledger.yaml committee.allowed_signers",
+        ));
+    }
+    let verified = crate::verify::verify_with_runs(&ws.store, &trust, &crate::proc::Here::read())?;
+    let mut report = verified.report.clone();
+    if args.policy {
+        let board = crate::committee::Board::new(&ws.config.committee, verified.decisions.clone());
+        report
+            .findings
+            .extend(crate::verify::check_policy(&board, &verified.runs));
+        report.ok = report.findings.is_empty();
+    }
     if let Some(checkpoint) = &args.since {
         if let Some(f) = crate::verify::check_since(&ws.store, checkpoint)? {
             report.findings.insert(0, f);
@@ -50,7 +68,6 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                 "verify --projections needs a work tree (the projection files live there)",
             ));
         }
-        let verified = (report.clone(), runs);
         report
             .findings
             .extend(crate::finalize::check_projections(&ws, &trust, verified)?);
@@ -64,8 +81,13 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             1 => " (1 finalize record)".to_string(),
             n => format!(" ({n} finalize records)"),
         };
+        let decisions = match report.decisions {
+            0 => String::new(),
+            1 => " (1 decision)".to_string(),
+            n => format!(" ({n} decisions)"),
+        };
         let mut text = format!(
-            "ledger {} at {}\ntrust {}\nchecked {} commits, {} runs, {} records{finalizes}, {} writers\n",
+            "ledger {} at {}\ntrust {}\nchecked {} commits, {} runs, {} records{finalizes}{decisions}, {} writers\n",
             report.ref_name,
             report.head,
             report.trust_file,

@@ -252,7 +252,7 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         .ok();
         runs.push(outcome);
     }
-    let trust_file = TrustFile::load(&trust)?;
+    let trust_file = crate::trust::Trust::writers(TrustFile::load(&trust)?);
     writeln!(note, "\ndemo: ledger finalize").ok();
     let computed =
         crate::finalize::compute(&ws, &trust_file, crate::project::Options::default(), None)?;

@@ -101,6 +101,7 @@ pub fn stage_audit_log(input: &Input<'_>, views: &[View<'_>]) -> String {
                 cell(gates),
                 cell(dq_text(v)),
                 cell(governance),
+                cell(v.decision.as_ref().map_or(NONE.to_string(), |t| t.label())),
                 links,
                 vec![Inline::code(&v.run.run_id)],
             ]
@@ -117,6 +118,7 @@ pub fn stage_audit_log(input: &Input<'_>, views: &[View<'_>]) -> String {
             ("Gates", Align::Right),
             ("DQ", Align::Left),
             ("Governance", Align::Left),
+            ("Decision", Align::Left),
             ("Links", Align::Left),
             ("Run", Align::Left),
         ],
@@ -203,6 +205,68 @@ fn metrics_table(doc: &mut Doc, input: &Input<'_>, report: &Report) {
     );
 }
 
+/// The committee's decisions on the run: the standing, then each member's
+/// newest decision.
+fn decision_section(doc: &mut Doc, input: &Input<'_>, view: &View<'_>) {
+    doc.heading(2, "Committee decision");
+    let Some(tally) = &view.decision else {
+        doc.text("No committee is configured (ledger.yaml committee.allowed_signers).");
+        return;
+    };
+    doc.paragraph(vec![
+        Inline::Strong(tally.standing.as_str().to_uppercase()),
+        Inline::text(format!(
+            ": {} of {} required approvals{}.",
+            tally.approvals,
+            tally.threshold,
+            if input.board.is_committee_run(&view.tag) {
+                ""
+            } else {
+                " (not a committee run by its tag)"
+            }
+        )),
+    ]);
+    if tally.current.is_empty() {
+        doc.text("No member has decided yet.");
+        return;
+    }
+    doc.table(
+        &[
+            ("Member", Align::Left),
+            ("Decision", Align::Left),
+            ("Reason", Align::Left),
+            ("UTC", Align::Left),
+            ("Record", Align::Left),
+        ],
+        tally
+            .current
+            .iter()
+            .map(|d| {
+                vec![
+                    cell(&d.member),
+                    cell(d.decision.as_str()),
+                    cell(&d.reason),
+                    cell(&d.at),
+                    vec![Inline::code(&d.decision_id)],
+                ]
+            })
+            .collect(),
+    );
+    match tally.superseded {
+        0 => {}
+        1 => {
+            doc.text(
+                "1 earlier decision, replaced by its member's newer one, stays in the ledger.",
+            );
+        }
+        n => {
+            doc.text(format!(
+                "{n} earlier decisions, replaced by their members' newer ones, stay in the ledger."
+            ));
+        }
+    }
+}
+
 /// `production_gates_final_summary.md`, beside the run's report.
 pub fn final_summary(input: &Input<'_>, view: &View<'_>, report: &Report) -> String {
     let run = view.run;
@@ -224,6 +288,7 @@ pub fn final_summary(input: &Input<'_>, view: &View<'_>, report: &Report) -> Str
     ]);
     doc.heading(2, "Verdict");
     doc.paragraph(verdict_line(view, report));
+    decision_section(&mut doc, input, view);
     doc.heading(2, "Gates");
     gates_table(&mut doc, report);
     doc.heading(2, "Metrics");

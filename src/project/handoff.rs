@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::markdown::{Doc, Inline};
 use super::queue::Plan;
-use super::{StageStatus, View};
+use super::{Input, StageStatus, View};
 
 /// Where the local ledger stands against the configured remote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -28,18 +28,43 @@ pub struct Blocker {
     pub detail: String,
 }
 
+/// A committee run that has ended and awaits the committee's decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct Awaiting {
+    pub run_id: String,
+    pub tag: String,
+    /// e.g. `pending (1 of 2 approvals)`.
+    pub standing: String,
+}
+
 /// `handoff_readiness.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Handoff {
     pub schema: &'static str,
     pub ready: bool,
     pub blocking: Vec<Blocker>,
+    /// Committee runs awaiting a decision: the committee's work, not the
+    /// team's, so they do not block the handoff.
+    pub awaiting_decision: Vec<Awaiting>,
     pub remote: Option<RemoteState>,
     pub note: &'static str,
 }
 
-pub fn handoff(views: &[View<'_>], plan: &Plan, remote: Option<&RemoteState>) -> Handoff {
+pub fn handoff(input: &Input<'_>, views: &[View<'_>], plan: &Plan) -> Handoff {
+    let remote = input.remote;
     let mut blocking = Vec::new();
+    let awaiting_decision = views
+        .iter()
+        .filter(|v| input.board.is_committee_run(&v.tag))
+        .filter_map(|v| {
+            let t = v.decision.as_ref()?;
+            (t.standing == crate::committee::Standing::Pending).then(|| Awaiting {
+                run_id: v.run.run_id.clone(),
+                tag: v.tag.clone(),
+                standing: t.label(),
+            })
+        })
+        .collect();
     for v in views.iter().filter(|v| v.status == StageStatus::InProgress) {
         blocking.push(Blocker {
             reason: "run_in_progress",
@@ -87,6 +112,7 @@ pub fn handoff(views: &[View<'_>], plan: &Plan, remote: Option<&RemoteState>) ->
         schema: "ledger.handoff_readiness/v1",
         ready: blocking.is_empty(),
         blocking,
+        awaiting_decision,
         remote: remote.cloned(),
         note: "Written by ledger finalize together with every other document, so no run is left unfinalized and no projection is stale when it is written. The remote's state is its ledger head as last seen by ledger pull or ledger push (a private ref), not a fresh look, against the ledger finalize read (its own finalize record not counted).",
     }
@@ -109,6 +135,21 @@ pub fn markdown(h: &Handoff) -> String {
                     vec![
                         Inline::code(b.reason),
                         Inline::text(format!(": {}", b.detail)),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    if !h.awaiting_decision.is_empty() {
+        doc.heading(2, "Awaiting the committee's decision");
+        doc.list(
+            h.awaiting_decision
+                .iter()
+                .map(|a| {
+                    vec![
+                        Inline::text(format!("{} ", a.tag)),
+                        Inline::code(&a.run_id),
+                        Inline::text(format!(": {}", a.standing)),
                     ]
                 })
                 .collect(),

@@ -63,6 +63,8 @@ pub struct Options {
 #[derive(Clone, Copy, Debug)]
 pub struct Input<'a> {
     pub history: &'a History,
+    /// Verified committee decisions and the policy.
+    pub board: &'a crate::committee::Board,
     pub config: &'a Config,
     pub extras: &'a BTreeMap<String, RunExtras>,
     /// Where verify's trust came from, for evidence texts.
@@ -153,6 +155,9 @@ pub struct View<'a> {
     pub report: ReportState,
     /// Governance, for runs that have ended.
     pub checks: Option<Vec<governance::Check>>,
+    /// The committee's tally, for runs with a result when a committee is
+    /// configured.
+    pub decision: Option<crate::committee::Tally>,
     /// Paths of this run's documents.
     pub paths: Paths,
 }
@@ -238,7 +243,7 @@ pub fn project(input: &Input<'_>) -> Projection {
         format!("{registry}/next_run_plan.md"),
         queue::plan_md(&plan).into_bytes(),
     );
-    let readiness = handoff::handoff(&views, &plan, input.remote);
+    let readiness = handoff::handoff(input, &views, &plan);
     let handoff_dir = &input.config.finalize.handoff_dir;
     files.insert(
         format!("{handoff_dir}/handoff_readiness.json"),
@@ -385,6 +390,9 @@ pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
                 date: run.at().get(..10).unwrap_or("").to_string(),
                 report,
                 checks: None,
+                decision: run
+                    .get(crate::record::Kind::Result)
+                    .and_then(|_| input.board.tally(&run.run_id)),
                 paths: Paths::default(),
             };
             view.paths = base_paths(input.config, &view);

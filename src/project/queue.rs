@@ -21,6 +21,9 @@ pub enum State {
     Ready,
     /// The last runs failed with one same pattern.
     Parked,
+    /// A run of the factor is approved by the committee: promoted, not
+    /// re-queued.
+    Promoted,
 }
 
 impl State {
@@ -29,6 +32,7 @@ impl State {
             State::Queued => "queued",
             State::Ready => "ready",
             State::Parked => "parked",
+            State::Promoted => "promoted",
         }
     }
 }
@@ -55,7 +59,7 @@ fn text(v: Option<&Value>) -> String {
 }
 
 /// Every factor with a valid report, ranked: queued by score (then by the
-/// primary metric, then by name), then ready, then parked.
+/// primary metric, then by name), then ready, then promoted, then parked.
 pub fn candidates(input: &Input<'_>, views: &[View<'_>]) -> Vec<Candidate> {
     let weights = &input.config.finalize.queue;
     let primary = &input.config.report.primary_metric;
@@ -96,6 +100,19 @@ pub fn candidates(input: &Input<'_>, views: &[View<'_>]) -> Vec<Candidate> {
                 primary_metric: metric,
                 reason: String::new(),
             };
+            if let Some(v) = runs.iter().rev().find(|v| {
+                v.decision
+                    .as_ref()
+                    .is_some_and(|t| t.standing == crate::committee::Standing::Approved)
+            }) {
+                candidate.state = State::Promoted;
+                candidate.reason = format!(
+                    "promoted: {} approved by the committee ({}), not re-queued",
+                    v.tag,
+                    v.decision.as_ref().map(|t| t.label()).unwrap_or_default()
+                );
+                return candidate;
+            }
             if failed.is_empty() && last.status == StageStatus::Pass {
                 candidate.state = State::Ready;
                 candidate.reason = format!(
@@ -179,7 +196,8 @@ pub fn candidates(input: &Input<'_>, views: &[View<'_>]) -> Vec<Candidate> {
     let state_order = |s: State| match s {
         State::Queued => 0,
         State::Ready => 1,
-        State::Parked => 2,
+        State::Promoted => 2,
+        State::Parked => 3,
     };
     out.sort_by(|a, b| {
         state_order(a.state)
@@ -240,7 +258,7 @@ pub fn queue_md(input: &Input<'_>, candidates: &[Candidate]) -> String {
     let mut doc = Doc::new();
     doc.heading(1, "Factor candidate queue");
     doc.text(format!(
-        "Factors ranked for the next run. Score: +{} for a near miss (exactly one failed gate in the last run), +{} when the primary metric improved over the run before, +{} when the factor was never tested at the highest cost multiplier. Factors whose last run passed every gate are ready for promotion; factors whose last {} runs failed with one same pattern are parked. Rules: docs/projections.md.",
+        "Factors ranked for the next run. Score: +{} for a near miss (exactly one failed gate in the last run), +{} when the primary metric improved over the run before, +{} when the factor was never tested at the highest cost multiplier. Factors whose last run passed every gate are ready for promotion; factors with a run the committee approved are promoted; factors whose last {} runs failed with one same pattern are parked. Rules: docs/projections.md.",
         w.near_miss, w.improving, w.untested_cost, w.park_after
     ));
     doc.table(
@@ -316,7 +334,8 @@ pub fn plan(input: &Input<'_>, views: &[View<'_>], candidates: &[Candidate]) -> 
         note: String::new(),
     };
     let Some(top) = queued.first() else {
-        plan.note = "no factor is queued: every factor is ready for promotion or parked".into();
+        plan.note =
+            "no factor is queued: every factor is ready for promotion, promoted or parked".into();
         return plan;
     };
     let Some(view) = views.iter().find(|v| v.run.run_id == top.last_run) else {

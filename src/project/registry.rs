@@ -115,6 +115,8 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
         passed: usize,
         latest: String,
         trend: Vec<String>,
+        /// The newest run of the factor the committee approved.
+        promoted: Option<&'v str>,
     }
     let mut lines: Vec<Line<'_, '_>> = by_factor
         .iter()
@@ -151,6 +153,15 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
                     .count(),
                 latest,
                 trend,
+                promoted: runs
+                    .iter()
+                    .rev()
+                    .find(|v| {
+                        v.decision
+                            .as_ref()
+                            .is_some_and(|t| t.standing == crate::committee::Standing::Approved)
+                    })
+                    .map(|v| v.tag.as_str()),
             }
         })
         .collect();
@@ -168,7 +179,7 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
     let mut doc = Doc::new();
     doc.heading(1, "Factor experiment leaderboard");
     doc.text(format!(
-        "Each factor's best run by {primary} ({} is better), from every run with a valid report. Pass rate counts runs that exited 0; the trend is {primary} over the factor's last five runs, oldest first.",
+        "Each factor's best run by {primary} ({} is better), from every run with a valid report. Pass rate counts runs that exited 0; the trend is {primary} over the factor's last five runs, oldest first; Committee names the newest run the committee approved (the factor is promoted).",
         if higher { "higher" } else { "lower" }
     ));
     let rows = lines
@@ -191,6 +202,9 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
                 vec![Inline::text(format!("{}/{}", l.passed, l.runs))],
                 vec![Inline::text(&l.latest)],
                 vec![Inline::text(l.trend.join(" → "))],
+                vec![Inline::text(
+                    l.promoted.map_or("—".into(), |t| format!("approved: {t}")),
+                )],
             ]
         })
         .collect();
@@ -204,6 +218,7 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
             ("Passed", Align::Right),
             ("Latest verdict", Align::Left),
             ("Trend", Align::Left),
+            ("Committee", Align::Left),
         ],
         rows,
     );

@@ -250,3 +250,41 @@ pub struct FinalizePredicate {
     /// Every file written, sorted by path.
     pub files: Vec<FileDigest>,
 }
+
+/// A committee member's decision on a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionPredicate {
+    /// The decided run's id.
+    pub run: String,
+    /// Its tag, for readers of the record alone.
+    pub tag: String,
+    /// Id of the run's `result` record: what was decided on.
+    pub result_record: String,
+    /// Finalize id of the newest finalize record covering the run when the
+    /// member decided: the documents the decision was made on.
+    pub finalize_record: String,
+    pub decision: Verdict,
+    pub reason: String,
+    /// The member's principal in the committee file.
+    pub member: String,
+}
+
+/// What a committee member decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approve,
+    Reject,
+    Rework,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+            Verdict::Rework => "rework",
+        }
+    }
+}

@@ -36,6 +36,11 @@ pub enum Kind {
     /// wrote these projection files. Stored at `finalize/<id>.dsse.json`,
     /// where the header's `run_id` is the finalize id.
     Finalize,
+    /// Not part of a run: a committee member's decision on a run, signed with
+    /// the member's key (checked against the committee file, not the writers').
+    /// Stored at `decisions/<id>.dsse.json`; the header's `run_id` is the
+    /// decision id and the predicate names the decided run.
+    Decision,
 }
 
 impl Kind {
@@ -58,6 +63,7 @@ impl Kind {
             Kind::Started => "started",
             Kind::Result => "result",
             Kind::Finalize => "finalize",
+            Kind::Decision => "decision",
         }
     }
 

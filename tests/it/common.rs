@@ -196,6 +196,22 @@ impl TestEnv {
         out.stdout
     }
 
+    /// `git clone` of the repository to `dest`, with the ledger ref when
+    /// `with_ledger`, and copies of the untracked `files` (ledger.yaml, trust
+    /// files) from the work tree.
+    pub fn clone_to(&self, dest: &Path, with_ledger: bool, files: &[&str]) {
+        let dest_text = dest.to_str().unwrap();
+        self.git(&["clone", "-q", self.repo.to_str().unwrap(), dest_text]);
+        if with_ledger {
+            let refspec = "refs/heads/ledger:refs/heads/ledger";
+            self.git(&["-C", dest_text, "fetch", "-q", "origin", refspec]);
+        }
+        for f in files {
+            std::fs::create_dir_all(dest.join(f).parent().unwrap()).unwrap();
+            std::fs::copy(self.repo.join(f), dest.join(f)).unwrap();
+        }
+    }
+
     /// Raw bytes of a file in the ledger tree, read with git.
     pub fn ledger_file(&self, path: &str) -> Vec<u8> {
         let out = self
@@ -257,7 +273,10 @@ impl TestEnv {
         self.ledger_paths()
             .iter()
             .filter(|p| {
-                (p.starts_with("runs/") || p.starts_with("finalize/")) && p.ends_with(".dsse.json")
+                (p.starts_with("runs/")
+                    || p.starts_with("finalize/")
+                    || p.starts_with("decisions/"))
+                    && p.ends_with(".dsse.json")
             })
             .map(|p| decode_payload(&self.ledger_file(p)))
             .collect()

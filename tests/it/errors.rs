@@ -411,6 +411,21 @@ fn malformed_config_fields_added_later_name_the_field() {
             good.replace("    near_miss: 3", "    near_miss: -1"),
             "finalize.queue.near_miss: invalid type: integer `-1`, expected u32",
         ),
+        (
+            good.replace("  threshold: 2", "  threshold: 0"),
+            "ledger.yaml: committee.threshold: must be at least 1",
+        ),
+        (
+            good.replace("  tag_prefix: committee_", "  tag_prefix: \"\""),
+            "ledger.yaml: committee.tag_prefix: must not be empty",
+        ),
+        (
+            good.replace(
+                "  # allowed_signers: .ledger/committee_signers",
+                "  allowed_signers: \" \"",
+            ),
+            "ledger.yaml: committee.allowed_signers: must name a file",
+        ),
     ] {
         std::fs::write(env.repo.join("ledger.yaml"), &text).unwrap();
         let out = env.run("t", &[], &["true"]);

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::common::{assert_input_error, assert_ok, TestEnv};
 
 /// A gate workflow like a team's: writes a report, fails when a gate fails.
-const GATES: &str = r#"#!/bin/sh
+pub(crate) const GATES: &str = r#"#!/bin/sh
 # usage: gates.sh FACTOR TAG SHARPE PASS2 [REASON]
 set -eu
 out="gate_results/production_gates_$2"
@@ -36,7 +36,7 @@ const HOSTILE_OWNER: &str = "ann|bob `x`, \"q\"\nz";
 const HOSTILE_FACTOR: &str = "mom|x `y` <i>z</i>";
 
 /// Runs `ledger run` with a workflow, tag and extra flags.
-fn run(env: &TestEnv, workflow: &str, tag: &str, extra: &[&str], cmd: &[&str]) -> i32 {
+pub(crate) fn run(env: &TestEnv, workflow: &str, tag: &str, extra: &[&str], cmd: &[&str]) -> i32 {
     let mut args = vec![
         "run",
         "--workflow",
@@ -167,14 +167,14 @@ fn fixture() -> TestEnv {
 }
 
 /// Every projection file under `root`, by repository path.
-fn projection_files(root: &Path, paths: &[String]) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn projection_files(root: &Path, paths: &[String]) -> BTreeMap<String, Vec<u8>> {
     paths
         .iter()
         .map(|p| (p.clone(), std::fs::read(root.join(p)).unwrap_or_default()))
         .collect()
 }
 
-fn finalize_json(env: &TestEnv, cwd: &Path, extra: &[&str]) -> Value {
+pub(crate) fn finalize_json(env: &TestEnv, cwd: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["finalize", "--json"];
     args.extend_from_slice(extra);
     let out = assert_ok(env.ledger_in(cwd, &args));
@@ -183,7 +183,7 @@ fn finalize_json(env: &TestEnv, cwd: &Path, extra: &[&str]) -> Value {
     v
 }
 
-fn written_paths(outcome: &Value) -> Vec<String> {
+pub(crate) fn written_paths(outcome: &Value) -> Vec<String> {
     outcome["files"]
         .as_array()
         .unwrap()
@@ -400,7 +400,7 @@ fn an_independent_parser_reads_every_table_with_hostile_values() {
         if path.ends_with("STAGE_AUDIT_LOG.md") {
             assert_eq!(tables.len(), 1, "{md}");
             assert_eq!(tables[0].len(), runs + 1, "{md}");
-            assert_eq!(tables[0][0].len(), 11, "{md}");
+            assert_eq!(tables[0][0].len(), 12, "{md}");
         }
         if path.ends_with("governance_audit_check.md") {
             assert_eq!(tables[0].len(), 11, "{path}:\n{md}");
@@ -443,27 +443,7 @@ fn projections_are_byte_identical_across_clones_zones_locales_and_umasks() {
 
     // A clone with the same history, another zone, locale, umask and cwd.
     let clone = env.dir.path().join("clone");
-    env.git(&[
-        "clone",
-        "-q",
-        env.repo.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
-    env.git(&[
-        "-C",
-        clone.to_str().unwrap(),
-        "fetch",
-        "-q",
-        "origin",
-        "refs/heads/ledger:refs/heads/ledger",
-    ]);
-    std::fs::copy(env.repo.join("ledger.yaml"), clone.join("ledger.yaml")).unwrap();
-    std::fs::create_dir_all(clone.join(".ledger")).unwrap();
-    std::fs::copy(
-        env.repo.join(".ledger/allowed_signers"),
-        clone.join(".ledger/allowed_signers"),
-    )
-    .unwrap();
+    env.clone_to(&clone, true, &["ledger.yaml", ".ledger/allowed_signers"]);
     let sub = clone.join("nested/dir");
     std::fs::create_dir_all(&sub).unwrap();
     let mut cmd = env.command_after("umask 077", &["finalize", "--json"]);
@@ -519,7 +499,7 @@ fn projections_are_byte_identical_across_clones_zones_locales_and_umasks() {
     fsck(&env.repo, &env);
 }
 
-fn fsck(repo: &Path, env: &TestEnv) {
+pub(crate) fn fsck(repo: &Path, env: &TestEnv) {
     let out = env.git_output(&[
         "-C",
         repo.to_str().unwrap(),

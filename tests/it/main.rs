@@ -1,5 +1,6 @@
 //! One integration test binary, a module per area (see ../shared/STYLE.md §5).
 
+mod committee;
 mod common;
 mod concurrency;
 mod core;
