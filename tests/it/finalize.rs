@@ -254,24 +254,19 @@ fn replace_number_before(text: &str, suffix: &str, with: &str) -> String {
     out
 }
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/finalize")
-}
-
-#[test]
-fn documents_match_the_golden_files() {
-    let env = fixture();
-    let outcome = finalize_json(&env, &env.repo, &["--require-final-summary"]);
-    let paths = written_paths(&outcome);
-    let files = projection_files(&env.repo, &paths);
+/// Compares `files` (redacted) with `tests/golden/<name>/`, file for file;
+/// `UPDATE_GOLDEN=1` rewrites the directory instead.
+fn assert_golden(name: &str, files: &BTreeMap<String, Vec<u8>>) {
     #[allow(clippy::disallowed_methods)] // a test switch, not product behaviour
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let dir = golden_dir();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if update {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let mut expected: Vec<String> = Vec::new();
-    for (path, bytes) in &files {
+    for (path, bytes) in files {
         let text = redact(&String::from_utf8(bytes.clone()).unwrap());
         let golden = dir.join(path);
         if update {
@@ -283,7 +278,7 @@ fn documents_match_the_golden_files() {
         });
         assert_eq!(
             text, want,
-            "{path} differs from tests/golden/finalize/{path} (UPDATE_GOLDEN=1 rewrites it)"
+            "{path} differs from tests/golden/{name}/{path} (UPDATE_GOLDEN=1 rewrites it)"
         );
         expected.push(path.clone());
     }
@@ -302,6 +297,15 @@ fn documents_match_the_golden_files() {
     }
     goldens.sort();
     assert_eq!(goldens, expected);
+}
+
+#[test]
+fn documents_match_the_golden_files() {
+    let env = fixture();
+    let outcome = finalize_json(&env, &env.repo, &["--require-final-summary"]);
+    let paths = written_paths(&outcome);
+    let files = projection_files(&env.repo, &paths);
+    assert_golden("finalize", &files);
 
     // Each kind of document is there, for each kind of run.
     let stage =
@@ -1035,6 +1039,15 @@ fn thirty_runs_over_six_factors_rank_as_the_rules_say() {
     assert_eq!(&first[0], "cost_2.0x");
     assert_eq!(&first[2], "18");
     assert_eq!(&first[7], "carry;low_vol;momentum;quality;value");
+    // The documents of the whole ledger, byte for byte (the per-run
+    // documents have their golden files in the fixture of part 1).
+    let outcome = finalize_json(&env, &env.repo, &[]);
+    let aggregate: Vec<String> = written_paths(&outcome)
+        .into_iter()
+        .filter(|p| !p.starts_with("gate_results/") && !p.starts_with("audit/workstation_runs/"))
+        .collect();
+    assert_eq!(aggregate.len(), 11, "{aggregate:?}");
+    assert_golden("finalize-30-runs", &projection_files(&env.repo, &aggregate));
     // Determinism holds for all of it: a second finalize changes nothing.
     let again: Value =
         serde_json::from_str(&assert_ok(env.ledger(&["finalize", "--json"])).stdout).unwrap();
