@@ -3,7 +3,7 @@
 //! `--commit`, and tables that survive hostile values.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
