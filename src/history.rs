@@ -176,7 +176,8 @@ pub fn load_run(snapshot: &Snapshot<'_>, run_id: &str) -> Result<Run, StoreError
             continue;
         };
         match record::parse(&snapshot.blob(item.id)?) {
-            Ok(parsed) if parsed.payload.kind == kind && parsed.payload.run_id == run_id => {
+            Ok(mut parsed) if parsed.payload.kind == kind && parsed.payload.run_id == run_id => {
+                parsed.shed_bytes();
                 run.records.insert(kind, parsed);
             }
             Ok(parsed) => run.unreadable.push((

@@ -892,10 +892,12 @@ fn check_run_files(
             );
             continue;
         };
-        let Some(parsed) = parse_record(ctx, Some(run_id), &path, &snapshot.blob(item.id)?) else {
+        let Some(mut parsed) = parse_record(ctx, Some(run_id), &path, &snapshot.blob(item.id)?)
+        else {
             continue;
         };
         check_signatures(ctx, run_id, &path, &parsed);
+        parsed.shed_bytes();
         let p = &parsed.payload;
         let mut placed = true;
         if p.run_id != run_id {

@@ -224,8 +224,17 @@ pub enum RecordError {
 pub struct Parsed {
     pub id: String,
     pub envelope: Envelope,
+    /// Empty once [`Parsed::shed_bytes`] ran (after the signatures were checked).
     pub payload_bytes: Vec<u8>,
     pub payload: Payload,
+}
+
+impl Parsed {
+    /// Drops the payload bytes, which only signature checks need: a large
+    /// ledger held in memory then costs its decoded payloads alone.
+    pub fn shed_bytes(&mut self) {
+        self.payload_bytes = Vec::new();
+    }
 }
 
 /// Parses stored envelope bytes. Checks structure and canonical form, not signatures.
