@@ -139,6 +139,7 @@ pub fn decide(
         Kind::Decision,
         subject,
         &predicate,
+        &[],
     )?;
     let (decisions, _) = crate::verify::check_decisions(&ws.store, trust)?;
     let board = Board::new(&ws.config.committee, decisions);

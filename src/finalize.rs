@@ -297,71 +297,85 @@ pub struct Written {
 }
 
 /// Writes the projection's files: a new file directly (`create_new`), an
-/// existing one that differs atomically (temp file + rename).
+/// existing one that differs atomically (temp file + rename), on every core.
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
-    let mut out = Vec::new();
-    let mut safe_dirs = std::collections::BTreeSet::new();
-    for (rel, bytes) in &projection.files {
-        let path = safe_path(root, rel, &mut safe_dirs)?;
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let existing = match std::fs::read(&path) {
-            Ok(have) => Some(have),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(e)),
-        };
-        if existing.as_ref() == Some(bytes) {
-            out.push(Written {
-                path: rel.clone(),
-                changed: false,
-            });
-            continue;
-        }
-        let dir = path.parent().expect("a file inside the root has a parent");
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let fresh = existing.is_none()
-            && match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    file.write_all(bytes).map_err(io)?;
-                    true
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(io(e)),
-            };
-        if !fresh {
-            let tmp = dir.join(format!(
-                ".{}.ledger-tmp-{}",
-                path.file_name()
-                    .expect("a file path has a name")
-                    .to_string_lossy(),
-                std::process::id()
-            ));
-            let mut file = std::fs::File::create(&tmp).map_err(io)?;
-            file.write_all(bytes).map_err(io)?;
-            drop(file);
-            std::fs::rename(&tmp, &path).map_err(|source| {
-                let _ = std::fs::remove_file(&tmp);
-                Error::Io {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-        }
-        out.push(Written {
-            path: rel.clone(),
-            changed: true,
-        });
+    let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
+    let parts = crate::par::chunks(&entries, 64, |part| {
+        let mut safe_dirs = std::collections::BTreeSet::new();
+        part.iter()
+            .map(|(rel, bytes)| write_one(root, rel, bytes, &mut safe_dirs))
+            .collect::<Result<Vec<Written>, Error>>()
+    });
+    let mut out = Vec::with_capacity(entries.len());
+    for part in parts {
+        out.extend(part?);
     }
     Ok(out)
+}
+
+fn write_one(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,
+) -> Result<Written, Error> {
+    let path = safe_path(root, rel, safe_dirs)?;
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let existing = match std::fs::read(&path) {
+        Ok(have) => Some(have),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e)),
+    };
+    if existing.as_deref() == Some(bytes) {
+        return Ok(Written {
+            path: rel.to_string(),
+            changed: false,
+        });
+    }
+    let dir = path.parent().expect("a file inside the root has a parent");
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let fresh = existing.is_none()
+        && match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(bytes).map_err(io)?;
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io(e)),
+        };
+    if !fresh {
+        let tmp = dir.join(format!(
+            ".{}.ledger-tmp-{}",
+            path.file_name()
+                .expect("a file path has a name")
+                .to_string_lossy(),
+            std::process::id()
+        ));
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(Written {
+        path: rel.to_string(),
+        changed: true,
+    })
 }
 
 /// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes
@@ -415,36 +429,69 @@ pub(crate) fn safe_path(
 
 /// The digests of the projection's files, sorted by path.
 pub fn digests(projection: &Projection) -> Vec<FileDigest> {
-    projection
-        .files
-        .iter()
-        .map(|(path, bytes)| FileDigest {
-            path: path.clone(),
-            sha256: canon::sha256_hex(bytes),
-            bytes: bytes.len() as u64,
-        })
-        .collect()
+    let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
+    crate::par::chunks(&entries, 256, |part| {
+        part.iter()
+            .map(|(path, bytes)| FileDigest {
+                path: path.to_string(),
+                sha256: canon::sha256_hex(bytes),
+                bytes: bytes.len() as u64,
+            })
+            .collect::<Vec<_>>()
+    })
+    .concat()
 }
 
 /// The newest `finalize` record at `snapshot`: (finalize id, predicate).
+/// Ids begin with the record's time, so only the records of the latest
+/// second are opened (the newest of them by seq).
 pub fn newest(snapshot: &Snapshot<'_>) -> Result<Option<(String, FinalizePredicate)>, Error> {
-    let mut best: Option<(String, u64, String, FinalizePredicate)> = None;
-    for item in snapshot.list("finalize")?.unwrap_or_default() {
-        let Ok(parsed) = crate::record::parse(&snapshot.blob(item.id)?) else {
+    let mut names: Vec<(String, gix::ObjectId)> = snapshot
+        .list("finalize")?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.name.ends_with(".dsse.json"))
+        .map(|i| (i.name, i.id))
+        .collect();
+    names.sort();
+    let mut best: Option<(u64, String, FinalizePredicate)> = None;
+    let mut second: Option<String> = None;
+    for (name, id) in names.iter().rev() {
+        let prefix = name.split('_').next().unwrap_or("").to_string();
+        if second.as_ref().is_some_and(|s| *s != prefix) && best.is_some() {
+            break;
+        }
+        let Ok(parsed) = crate::record::parse(&snapshot.blob(*id)?) else {
             continue;
         };
         let Ok(pred) = parsed.payload.predicate_as::<FinalizePredicate>() else {
             continue;
         };
-        let key = (parsed.payload.at.clone(), parsed.payload.seq);
+        second = Some(prefix);
         if best
             .as_ref()
-            .is_none_or(|(at, seq, _, _)| key > (at.clone(), *seq))
+            .is_none_or(|(seq, _, _)| parsed.payload.seq > *seq)
         {
-            best = Some((key.0, key.1, parsed.payload.run_id.clone(), pred));
+            best = Some((parsed.payload.seq, parsed.payload.run_id.clone(), pred));
         }
     }
-    Ok(best.map(|(_, _, id, p)| (id, p)))
+    Ok(best.map(|(_, id, p)| (id, p)))
+}
+
+/// The files a finalize record names, from its manifest; `None` when the
+/// manifest is missing or does not match the record's digest.
+pub fn manifest(
+    snapshot: &Snapshot<'_>,
+    finalize_id: &str,
+    predicate: &FinalizePredicate,
+) -> Result<Option<Vec<FileDigest>>, Error> {
+    let Some(bytes) = snapshot.read(&journal::manifest_path(finalize_id))? else {
+        return Ok(None);
+    };
+    if canon::sha256_hex(&bytes) != predicate.manifest.sha256 {
+        return Ok(None);
+    }
+    Ok(crate::record::parse_manifest(&bytes))
 }
 
 /// What [`record`] did.
@@ -464,10 +511,18 @@ pub fn record(
     at: OffsetDateTime,
     computed: &Computed,
 ) -> Result<Recorded, Error> {
+    let mut phases = crate::clock::Phases::start();
     let files = digests(&computed.projection);
+    phases.mark("record: digests");
+    let manifest = crate::record::manifest_bytes(&files);
+    let digest = crate::record::ManifestDigest {
+        sha256: canon::sha256_hex(&manifest),
+        files: files.len() as u64,
+        bytes: files.iter().map(|f| f.bytes).sum(),
+    };
     let tip = ws.store.require_tip()?;
     if let Some((id, newest)) = newest(&ws.store.snapshot(tip)?)? {
-        if newest.files == files
+        if newest.manifest == digest
             && newest.require_final_summary == computed.options.require_final_summary
             && newest.config_sha256 == computed.config_sha256
         {
@@ -482,15 +537,14 @@ pub fn record(
         runs: computed.runs as u64,
         config_sha256: computed.config_sha256.clone(),
         require_final_summary: computed.options.require_final_summary,
-        files,
+        manifest: digest,
     };
-    let mut subject = vec![Subject::git_commit("ledger-head", &computed.head)];
-    subject.extend(
-        predicate
-            .files
-            .iter()
-            .map(|f| Subject::sha256(&f.path, &f.sha256)),
-    );
+    let subject = vec![
+        Subject::git_commit("ledger-head", &computed.head),
+        Subject::sha256("finalize-manifest", &predicate.manifest.sha256),
+    ];
+    phases.mark("record: newest");
+    let id = journal::single_id(at, Kind::Finalize, &predicate);
     let sealed = journal::append_single(
         &ws.store,
         signer,
@@ -499,6 +553,7 @@ pub fn record(
         Kind::Finalize,
         subject,
         &predicate,
+        &[(journal::manifest_path(&id), manifest)],
     )?;
     Ok(Recorded {
         finalize_id: sealed.payload.run_id.clone(),
@@ -524,7 +579,8 @@ pub fn check_projections(
         commit: None,
         message,
     };
-    let newest = newest(&ws.store.snapshot(tip)?)?;
+    let snapshot = ws.store.snapshot(tip)?;
+    let newest = newest(&snapshot)?;
     let options = Options {
         require_final_summary: newest
             .as_ref()
@@ -537,7 +593,9 @@ pub fn check_projections(
             "the ledger has no finalize record; run `ledger finalize`".into(),
         )),
         Some((id, p)) => {
-            for f in &p.files {
+            // Verify has checked the manifest against the record.
+            let files = manifest(&snapshot, id, p)?.unwrap_or_default();
+            for f in &files {
                 match std::fs::read(ws.root.join(&f.path)) {
                     Err(_) => findings.push(finding(
                         "projection_missing",

@@ -61,6 +61,11 @@ pub fn record_path(run_id: &str, kind: Kind) -> String {
     }
 }
 
+/// Tree path of a finalize record's manifest.
+pub fn manifest_path(finalize_id: &str) -> String {
+    format!("finalize/{finalize_id}.files.jsonl")
+}
+
 /// The head of `fingerprint`'s chain in `snapshot`.
 pub fn writer_head(
     snapshot: &Snapshot<'_>,
@@ -128,9 +133,17 @@ pub fn append(
     Ok(sealed)
 }
 
-/// Appends one record that belongs to no run (`finalize`, `decision`) as a
-/// commit of its own. Its id is `<compact at>_<kind>_<first 12 hex of the
-/// predicate's canonical digest>`; an id already in the ledger is refused.
+/// The id of a record that belongs to no run: `<compact at>_<kind>_<first 12
+/// hex of the predicate's canonical digest>`.
+pub fn single_id<P: Serialize>(at: OffsetDateTime, kind: Kind, predicate: &P) -> String {
+    let digest = canon::sha256_hex(&canon::canonical_bytes(predicate));
+    format!("{}_{}_{}", clock::compact(at), kind.as_str(), &digest[..12])
+}
+
+/// Appends one record that belongs to no run (`finalize`, `decision`), with
+/// `extra` files, as a commit of its own. Its id is [`single_id`]; an id
+/// already in the ledger is refused.
+#[allow(clippy::too_many_arguments)]
 pub fn append_single<P: Serialize>(
     store: &Store,
     signer: &Signer,
@@ -139,9 +152,9 @@ pub fn append_single<P: Serialize>(
     kind: Kind,
     subject: Vec<Subject>,
     predicate: &P,
+    extra: &[(String, Vec<u8>)],
 ) -> Result<Sealed, Error> {
-    let digest = canon::sha256_hex(&canon::canonical_bytes(predicate));
-    let id = format!("{}_{}_{}", clock::compact(at), kind.as_str(), &digest[..12]);
+    let id = single_id(at, kind, predicate);
     let path = record_path(&id, kind);
     let draft = Draft::new(kind, &id, subject, predicate);
     let mut sealed = append(
@@ -151,7 +164,7 @@ pub fn append_single<P: Serialize>(
         at,
         None,
         &[draft],
-        &[],
+        extra,
         |snapshot| match snapshot.read_id(&path)? {
             Some(_) => Err(Error::input(
                 kind.as_str(),

@@ -28,6 +28,7 @@ pub mod finalize;
 pub mod generate;
 pub mod history;
 pub mod journal;
+pub mod par;
 pub mod preflight;
 pub mod proc;
 pub mod project;

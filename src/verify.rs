@@ -178,6 +178,7 @@ pub struct Verified {
 
 /// [`verify`], also returning the runs and the accepted decisions.
 pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Verified, Error> {
+    let mut phases = clock::Phases::start();
     let tip = store.require_tip()?;
     let mut ctx = Ctx {
         trust,
@@ -221,7 +222,9 @@ pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Ver
         .filter(|i| i.is_tree())
         .map(|i| i.name)
         .collect();
+    phases.mark("verify: commits");
     let checked = check_runs_parallel(store, tip, trust, here, &run_names)?;
+    phases.mark("verify: runs");
     let mut views = Vec::with_capacity(checked.len());
     for run in checked {
         runs += 1;
@@ -235,17 +238,22 @@ pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Ver
         records.extend(run.view.records.values().map(Link::of));
         views.push(run.view);
     }
-    let mut finalizes = 0;
-    for (_, parsed, _) in check_top_files(&mut ctx, &snapshot, Kind::Finalize)? {
-        finalizes += 1;
-        records.push(Link::of(&parsed));
-    }
+    let finalize_records = check_top_files(&mut ctx, &snapshot, Kind::Finalize)?;
+    let all: Vec<(&str, &Parsed)> = finalize_records
+        .iter()
+        .map(|(id, p, _)| (id.as_str(), p))
+        .collect();
+    check_manifests(&mut ctx, &snapshot, &all)?;
+    let finalizes = finalize_records.len();
+    records.extend(finalize_records.iter().map(|(_, p, _)| Link::of(p)));
     let mut decisions = Vec::new();
     for (_, parsed, signed) in check_top_files(&mut ctx, &snapshot, Kind::Decision)? {
         records.push(Link::of(&parsed));
         decisions.extend(check_decision(&mut ctx, &snapshot, &parsed, signed)?);
     }
+    phases.mark("verify: finalize, decisions");
     let writers = check_writer_chains(&mut ctx, &snapshot, &records)?;
+    phases.mark("verify: chains");
 
     let record_count = records.len();
     views.sort_by(|a, b| (a.at(), &a.run_id).cmp(&(b.at(), &b.run_id)));
@@ -497,14 +505,16 @@ pub fn verify_extension(
             }
         }
     }
-    let mut finalizes = 0;
-    for (id, parsed, _) in check_top_files(&mut ctx, &new, Kind::Finalize)? {
-        finalizes += 1;
-        if !before.contains(&journal::record_path(&id, Kind::Finalize)) {
-            record_count += 1;
-            links.push(Link::of(&parsed));
-        }
-    }
+    let finalize_records = check_top_files(&mut ctx, &new, Kind::Finalize)?;
+    let finalizes = finalize_records.len();
+    let added: Vec<(&str, &Parsed)> = finalize_records
+        .iter()
+        .filter(|(id, _, _)| !before.contains(&journal::record_path(id, Kind::Finalize)))
+        .map(|(id, p, _)| (id.as_str(), p))
+        .collect();
+    check_manifests(&mut ctx, &new, &added)?;
+    record_count += added.len();
+    links.extend(added.iter().map(|(_, p)| Link::of(p)));
     let mut decisions = 0;
     for (id, parsed, signed) in check_top_files(&mut ctx, &new, Kind::Decision)? {
         if !before.contains(&journal::record_path(&id, Kind::Decision)) {
@@ -638,37 +648,20 @@ fn check_runs_parallel(
     here: &Here,
     names: &[String],
 ) -> Result<Vec<CheckedRun>, Error> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if workers == 1 || names.len() < 64 {
-        let snapshot = store.snapshot(tip)?;
-        return names
-            .iter()
-            .map(|n| check_one_run(&snapshot, trust, here, n))
-            .collect();
-    }
     let git_dir = store.git_dir().to_path_buf();
     let ref_name = store.ref_name().to_string();
-    let chunk = names.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
-                let (git_dir, ref_name) = (&git_dir, &ref_name);
-                scope.spawn(move || -> Result<Vec<CheckedRun>, Error> {
-                    let store = Store::open_git_dir(git_dir, ref_name)?;
-                    let snapshot = store.snapshot(tip)?;
-                    part.iter()
-                        .map(|n| check_one_run(&snapshot, trust, here, n))
-                        .collect()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(names.len());
-        for handle in handles {
-            out.extend(handle.join().expect("a verify worker panicked")?);
-        }
-        Ok(out)
-    })
+    let parts = crate::par::chunks(names, 64, |part| -> Result<Vec<CheckedRun>, Error> {
+        let store = Store::open_git_dir(&git_dir, &ref_name)?;
+        let snapshot = store.snapshot(tip)?;
+        part.iter()
+            .map(|n| check_one_run(&snapshot, trust, here, n))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(names.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 fn check_one_run(
@@ -991,8 +984,23 @@ fn check_top_files(
         .expect("a record path has a directory")
         .to_string();
     let mut out = Vec::new();
-    for item in snapshot.list(&dir)?.unwrap_or_default() {
+    let items = snapshot.list(&dir)?.unwrap_or_default();
+    for item in &items {
         let path = format!("{dir}/{}", item.name);
+        if kind == Kind::Finalize && !item.is_tree() {
+            if let Some(id) = item.name.strip_suffix(".files.jsonl") {
+                let record = format!("{id}.dsse.json");
+                if !items.iter().any(|i| i.name == record) {
+                    ctx.add(
+                        "unexpected_entry",
+                        None,
+                        Some(&path),
+                        "a finalize manifest without its record".into(),
+                    );
+                }
+                continue;
+            }
+        }
         let Some(id) = item
             .name
             .strip_suffix(".dsse.json")
@@ -1043,6 +1051,53 @@ fn check_top_files(
         out.push((id.to_string(), parsed, signed));
     }
     Ok(out)
+}
+
+/// Each finalize record's manifest (`finalize/<id>.files.jsonl`) is present,
+/// hashes to the digest the record signs, and lists that many files.
+fn check_manifests(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    records: &[(&str, &Parsed)],
+) -> Result<(), Error> {
+    for (id, parsed) in records {
+        let Ok(p) = parsed
+            .payload
+            .predicate_as::<crate::record::FinalizePredicate>()
+        else {
+            continue;
+        };
+        let path = journal::manifest_path(id);
+        match snapshot.read(&path)? {
+            None => ctx.add(
+                "missing_record",
+                None,
+                Some(&path),
+                format!("finalize record {id} names a manifest that is not in the ledger"),
+            ),
+            Some(bytes) if record::canon::sha256_hex(&bytes) != p.manifest.sha256 => ctx.add(
+                "manifest_mismatch",
+                None,
+                Some(&path),
+                format!("does not hash to the manifest digest finalize record {id} signs"),
+            ),
+            Some(bytes) => {
+                let files = record::parse_manifest(&bytes);
+                if files.as_ref().map(Vec::len) != Some(p.manifest.files as usize) {
+                    ctx.add(
+                        "manifest_mismatch",
+                        None,
+                        Some(&path),
+                        format!(
+                            "does not list the {} file digests finalize record {id} signs",
+                            p.manifest.files
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A decision record's references: the decided run and its result record,

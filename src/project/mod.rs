@@ -213,7 +213,9 @@ pub struct Projection {
 
 /// Renders every document.
 pub fn project(input: &Input<'_>) -> Projection {
+    let mut phases = crate::clock::Phases::start();
     let views = views(input);
+    phases.mark("project: views");
     let mut files = BTreeMap::new();
     files.insert(
         input.config.finalize.stage_audit_log.clone(),
@@ -263,37 +265,9 @@ pub fn project(input: &Input<'_>) -> Projection {
         format!("{failure_dir}/failure_pattern_summary.md"),
         failures::summary(&patterns).into_bytes(),
     );
-    for (i, view) in views.iter().enumerate() {
-        let previous = previous_of_factor(&views[..i], view);
-        let p = &view.paths;
-        if let (Some(path), Some(report)) = (&p.summary, view.report.report()) {
-            files.insert(
-                path.clone(),
-                docs::final_summary(input, view, report).into_bytes(),
-            );
-        }
-        if let (Some(path), Some(report)) = (&p.review, view.report.report()) {
-            files.insert(
-                path.clone(),
-                docs::run_review(input, view, report, previous).into_bytes(),
-            );
-        }
-        if let Some(checks) = &view.checks {
-            let gov = governance::Document::new(view, checks);
-            let plan = governance::Plan::new(input, view, checks);
-            let pairs = [
-                (&p.governance_json, json_bytes(&gov)),
-                (&p.governance_md, gov.markdown().into_bytes()),
-                (&p.remediation_json, json_bytes(&plan)),
-                (&p.remediation_md, plan.markdown().into_bytes()),
-            ];
-            for (path, bytes) in pairs {
-                if let Some(path) = path {
-                    files.insert(path.clone(), bytes);
-                }
-            }
-        }
-    }
+    phases.mark("project: ledger documents");
+    files.extend(run_documents(input, &views));
+    phases.mark("project: run documents");
     let runs = views
         .iter()
         .map(|v| RunOutline {
@@ -317,6 +291,50 @@ pub fn project(input: &Input<'_>) -> Projection {
         })
         .collect();
     Projection { files, runs }
+}
+
+/// Every run's own documents (final summary, run review, governance check
+/// and remediation plan), rendered on every core: each run's documents
+/// depend on that run and the one before it of the same factor only.
+fn run_documents(input: &Input<'_>, views: &[View<'_>]) -> Vec<(String, Vec<u8>)> {
+    let indices: Vec<usize> = (0..views.len()).collect();
+    let parts = crate::par::chunks(&indices, 64, |part| {
+        let mut out = Vec::new();
+        for &i in part {
+            let view = &views[i];
+            let previous = previous_of_factor(&views[..i], view);
+            let p = &view.paths;
+            if let (Some(path), Some(report)) = (&p.summary, view.report.report()) {
+                out.push((
+                    path.clone(),
+                    docs::final_summary(input, view, report).into_bytes(),
+                ));
+            }
+            if let (Some(path), Some(report)) = (&p.review, view.report.report()) {
+                out.push((
+                    path.clone(),
+                    docs::run_review(input, view, report, previous).into_bytes(),
+                ));
+            }
+            if let Some(checks) = &view.checks {
+                let gov = governance::Document::new(view, checks);
+                let plan = governance::Plan::new(input, view, checks);
+                let pairs = [
+                    (&p.governance_json, json_bytes(&gov)),
+                    (&p.governance_md, gov.markdown().into_bytes()),
+                    (&p.remediation_json, json_bytes(&plan)),
+                    (&p.remediation_md, plan.markdown().into_bytes()),
+                ];
+                for (path, bytes) in pairs {
+                    if let Some(path) = path {
+                        out.push((path.clone(), bytes));
+                    }
+                }
+            }
+        }
+        out
+    });
+    parts.concat()
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {

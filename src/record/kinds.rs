@@ -247,8 +247,41 @@ pub struct FinalizePredicate {
     pub config_sha256: String,
     /// `--require-final-summary`.
     pub require_final_summary: bool,
-    /// Every file written, sorted by path.
-    pub files: Vec<FileDigest>,
+    /// Every file written, in the manifest stored beside the record.
+    pub manifest: ManifestDigest,
+}
+
+/// The manifest of a finalize record, `finalize/<id>.files.jsonl`: one
+/// canonical JSON [`FileDigest`] per line, sorted by path. The record signs
+/// its digest, so a projection of any size keeps the record small.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestDigest {
+    /// SHA-256 of the manifest file's bytes.
+    pub sha256: String,
+    /// Number of files (lines).
+    pub files: u64,
+    /// Total bytes of the files.
+    pub bytes: u64,
+}
+
+/// The manifest bytes of `files` (sorted by path).
+pub fn manifest_bytes(files: &[FileDigest]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend_from_slice(&crate::record::canon::canonical_bytes(f));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Parses manifest bytes; `None` when a line is not a file digest.
+pub fn parse_manifest(bytes: &[u8]) -> Option<Vec<FileDigest>> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect()
 }
 
 /// A committee member's decision on a run.

@@ -292,3 +292,50 @@ fn stored_input_deleted_or_added() {
     env.tamper(&[(&extra, Some(b"x\n"))], Some(&env.key));
     assert_finding(&findings(&env), "unexpected_entry", Some(&extra));
 }
+
+#[test]
+fn finalize_manifest_edited_deleted_or_orphaned() {
+    let (env, _) = fixture();
+    let outcome: Value =
+        serde_json::from_str(&assert_ok(env.ledger(&["finalize", "--json"])).stdout).unwrap();
+    let id = outcome["finalize"]["finalize_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = format!("finalize/{id}.files.jsonl");
+    let bytes = env.ledger_file(&manifest);
+    assert_eq!(
+        bytes.iter().filter(|b| **b == b'\n').count(),
+        outcome["files"].as_array().unwrap().len()
+    );
+    assert_ok(env.ledger(&["verify"]));
+    // One file's digest changed in the manifest only: the signed digest no
+    // longer matches.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let edited = text.replacen("\"sha256\":\"", "\"sha256\":\"0", 1);
+    env.tamper(&[(&manifest, Some(edited.as_bytes()))], Some(&env.key));
+    assert_finding(&findings(&env), "manifest_mismatch", Some(&manifest));
+
+    let (env, _) = fixture();
+    let outcome: Value =
+        serde_json::from_str(&assert_ok(env.ledger(&["finalize", "--json"])).stdout).unwrap();
+    let id = outcome["finalize"]["finalize_id"].as_str().unwrap();
+    let manifest = format!("finalize/{id}.files.jsonl");
+    env.tamper(
+        &[
+            (&manifest, None),
+            (
+                "finalize/20200101T000000Z_finalize_000000000000.files.jsonl",
+                Some(b"{}\n"),
+            ),
+        ],
+        Some(&env.key),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "missing_record", Some(&manifest));
+    assert_finding(
+        &f,
+        "unexpected_entry",
+        Some("finalize/20200101T000000Z_finalize_000000000000.files.jsonl"),
+    );
+}
