@@ -13,7 +13,8 @@ import tempfile
 import time
 
 LEDGER = sys.argv[1]
-WANT = set(sys.argv[2:]) or {"big", "fixed", "dq", "finalize", "pull"}
+WANT = set(sys.argv[2:]) or {"big", "fixed", "dq", "finalize", "pull", "verify", "log"}
+FLOOR = os.path.join(os.path.dirname(LEDGER), "examples", "ed25519_floor")
 GIB = 1 << 30
 
 
@@ -194,6 +195,40 @@ def bench_finalize(root, runs):
            full, inc, full_rss, inc_rss, "<= 0.20x")
 
 
+def bench_verify(root, runs):
+    """`ledger verify` of a generated ledger of N runs (FINALIZE_RUNS, default
+    10000), packed, against verify_strict of as many ed25519 signatures on
+    every core (examples/ed25519_floor, timed inside the process: the
+    signature work alone). Then `ledger log` and `ledger status` of the same
+    ledger against `git log --oneline` of the ledger ref."""
+    n, repo, env = generated(root)
+    subprocess.run(["git", "repack", "-adq"], cwd=repo, env=env, check=True)
+    import json
+    report_json = json.loads(subprocess.run([LEDGER, "verify", "--json"], cwd=repo, env=env,
+                                            check=True, capture_output=True).stdout)
+    signatures = report_json["records"]
+    floor, ours, our_rss = [], [], 0
+    for _ in range(runs):
+        out = subprocess.run([FLOOR, str(signatures), "1400"], check=True, capture_output=True).stdout
+        floor.append(float(out) / 1000)
+        w, r = timed([LEDGER, "verify"], repo, env)
+        ours.append(w); our_rss = max(our_rss, r)
+    report(f"verify of {n} generated runs ({signatures} record signatures, packed), {runs} runs each: "
+           f"ed25519 verify_strict of {signatures} signatures on all cores vs `ledger verify`",
+           floor, ours, 0, our_rss, "<= 2x (>= 50% of the floor's throughput)")
+    if "log" not in WANT:
+        return
+    for command in (["log"], ["status"]):
+        base, ours, base_rss, our_rss = [], [], 0, 0
+        for _ in range(runs):
+            w, r = timed(["git", "log", "--oneline", "refs/heads/ledger"], repo, env)
+            base.append(w); base_rss = max(base_rss, r)
+            w, r = timed([LEDGER, *command], repo, env)
+            ours.append(w); our_rss = max(our_rss, r)
+        report(f"`ledger {command[0]}` of {n} generated runs vs `git log --oneline` of the ledger ref",
+               base, ours, base_rss, our_rss, "<= 2x")
+
+
 def bench_pull(root, runs):
     """One new run pulled from a remote ledger of N runs (FINALIZE_RUNS,
     default 10000) vs a plain `git fetch` of the same ref from the same remote
@@ -229,6 +264,8 @@ def main():
             bench_dq(repo, env, max(3, runs // 2))
         if "finalize" in WANT:
             bench_finalize(os.path.join(root, "finalize"), max(3, runs // 2))
+        if "verify" in WANT or "log" in WANT:
+            bench_verify(os.path.join(root, "verify"), max(3, runs))
         if "pull" in WANT:
             bench_pull(os.path.join(root, "pull"), max(3, runs))
         if "fixed" in WANT:

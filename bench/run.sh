@@ -7,6 +7,8 @@
 #   bench/run.sh dq         # ledger dq on a generated 1 GiB CSV of 8 columns vs wc -l
 #   bench/run.sh finalize   # finalize over a generated 10,000-run ledger vs git cat-file of every object
 #   bench/run.sh pull       # ledger pull of one new run from a 10,000-run remote vs git fetch
+#   bench/run.sh verify     # ledger verify of 10,000 runs vs ed25519 verify_strict of as many signatures, all cores
+#   bench/run.sh log        # ledger log / status of 10,000 runs vs git log --oneline of the ledger ref
 #
 # Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), FINALIZE_RUNS
 # (ledger size for finalize, default 10000), BENCH_DIR
@@ -15,5 +17,5 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
-cargo build --release --quiet
+cargo build --release --quiet --bin ledger --example ed25519_floor
 exec python3 "$here/bench.py" "$PWD/target/release/ledger" "$@"

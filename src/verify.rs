@@ -160,9 +160,10 @@ impl Ctx<'_> {
     }
 }
 
-/// Verifies the whole ledger at its tip against `trust`.
+/// Verifies the whole ledger at its tip against `trust`. Holds one run at a
+/// time per core, not the whole ledger.
 pub fn verify(store: &Store, trust: &Trust, here: &Here) -> Result<Report, Error> {
-    verify_with_runs(store, trust, here).map(|v| v.report)
+    verify_all(store, trust, here, false).map(|v| v.report)
 }
 
 /// A whole verification with what it read, so a caller need not read the
@@ -178,6 +179,10 @@ pub struct Verified {
 
 /// [`verify`], also returning the runs and the accepted decisions.
 pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Verified, Error> {
+    verify_all(store, trust, here, true)
+}
+
+fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<Verified, Error> {
     let mut phases = clock::Phases::start();
     let tip = store.require_tip()?;
     let mut ctx = Ctx {
@@ -223,7 +228,7 @@ pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Ver
         .map(|i| i.name)
         .collect();
     phases.mark("verify: commits");
-    let checked = check_runs_parallel(store, tip, trust, here, &run_names)?;
+    let checked = check_runs_parallel(store, tip, trust, here, &run_names, keep)?;
     phases.mark("verify: runs");
     let mut views = Vec::with_capacity(checked.len());
     for run in checked {
@@ -231,12 +236,12 @@ pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Ver
         ctx.findings.extend(run.findings);
         if run.aborted {
             aborted.push(Aborted {
-                run_id: run.view.run_id.clone(),
-                recovered: run.view.get(Kind::Result).is_some(),
+                run_id: run.run_id.clone(),
+                recovered: run.has_result,
             });
         }
-        records.extend(run.view.records.values().map(Link::of));
-        views.push(run.view);
+        records.extend(run.links);
+        views.extend(run.view);
     }
     let finalize_records = check_top_files(&mut ctx, &snapshot, Kind::Finalize)?;
     let all: Vec<(&str, &Parsed)> = finalize_records
@@ -490,18 +495,21 @@ pub fn verify_extension(
     let mut links: Vec<Link> = Vec::new();
     let mut aborted = Vec::new();
     let mut record_count = 0;
-    for run in check_runs_parallel(store, tip, trust, here, &changed)? {
+    for run in check_runs_parallel(store, tip, trust, here, &changed, false)? {
         ctx.findings.extend(run.findings);
         if run.aborted {
             aborted.push(Aborted {
-                run_id: run.view.run_id.clone(),
-                recovered: run.view.get(Kind::Result).is_some(),
+                run_id: run.run_id.clone(),
+                recovered: run.has_result,
             });
         }
-        for (kind, parsed) in &run.view.records {
+        for link in run.links {
             record_count += 1;
-            if !before.contains(&journal::record_path(&run.view.run_id, *kind)) {
-                links.push(Link::of(parsed));
+            if !before.contains(&journal::record_path(
+                &link.payload.run_id,
+                link.payload.kind,
+            )) {
+                links.push(link);
             }
         }
     }
@@ -633,10 +641,19 @@ fn check_chain_extension(
 
 /// One run checked by a worker: its findings, in the order found.
 struct CheckedRun {
-    view: Run,
+    run_id: String,
+    /// The parsed run, when the caller keeps runs.
+    view: Option<Run>,
+    /// Its records' chain entries.
+    links: Vec<Link>,
     findings: Vec<Finding>,
     aborted: bool,
+    /// Whether it has a result record.
+    has_result: bool,
 }
+
+/// Decompressed keys: decompression costs about as much as a verification.
+type KeyCache = BTreeMap<[u8; 32], Option<ed25519_dalek::VerifyingKey>>;
 
 /// Checks runs on every core: each worker opens its own repository handle and
 /// checks a contiguous slice; results come back in `names` order, so the
@@ -647,14 +664,16 @@ fn check_runs_parallel(
     trust: &Trust,
     here: &Here,
     names: &[String],
+    keep: bool,
 ) -> Result<Vec<CheckedRun>, Error> {
     let git_dir = store.git_dir().to_path_buf();
     let ref_name = store.ref_name().to_string();
     let parts = crate::par::chunks(names, 64, |part| -> Result<Vec<CheckedRun>, Error> {
         let store = Store::open_git_dir(&git_dir, &ref_name)?;
         let snapshot = store.snapshot(tip)?;
+        let mut keys = KeyCache::new();
         part.iter()
-            .map(|n| check_one_run(&snapshot, trust, here, n))
+            .map(|n| check_one_run(&snapshot, trust, here, n, &mut keys, keep))
             .collect()
     });
     let mut out = Vec::with_capacity(names.len());
@@ -669,11 +688,13 @@ fn check_one_run(
     trust: &Trust,
     here: &Here,
     run_id: &str,
+    keys: &mut KeyCache,
+    keep: bool,
 ) -> Result<CheckedRun, Error> {
     let mut ctx = Ctx {
         trust,
         findings: Vec::new(),
-        keys: BTreeMap::new(),
+        keys: std::mem::take(keys),
     };
     let parsed = check_run_files(&mut ctx, snapshot, run_id)?;
     check_run_order(&mut ctx, run_id, &parsed);
@@ -699,8 +720,12 @@ fn check_one_run(
         unreadable,
     };
     let aborted = view.status_here(here) == Status::Aborted;
+    *keys = ctx.keys;
     Ok(CheckedRun {
-        view,
+        run_id: run_id.to_string(),
+        links: view.records.values().map(Link::of).collect(),
+        has_result: view.get(Kind::Result).is_some(),
+        view: keep.then_some(view),
         findings: ctx.findings,
         aborted,
     })

@@ -47,7 +47,17 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             "verify --policy needs a committee: set ledger.yaml committee.allowed_signers",
         ));
     }
-    let verified = crate::verify::verify_with_runs(&ws.store, &trust, &crate::proc::Here::read())?;
+    let here = crate::proc::Here::read();
+    // Only the policy and the projections need the runs themselves.
+    let verified = if args.policy || args.projections {
+        crate::verify::verify_with_runs(&ws.store, &trust, &here)?
+    } else {
+        crate::verify::Verified {
+            report: crate::verify::verify(&ws.store, &trust, &here)?,
+            runs: Vec::new(),
+            decisions: Vec::new(),
+        }
+    };
     let mut report = verified.report.clone();
     if args.policy {
         let board = crate::committee::Board::new(&ws.config.committee, verified.decisions.clone());

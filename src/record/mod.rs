@@ -247,13 +247,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, RecordError> {
     let payload_bytes = B64
         .decode(envelope.payload.as_bytes())
         .map_err(|_| RecordError::Base64)?;
-    let canonical = canon::canonicalize(&payload_bytes)
-        .ok_or_else(|| RecordError::PayloadJson("invalid JSON".into()))?;
-    if canonical != payload_bytes {
+    // One parse serves both checks: the canonical form of the parsed value
+    // must be the stored bytes, and the value (moved, not re-read) must be a
+    // payload.
+    let value: serde_json::Value = serde_json::from_slice(&payload_bytes)
+        .map_err(|_| RecordError::PayloadJson("invalid JSON".into()))?;
+    if canon::canonical_bytes(&value) != payload_bytes {
         return Err(RecordError::NotCanonical);
     }
     let payload: Payload =
-        serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?;
+        serde_json::from_value(value).map_err(|e| RecordError::Payload(e.to_string()))?;
     // The base64 text is `payload_bytes` again; a large ledger need not hold both.
     let mut envelope = envelope;
     envelope.payload = String::new();
