@@ -5,6 +5,7 @@ mod decide;
 mod demo;
 mod dq;
 mod error;
+mod export;
 mod finalize;
 mod generate;
 mod init;
@@ -14,6 +15,7 @@ mod monitor;
 mod preflight;
 mod recover;
 mod run;
+mod shell;
 mod status;
 mod sync;
 mod verify;
@@ -65,7 +67,10 @@ enum Command {
     Recover(recover::Args),
     Finalize(finalize::Args),
     Decide(decide::Args),
+    Export(export::Args),
     Generate(generate::Args),
+    Completions(shell::CompletionsArgs),
+    Man(shell::ManArgs),
 }
 
 /// What the commands read from the process environment.
@@ -144,7 +149,10 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Recover(a) => recover::exec(a, env, out),
         Command::Finalize(a) => finalize::exec(a, env, out),
         Command::Decide(a) => decide::exec(a, env, out),
+        Command::Export(a) => export::exec(a, env, out),
         Command::Generate(a) => generate::exec(a, env, out),
+        Command::Completions(a) => shell::exec_completions(a, env, out),
+        Command::Man(a) => shell::exec_man(a, env, out),
     }
 }
 

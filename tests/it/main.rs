@@ -8,6 +8,8 @@ mod demo;
 mod dq;
 mod errors;
 mod finalize;
+mod help;
+mod intoto;
 mod schemas;
 mod ssh;
 mod supervise;
