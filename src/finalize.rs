@@ -633,7 +633,7 @@ pub fn check_projections(
 /// Paths staged in the user's index that are not in `allowed`: `finalize
 /// --commit` refuses to sweep them into its commit.
 pub fn foreign_staged(root: &Path, allowed: &[String]) -> Result<Vec<String>, Error> {
-    let out = git(root, &["diff", "--cached", "--name-only", "-z"])?;
+    let out = crate::gitcli::git(root, &["diff", "--cached", "--name-only", "-z"])?;
     Ok(out
         .split('\0')
         .filter(|p| !p.is_empty() && !allowed.iter().any(|a| a == p))
@@ -651,10 +651,13 @@ pub fn commit_on_branch(
 ) -> Result<Option<String>, Error> {
     let mut add = vec!["add", "--"];
     add.extend(paths.iter().map(String::as_str));
-    git(root, &add)?;
+    crate::gitcli::git(root, &add)?;
     let mut staged = vec!["diff", "--cached", "--name-only", "-z", "--"];
     staged.extend(paths.iter().map(String::as_str));
-    if git(root, &staged)?.trim_matches('\0').is_empty() {
+    if crate::gitcli::git(root, &staged)?
+        .trim_matches('\0')
+        .is_empty()
+    {
         return Ok(None);
     }
     let message = format!(
@@ -662,28 +665,10 @@ pub fn commit_on_branch(
     );
     let mut commit = vec!["commit", "--quiet", "--only", "-m", &message, "--"];
     commit.extend(paths.iter().map(String::as_str));
-    git(root, &commit)?;
-    Ok(Some(git(root, &["rev-parse", "HEAD"])?.trim().to_string()))
-}
-
-fn git(root: &Path, args: &[&str]) -> Result<String, Error> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| Error::Io {
-            path: "git".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(Error::input(
-            format!("git {}", args.first().copied().unwrap_or("")),
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .replace('\n', "; "),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::gitcli::git(root, &commit)?;
+    Ok(Some(
+        crate::gitcli::git(root, &["rev-parse", "HEAD"])?
+            .trim()
+            .to_string(),
+    ))
 }

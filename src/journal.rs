@@ -176,11 +176,42 @@ pub fn append_single<P: Serialize>(
     Ok(sealed.remove(0))
 }
 
+/// A run record's kind with its outcome, for commit messages: `preflight
+/// passed`, `data_quality failed`, `result failed (exit 3)`, `context`.
+fn outcome(payload: &Payload) -> String {
+    let kind = payload.kind.as_str();
+    let passed = |p: bool| if p { "passed" } else { "failed" };
+    match payload.kind {
+        Kind::Preflight => payload
+            .predicate_as::<record::PreflightPredicate>()
+            .map_or(kind.to_string(), |p| format!("{kind} {}", passed(p.passed))),
+        Kind::DataQuality => payload
+            .predicate_as::<record::DataQualityPredicate>()
+            .map_or(kind.to_string(), |p| format!("{kind} {}", passed(p.passed))),
+        Kind::Result => {
+            payload
+                .predicate_as::<record::ResultPredicate>()
+                .map_or(kind.to_string(), |r| match (r.exit_code, r.signal) {
+                    (Some(c), _) => format!("{kind} {} (exit {c})", r.status),
+                    (None, Some(s)) => format!("{kind} {} (signal {s})", r.status),
+                    (None, None) => format!("{kind} {}", r.status),
+                })
+        }
+        _ => kind.to_string(),
+    }
+}
+
 fn batch_for(fingerprint: &str, sealed: &[Sealed]) -> Batch {
     let last = sealed.last().expect("a batch has at least one record");
-    let kinds: Vec<&str> = sealed.iter().map(|r| r.payload.kind.as_str()).collect();
+    let kinds: Vec<String> = sealed.iter().map(|r| outcome(&r.payload)).collect();
     let mut message = match last.payload.kind {
-        Kind::Finalize => format!("finalize {}\n\n", last.payload.run_id),
+        Kind::Finalize => match last.payload.predicate_as::<record::FinalizePredicate>() {
+            Ok(f) => format!(
+                "finalize {}: {} runs, {} files\n\n",
+                last.payload.run_id, f.runs, f.manifest.files
+            ),
+            Err(_) => format!("finalize {}\n\n", last.payload.run_id),
+        },
         Kind::Decision => match last.payload.predicate_as::<record::DecisionPredicate>() {
             Ok(d) => format!(
                 "decision {}: {} {} by {}\n\n",
@@ -194,7 +225,7 @@ fn batch_for(fingerprint: &str, sealed: &[Sealed]) -> Batch {
         _ => format!("run {}: {}\n\n", last.payload.run_id, kinds.join(", ")),
     };
     for r in sealed {
-        message.push_str(&format!("{} {}\n", r.payload.kind, r.id));
+        message.push_str(&format!("{} {}\n", outcome(&r.payload), r.id));
     }
     message.push_str(&format!("writer {fingerprint} seq {}\n", last.payload.seq));
     let mut files: Vec<(String, Vec<u8>)> = sealed

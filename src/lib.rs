@@ -26,6 +26,7 @@ pub mod error;
 pub mod files;
 pub mod finalize;
 pub mod generate;
+pub mod gitcli;
 pub mod history;
 pub mod journal;
 pub mod par;

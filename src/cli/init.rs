@@ -10,9 +10,14 @@ use crate::trust::TrustFile;
 /// Writes ledger.yaml from the built-in template (unless one exists), adds the
 /// signing key to the trust file (trust.allowed_signers), and creates the ledger
 /// ref with a signed genesis commit. Safe to run again: what exists is kept.
+/// With a remote configured, prints the refspec that lets plain git fetch the
+/// ledger too.
 ///
-/// Example: ledger init --key ~/.ssh/ledger_ed25519 --principal hui@example.com
+/// Examples:
+///   ledger init --key ~/.ssh/ledger_ed25519 --principal hui@example.com
+///   ledger init --git-config     # then: git log --show-signature ledger
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Signing key (default: $LEDGER_KEY, ledger.yaml signing.key, git's user.signingkey).
     #[arg(long, value_name = "PATH")]
@@ -20,6 +25,11 @@ pub struct Args {
     /// Principal for the trust file line (default: git's user.email, else "ledger").
     #[arg(long)]
     principal: Option<String>,
+    /// Also set this repository's gpg.ssh.allowedSignersFile to the trust
+    /// file, so `git log --show-signature` and `git verify-commit` check
+    /// ledger commits with no extra flags.
+    #[arg(long)]
+    git_config: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -87,6 +97,41 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             config.trust.allowed_signers
         ));
     }
+    if args.git_config {
+        let path = trust_path.display().to_string();
+        let current = crate::gitcli::git(
+            &root,
+            &["config", "--local", "--get", "gpg.ssh.allowedSignersFile"],
+        )
+        .unwrap_or_default();
+        if current.trim() != path {
+            crate::gitcli::git(
+                &root,
+                &["config", "--local", "gpg.ssh.allowedSignersFile", &path],
+            )?;
+            did.push(format!("set git config gpg.ssh.allowedSignersFile {path}"));
+        }
+    }
+    let remotes: Vec<String> = crate::gitcli::git(&root, &["remote"])
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let short = config
+        .ledger
+        .ref_name
+        .strip_prefix("refs/heads/")
+        .unwrap_or(&config.ledger.ref_name)
+        .to_string();
+    let refspecs: Vec<(String, String)> = remotes
+        .iter()
+        .map(|r| {
+            (
+                r.clone(),
+                format!("+{}:refs/remotes/{r}/{short}", config.ledger.ref_name),
+            )
+        })
+        .collect();
     let genesis = match tip {
         Some(tip) => tip,
         None => {
@@ -108,6 +153,10 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                 "signer": signer.fingerprint(),
                 "trust_file": config.trust.allowed_signers,
                 "changes": did,
+                "remote_refspecs": refspecs
+                    .iter()
+                    .map(|(r, spec)| serde_json::json!({"remote": r, "refspec": spec}))
+                    .collect::<Vec<_>>(),
             }),
             out,
         );
@@ -121,14 +170,24 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         for line in &did {
             out.extend_from_slice(format!("{line}\n").as_bytes());
         }
-        out.extend_from_slice(
-            format!(
-                "next: ledger run --workflow W --tag T --owner NAME -- COMMAND\n\
-                 git can check ledger commits too: git -c gpg.ssh.allowedSignersFile={} log --show-signature {}\n",
-                config.trust.allowed_signers, config.ledger.ref_name
-            )
-            .as_bytes(),
-        );
+        out.extend_from_slice(b"next: ledger run --workflow W --tag T --owner NAME -- COMMAND\n");
+        if !args.git_config {
+            out.extend_from_slice(
+                format!(
+                    "git can check ledger commits too: git -c gpg.ssh.allowedSignersFile={} log --show-signature {} (or ledger init --git-config)\n",
+                    config.trust.allowed_signers, config.ledger.ref_name
+                )
+                .as_bytes(),
+            );
+        }
+        for (remote, spec) in &refspecs {
+            out.extend_from_slice(
+                format!(
+                    "remote {remote}: ledger push/pull {remote} sync the ledger; for plain git fetch too: git config --add remote.{remote}.fetch {spec}\n"
+                )
+                .as_bytes(),
+            );
+        }
     }
     Ok(0)
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::config;
 use crate::run::{self, Outcome, Request};
@@ -64,20 +63,7 @@ pub struct Demo {
 
 /// Runs `git -C repo ARGS`; its stderr becomes the error.
 pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<(), Error> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .map_err(|e| Error::input("git", format!("cannot run git: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::input(
-            format!("git {}", args.join(" ")),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
+    crate::gitcli::git(repo, args).map(drop)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Error> {

@@ -668,3 +668,51 @@ fn verify_since_catches_a_rewritten_history() {
     assert!(out.stdout.contains("\"since_unknown\""), "{out:?}");
     crate::common::assert_input_error(&env.ledger(&["verify", "--since", "HEAD"]), "--since");
 }
+
+#[test]
+fn git_shows_good_signatures_and_readable_subjects_after_init_git_config() {
+    let env = crate::common::TestEnv::new();
+    let remote = env.dir.path().join("remote.git");
+    env.git(&["init", "-q", "--bare", remote.to_str().unwrap()]);
+    env.git(&["remote", "add", "origin", remote.to_str().unwrap()]);
+    let out = env.ok(&["init", "--principal", "w@example.com", "--git-config"]);
+    assert!(
+        out.stdout
+            .contains("set git config gpg.ssh.allowedSignersFile"),
+        "{out:?}"
+    );
+    let spec = "+refs/heads/ledger:refs/remotes/origin/ledger";
+    assert!(
+        out.stdout
+            .contains(&format!("git config --add remote.origin.fetch {spec}")),
+        "{out:?}"
+    );
+    env.set_limits(1, 1);
+    crate::common::assert_ok(env.run("ok1", &[], &["true"]));
+    assert_eq!(env.run("bad1", &[], &["sh", "-c", "exit 3"]).code, 3);
+    // Plain git, no -c flags: every ledger commit has a good signature.
+    let log = env.git(&["log", "--format=%G? %s", "refs/heads/ledger"]);
+    assert!(
+        log.lines().all(|l| l.starts_with("G ")),
+        "not all good:\n{log}"
+    );
+    let shown = env.git(&["log", "--show-signature", "-1", "refs/heads/ledger"]);
+    assert!(shown.contains("Good \"git\" signature"), "{shown}");
+    // One subject line per commit naming the run, its records and outcomes.
+    assert!(
+        log.contains("_wf_ok1: preflight passed, context, command"),
+        "{log}"
+    );
+    assert!(log.contains("_wf_bad1: result failed (exit 3)"), "{log}");
+    // The printed refspec works for plain git.
+    env.ok(&["push", "origin"]);
+    env.git(&["config", "--add", "remote.origin.fetch", spec]);
+    env.git(&["fetch", "-q", "origin"]);
+    assert_eq!(
+        env.git(&["rev-parse", "refs/remotes/origin/ledger"]),
+        env.git(&["rev-parse", "refs/heads/ledger"])
+    );
+    // Running init again changes nothing.
+    let again = env.ok(&["init", "--git-config"]);
+    assert!(again.stdout.starts_with("already initialised"), "{again:?}");
+}
