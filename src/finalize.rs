@@ -39,6 +39,8 @@ pub struct Computed {
     pub projection: Projection,
     /// Verify's findings that concern no single run (commits, writers).
     pub ledger_findings: Vec<Finding>,
+    /// The static HTML site, when asked for ([`compute_site`]).
+    pub site: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 /// Reads the ledger at its tip, verifies it against `trust`, and renders the
@@ -62,6 +64,24 @@ pub fn compute_from(
     options: Options,
     tag: Option<&str>,
     verified: verify::Verified,
+) -> Result<Computed, Error> {
+    compute_inner(ws, trust, options, tag, verified, false)
+}
+
+/// `ledger report --html`: verifies the ledger and renders the projection
+/// (default options) and, from it, the static site ([`project::html`]).
+pub fn compute_site(ws: &Workspace, trust: &Trust) -> Result<Computed, Error> {
+    let verified = verify::verify_with_runs(&ws.store, trust, &crate::proc::Here::read())?;
+    compute_inner(ws, trust, Options::default(), None, verified, true)
+}
+
+fn compute_inner(
+    ws: &Workspace,
+    trust: &Trust,
+    options: Options,
+    tag: Option<&str>,
+    verified: verify::Verified,
+    site: bool,
 ) -> Result<Computed, Error> {
     let verify::Verified {
         report,
@@ -120,6 +140,7 @@ pub fn compute_from(
     };
     let mut projection = project::project(&input);
     phases.mark("project");
+    let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
         let Some(run) = history.find(tag) else {
             return Err(Error::input(
@@ -158,6 +179,7 @@ pub fn compute_from(
         config_sha256: canon::sha256_hex(&config_bytes),
         options,
         projection,
+        site,
         ledger_findings: report
             .findings
             .into_iter()

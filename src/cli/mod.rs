@@ -14,6 +14,7 @@ mod log;
 mod monitor;
 mod preflight;
 mod recover;
+mod report;
 mod run;
 mod shell;
 mod status;
@@ -68,6 +69,7 @@ enum Command {
     Finalize(finalize::Args),
     Decide(decide::Args),
     Export(export::Args),
+    Report(report::Args),
     Generate(generate::Args),
     Completions(shell::CompletionsArgs),
     Man(shell::ManArgs),
@@ -150,6 +152,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Finalize(a) => finalize::exec(a, env, out),
         Command::Decide(a) => decide::exec(a, env, out),
         Command::Export(a) => export::exec(a, env, out),
+        Command::Report(a) => report::exec(a, env, out),
         Command::Generate(a) => generate::exec(a, env, out),
         Command::Completions(a) => shell::exec_completions(a, env, out),
         Command::Man(a) => shell::exec_man(a, env, out),

@@ -7,10 +7,12 @@
 //! Order is always (first record time, run id); times are the records' UTC
 //! times; numbers from reports are printed as the report wrote them.
 
+pub mod charts;
 pub mod docs;
 pub mod failures;
 pub mod governance;
 pub mod handoff;
+pub mod html;
 pub mod markdown;
 pub mod queue;
 pub mod registry;

@@ -97,7 +97,7 @@ fn aborted_run(env: &TestEnv, tag: &str) {
 }
 
 /// A ledger with passing, failing, blocked, aborted, DQ-skipped and hostile runs.
-fn fixture() -> TestEnv {
+pub(crate) fn fixture() -> TestEnv {
     let env = TestEnv::init();
     std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
     // The strategy config is an input: stored with each run, diffed in reviews.

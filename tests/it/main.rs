@@ -10,6 +10,7 @@ mod errors;
 mod finalize;
 mod help;
 mod intoto;
+mod report;
 mod schemas;
 mod ssh;
 mod supervise;
