@@ -59,6 +59,8 @@ pub struct Demo {
     pub documents: Vec<String>,
     pub finalize: crate::finalize::Recorded,
     pub verify: verify::Report,
+    /// The HTML report's index page (`ledger report --html`), beside the repository.
+    pub report: PathBuf,
 }
 
 /// Runs `git -C repo ARGS`; its stderr becomes the error.
@@ -247,7 +249,19 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         crate::finalize::record(&ws, &signer, &identity, crate::clock::now()?, &computed)?;
     let documents = computed.projection.files.keys().cloned().collect();
     let report = verify::verify(&ws.store, &trust_file, &crate::proc::Here::read())?;
+    writeln!(note, "demo: ledger report --html").ok();
+    let site_dir = repo.parent().unwrap_or(&repo).join("report");
+    let site = crate::finalize::compute_site(&ws, &trust_file)?;
+    std::fs::create_dir_all(&site_dir).map_err(|e| Error::io(&site_dir, e))?;
+    crate::finalize::write(
+        &site_dir,
+        &crate::project::Projection {
+            files: site.site.unwrap_or_default(),
+            runs: Vec::new(),
+        },
+    )?;
     Ok(Demo {
+        report: site_dir.join("index.html"),
         repo,
         key,
         trust,

@@ -9,6 +9,26 @@ fn demo_records_four_runs_finalizes_and_verifies() {
     let out = env.ledger(&["demo", dir.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("  verify: ok ("), "{out:?}");
+    // It ends with the HTML report, beside the repository.
+    let index = dir.join("report/index.html");
+    assert!(
+        out.stdout
+            .contains(&format!("HTML report: {}", index.display())),
+        "{out:?}"
+    );
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert_eq!(html.matches("<figure id=\"chart-").count(), 4);
+    assert!(dir
+        .join("report/docs/production_research/STAGE_AUDIT_LOG.html")
+        .exists());
+    // The README's screenshot is this page as headless Chromium draws it.
+    if let Some(png) = crate::report::browser_loads(&dir.join("report")) {
+        #[allow(clippy::disallowed_methods)] // a test switch, not product behaviour
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+            std::fs::write(docs.join("report-screenshot.png"), png).unwrap();
+        }
+    }
     for (status, tag) in [
         ("passed", "momentum"),
         ("failed", "value"),

@@ -111,7 +111,10 @@ fn the_html_report_has_every_document_and_chart_and_is_byte_identical() {
     browser_loads(&site);
 }
 
-fn browser_loads(site: &Path) {
+/// Loads `site/index.html` in headless Chromium and checks what it built;
+/// returns the screenshot (PNG bytes), or `None` when chromium is missing
+/// outside CI.
+pub(crate) fn browser_loads(site: &Path) -> Option<Vec<u8>> {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists());
@@ -120,7 +123,7 @@ fn browser_loads(site: &Path) {
         let ci = std::env::var_os("CI").is_some();
         assert!(!ci, "chromium is missing under CI");
         eprintln!("skipped the browser part: chromium is not installed");
-        return;
+        return None;
     };
     let profile = site.parent().unwrap().join("chromium-profile");
     let url = format!("file://{}/index.html", site.display());
@@ -135,7 +138,7 @@ fn browser_loads(site: &Path) {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                "--window-size=1200,2400",
+                "--window-size=1100,1400",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .args(extra)
@@ -172,4 +175,5 @@ fn browser_loads(site: &Path) {
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     assert!(png.len() > 20_000, "a blank page? {} bytes", png.len());
+    Some(png)
 }
