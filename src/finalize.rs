@@ -322,10 +322,15 @@ pub struct Written {
 /// existing one that differs atomically (temp file + rename), on every core.
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
+    let _progress = crate::progress::begin("write: files", entries.len());
     let parts = crate::par::chunks(&entries, 64, |part| {
         let mut safe_dirs = std::collections::BTreeSet::new();
         part.iter()
-            .map(|(rel, bytes)| write_one(root, rel, bytes, &mut safe_dirs))
+            .map(|(rel, bytes)| {
+                let written = write_one(root, rel, bytes, &mut safe_dirs);
+                crate::progress::inc(1);
+                written
+            })
             .collect::<Result<Vec<Written>, Error>>()
     });
     let mut out = Vec::with_capacity(entries.len());

@@ -120,6 +120,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
     let mut commits = 1;
     let mut records = 0;
     let mut index = 0;
+    let _progress = crate::progress::begin("generate: runs", spec.runs);
     while index < spec.runs {
         let end = (index + spec.per_commit).min(spec.runs);
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -154,6 +155,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
             ))
         })?;
         commits += 1;
+        crate::progress::inc((end - index) as u64);
         index = end;
     }
     Ok(Generated {

@@ -32,6 +32,7 @@ pub mod journal;
 pub mod par;
 pub mod preflight;
 pub mod proc;
+pub mod progress;
 pub mod project;
 pub mod record;
 pub mod recover;

@@ -668,12 +668,17 @@ fn check_runs_parallel(
 ) -> Result<Vec<CheckedRun>, Error> {
     let git_dir = store.git_dir().to_path_buf();
     let ref_name = store.ref_name().to_string();
+    let _progress = crate::progress::begin("verify: runs", names.len());
     let parts = crate::par::chunks(names, 64, |part| -> Result<Vec<CheckedRun>, Error> {
         let store = Store::open_git_dir(&git_dir, &ref_name)?;
         let snapshot = store.snapshot(tip)?;
         let mut keys = KeyCache::new();
         part.iter()
-            .map(|n| check_one_run(&snapshot, trust, here, n, &mut keys, keep))
+            .map(|n| {
+                let checked = check_one_run(&snapshot, trust, here, n, &mut keys, keep);
+                crate::progress::inc(1);
+                checked
+            })
             .collect()
     });
     let mut out = Vec::with_capacity(names.len());

@@ -195,11 +195,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     text.push_str("\nchecklist:\n");
     for item in &checklist {
         let indent = if item.run_id.is_some() { "    " } else { "  " };
-        text.push_str(&format!(
-            "{indent}[{}] {}\n",
-            if item.ok { "x" } else { " " },
-            item.text
-        ));
+        let line = if item.ok {
+            format!("[{}] {}", env.paint(super::Tone::Good, "x"), item.text)
+        } else {
+            format!("[ ] {}", env.paint(super::Tone::Bad, &item.text))
+        };
+        text.push_str(&format!("{indent}{line}\n"));
     }
     out.extend_from_slice(text.as_bytes());
     Ok(0)

@@ -70,10 +70,15 @@ pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliE
             (Status::Aborted, _) => "ledger run died; `ledger recover` records it".into(),
             _ => String::new(),
         };
+        let tone = match l.status {
+            Status::Passed => super::Tone::Good,
+            Status::Running => super::Tone::Pending,
+            _ => super::Tone::Bad,
+        };
         out.extend_from_slice(
             format!(
-                "{:<10} {}  {}  {}\n",
-                l.status.as_str(),
+                "{} {}  {}  {}\n",
+                env.paint(tone, &format!("{:<10}", l.status.as_str())),
                 l.run_id,
                 l.owner,
                 detail

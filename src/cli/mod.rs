@@ -83,13 +83,47 @@ pub(crate) struct Env {
     pub user: String,
     /// The whole environment; commands record only allow-listed parts of it.
     pub vars: std::collections::BTreeMap<String, String>,
+    /// Colour on standard output: a terminal, `NO_COLOR` unset and `TERM`
+    /// not `dumb`.
+    pub color: bool,
+}
+
+/// What an output word means, for its colour.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Tone {
+    Good,
+    Bad,
+    Pending,
+}
+
+impl Env {
+    /// `text` in the tone's colour when colour is on, else as it is.
+    pub fn paint(&self, tone: Tone, text: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        let code = match tone {
+            Tone::Good => "32",
+            Tone::Bad => "31",
+            Tone::Pending => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
 }
 
 impl Env {
     #[allow(clippy::disallowed_methods)] // the CLI is where the environment is read
     fn read() -> Result<Env, CliError> {
+        use std::io::IsTerminal;
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if std::io::stderr().is_terminal() {
+            crate::progress::enable();
+        }
+        let color = std::io::stdout().is_terminal()
+            && var("NO_COLOR").is_none()
+            && var("TERM").is_none_or(|t| t != "dumb");
         Ok(Env {
+            color,
             cwd: std::env::current_dir()
                 .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))?,
             home: var("HOME").map(PathBuf::from),

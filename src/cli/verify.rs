@@ -120,12 +120,16 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             }
         }
         for f in &report.findings {
-            text.push_str(&format!("FAIL {f}\n"));
+            text.push_str(&format!("{} {f}\n", env.paint(super::Tone::Bad, "FAIL")));
         }
         if report.ok {
-            text.push_str("verify: ok\n");
+            text.push_str(&format!("verify: {}\n", env.paint(super::Tone::Good, "ok")));
         } else {
-            text.push_str(&format!("verify: {} problems\n", report.findings.len()));
+            let problems = format!("{} problems", report.findings.len());
+            text.push_str(&format!(
+                "verify: {}\n",
+                env.paint(super::Tone::Bad, &problems)
+            ));
         }
         out.extend_from_slice(text.as_bytes());
     }

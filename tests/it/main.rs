@@ -16,3 +16,4 @@ mod ssh;
 mod supervise;
 mod sync;
 mod tamper;
+mod terminal;
