@@ -10,6 +10,12 @@ use serde::Deserialize;
 pub const FILE_NAME: &str = "ledger.yaml";
 /// What `ledger init` writes.
 pub const TEMPLATE: &str = include_str!("../ledger-template/ledger.yaml");
+/// The JSON Schema of ledger.yaml: editors read it (the template's
+/// `yaml-language-server` line names the copy `ledger init` writes) and
+/// `ledger config check` validates against it.
+pub const SCHEMA: &str = include_str!("../schemas/ledger-config.schema.json");
+/// Where `ledger init` puts the schema, relative to the repository top.
+pub const SCHEMA_COPY: &str = ".ledger/ledger-config.schema.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +39,7 @@ pub enum ConfigError {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub version: u32,
@@ -82,6 +89,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncSection {
     /// The remote (a configured remote's name, a URL or a path) when none is
@@ -91,6 +99,7 @@ pub struct SyncSection {
 
 /// `ledger decide` and the approval policy.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommitteeSection {
     /// The members' keys, in git's allowed_signers format (valid-after and
@@ -127,6 +136,7 @@ impl Default for CommitteeSection {
 /// Where in a team's report JSON finalize finds what it needs: JSON pointers
 /// (RFC 6901). An empty pointer means the report has no such field.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReportSection {
     /// Glob over a run's stored products naming its report.
@@ -160,6 +170,7 @@ pub struct ReportSection {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GatePointers {
     #[serde(default = "default_ptr_name")]
@@ -177,6 +188,7 @@ pub struct GatePointers {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FinalizeSection {
     /// One row per run.
@@ -204,6 +216,7 @@ pub struct FinalizeSection {
 
 /// How the candidate queue scores a factor (docs/projections.md).
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QueueWeights {
     /// The last run failed exactly one gate.
@@ -245,6 +258,7 @@ fn default_park_after() -> usize {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
     #[serde(rename = "ref", default = "default_ref")]
@@ -252,12 +266,14 @@ pub struct LedgerSection {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
     pub key: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TrustSection {
     #[serde(default = "default_trust")]
@@ -265,6 +281,7 @@ pub struct TrustSection {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PreflightSection {
     #[serde(default = "default_min_cores")]
@@ -276,6 +293,7 @@ pub struct PreflightSection {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContextSection {
     /// Environment variables recorded in the context record: names, or
@@ -317,6 +335,7 @@ impl Default for ContextSection {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     #[serde(default = "default_audit_dir")]
@@ -324,6 +343,7 @@ pub struct AuditSection {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSection {
     /// Runs of this workflow need `--dq-input-csv FILE` (or `--skip-dq`).
@@ -333,6 +353,7 @@ pub struct WorkflowSection {
 
 /// Column types the DQ gate knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     Int,
@@ -355,6 +376,7 @@ impl ColumnType {
 
 /// The DQ gate's built-in rules; every one is optional.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DqSection {
     /// Required columns and their types.
@@ -379,6 +401,7 @@ pub struct DqSection {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DateRule {
     pub column: String,
@@ -388,6 +411,7 @@ pub struct DateRule {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     pub min: Option<f64>,
@@ -395,11 +419,13 @@ pub struct Range {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Staleness {
     pub max_age_days: u32,
     /// The date the data is judged against (`--dq-as-of` overrides it).
     #[serde(default, deserialize_with = "iso_date")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub as_of: Option<time::Date>,
 }
 
@@ -413,6 +439,7 @@ fn iso_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<time::Date>
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProductsSection {
     /// Globs of the reports a run writes; those created or changed during
@@ -425,6 +452,7 @@ pub struct ProductsSection {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// Last lines of the run log kept in the result record.
@@ -642,26 +670,37 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let invalid = |field, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            message,
-        };
+        match config.problems().into_iter().next() {
+            Some((field, message)) => Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                message,
+            }),
+            None => Ok(config),
+        }
+    }
+
+    /// Every value that parses but makes no sense: (field, why), in the order
+    /// of the checks. `ledger config check` reports them all; loading stops
+    /// at the first.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let config = self;
+        let mut problems = Vec::new();
         if config.version != 1 {
-            return Err(invalid(
+            problems.push((
                 "version",
                 format!("{} is not supported, expected 1", config.version),
             ));
         }
         let r = &config.ledger.ref_name;
         if !r.starts_with("refs/") || gix::validate::reference::name(r.as_str().into()).is_err() {
-            return Err(invalid(
+            problems.push((
                 "ledger.ref",
                 format!("{r:?} is not a full git ref name such as refs/heads/ledger"),
             ));
         }
         if !is_relative_inside(&config.audit.dir) {
-            return Err(invalid(
+            problems.push((
                 "audit.dir",
                 format!(
                     "{:?} must be a relative path inside the repository",
@@ -674,7 +713,7 @@ impl Config {
             .iter()
             .find(|p| !crate::files::pattern_is_inside(p))
         {
-            return Err(invalid(
+            problems.push((
                 "inputs",
                 format!("{bad:?} must be a relative glob inside the repository"),
             ));
@@ -685,7 +724,7 @@ impl Config {
             .iter()
             .find(|p| !crate::files::pattern_is_inside(p))
         {
-            return Err(invalid(
+            problems.push((
                 "products.globs",
                 format!("{bad:?} must be a relative glob inside the repository"),
             ));
@@ -695,13 +734,13 @@ impl Config {
             .max_null_fraction
             .filter(|f| !(0.0..=1.0).contains(f))
         {
-            return Err(invalid(
+            problems.push((
                 "dq.max_null_fraction",
                 format!("{f} must be between 0 and 1"),
             ));
         }
         if config.trust.allowed_signers.trim().is_empty() {
-            return Err(invalid("trust.allowed_signers", "must name a file".into()));
+            problems.push(("trust.allowed_signers", "must name a file".into()));
         }
         if config
             .committee
@@ -709,19 +748,19 @@ impl Config {
             .as_ref()
             .is_some_and(|p| p.trim().is_empty())
         {
-            return Err(invalid(
+            problems.push((
                 "committee.allowed_signers",
                 "must name a file (or be left out: no committee)".into(),
             ));
         }
         if config.committee.threshold == 0 {
-            return Err(invalid(
+            problems.push((
                 "committee.threshold",
                 "must be at least 1: how many members must approve".into(),
             ));
         }
         if config.committee.tag_prefix.is_empty() {
-            return Err(invalid(
+            problems.push((
                 "committee.tag_prefix",
                 "must not be empty: every run would be a committee run".into(),
             ));
@@ -744,7 +783,7 @@ impl Config {
         ];
         for (field, pointer) in pointers {
             if !pointer.is_empty() && !pointer.starts_with('/') {
-                return Err(invalid(
+                problems.push((
                     field,
                     format!("{pointer:?} is not a JSON pointer (it must start with / or be empty)"),
                 ));
@@ -757,14 +796,11 @@ impl Config {
             ("report.gate.passed", &r.gate.passed),
         ] {
             if pointer.is_empty() {
-                return Err(invalid(
-                    field,
-                    "is required; finalize cannot work without it".into(),
-                ));
+                problems.push((field, "is required; finalize cannot work without it".into()));
             }
         }
         if glob::Pattern::new(&r.product).is_err() || !crate::files::pattern_is_inside(&r.product) {
-            return Err(invalid(
+            problems.push((
                 "report.product",
                 format!(
                     "{:?} must be a relative glob inside the repository",
@@ -774,7 +810,7 @@ impl Config {
         }
         let f = &config.finalize;
         if !is_relative_inside(&f.handoff_dir) {
-            return Err(invalid(
+            problems.push((
                 "finalize.handoff_dir",
                 format!(
                     "{:?} must be a relative path inside the repository",
@@ -783,7 +819,7 @@ impl Config {
             ));
         }
         if !is_relative_inside(&f.failure_dir) {
-            return Err(invalid(
+            problems.push((
                 "finalize.failure_dir",
                 format!(
                     "{:?} must be a relative path inside the repository",
@@ -792,7 +828,7 @@ impl Config {
             ));
         }
         if !is_relative_inside(&f.registry_dir) {
-            return Err(invalid(
+            problems.push((
                 "finalize.registry_dir",
                 format!(
                     "{:?} must be a relative path inside the repository",
@@ -801,7 +837,7 @@ impl Config {
             ));
         }
         if !is_relative_inside(&f.stage_audit_log) {
-            return Err(invalid(
+            problems.push((
                 "finalize.stage_audit_log",
                 format!(
                     "{:?} must be a relative path inside the repository",
@@ -814,19 +850,16 @@ impl Config {
             ("finalize.review_name", &f.review_name),
         ] {
             if !is_relative_inside(name) || name.contains('/') || name == &f.stage_audit_log {
-                return Err(invalid(
-                    field,
-                    format!("{name:?} must be a plain file name"),
-                ));
+                problems.push((field, format!("{name:?} must be a plain file name")));
             }
         }
         if f.summary_name == f.review_name {
-            return Err(invalid(
+            problems.push((
                 "finalize.review_name",
                 "must differ from finalize.summary_name".into(),
             ));
         }
-        Ok(config)
+        problems
     }
 }
 
@@ -842,6 +875,44 @@ pub fn is_relative_inside(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `schemas/ledger-config.schema.json` is generated from these types (and
+    /// their doc comments); `UPDATE_GOLDEN=1` rewrites it.
+    #[test]
+    fn the_committed_schema_is_generated_from_the_config_types() {
+        let mut schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap();
+        let object = schema.as_object_mut().unwrap();
+        object.insert(
+            "$id".into(),
+            "https://ledger.invalid/schemas/ledger-config.schema.json".into(),
+        );
+        object.insert("title".into(), "ledger.yaml".into());
+        // A section whose keys are all commented out is YAML null, which
+        // loads as the section's defaults.
+        if let Some(serde_json::Value::Object(props)) = object.get_mut("properties") {
+            for prop in props.values_mut() {
+                if let Some(reference) = prop.as_object_mut().and_then(|p| p.remove("$ref")) {
+                    prop.as_object_mut().unwrap().insert(
+                        "anyOf".into(),
+                        serde_json::json!([{ "$ref": reference }, { "type": "null" }]),
+                    );
+                }
+            }
+        }
+        let mut text = serde_json::to_string_pretty(&schema).unwrap();
+        text.push('\n');
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ledger-config.schema.json");
+        #[allow(clippy::disallowed_methods)] // a test switch, not product behaviour
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            text,
+            "schemas/ledger-config.schema.json is stale (UPDATE_GOLDEN=1 rewrites it)"
+        );
+        assert_eq!(SCHEMA, text, "the embedded schema is the committed file");
+    }
 
     #[test]
     fn template_parses_with_documented_defaults() {

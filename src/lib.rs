@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod committee;
 pub mod config;
+pub mod config_check;
 pub mod decide;
 pub mod demo;
 pub mod dq;

@@ -132,6 +132,17 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             )
         })
         .collect();
+    // Editors validate ledger.yaml against this copy (the template's
+    // yaml-language-server line names it); kept current with the binary.
+    let schema_path = root.join(config::SCHEMA_COPY);
+    if std::fs::read_to_string(&schema_path).ok().as_deref() != Some(config::SCHEMA) {
+        if let Some(dir) = schema_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        }
+        std::fs::write(&schema_path, config::SCHEMA)
+            .map_err(|e| crate::Error::io(&schema_path, e))?;
+        did.push(format!("wrote {} (for editors)", config::SCHEMA_COPY));
+    }
     let genesis = match tip {
         Some(tip) => tip,
         None => {

@@ -1,6 +1,7 @@
 //! The command line: parses, gathers the environment, calls the library and
 //! renders. The only code that prints, reads the environment or picks exit codes.
 
+mod config_cmd;
 mod decide;
 mod demo;
 mod dq;
@@ -70,6 +71,7 @@ enum Command {
     Decide(decide::Args),
     Export(export::Args),
     Report(report::Args),
+    Config(config_cmd::Args),
     Generate(generate::Args),
     Completions(shell::CompletionsArgs),
     Man(shell::ManArgs),
@@ -187,6 +189,7 @@ fn dispatch(command: Command, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliEr
         Command::Decide(a) => decide::exec(a, env, out),
         Command::Export(a) => export::exec(a, env, out),
         Command::Report(a) => report::exec(a, env, out),
+        Command::Config(a) => config_cmd::exec(a, env, out),
         Command::Generate(a) => generate::exec(a, env, out),
         Command::Completions(a) => shell::exec_completions(a, env, out),
         Command::Man(a) => shell::exec_man(a, env, out),

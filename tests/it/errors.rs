@@ -483,3 +483,50 @@ fn monitor_and_generate_reject_bad_input_in_one_line() {
     std::fs::create_dir_all(dir.join("something")).unwrap();
     assert_input_error(&env.ledger(&["generate", d, "--runs", "1"]), "is not empty");
 }
+
+#[test]
+fn config_check_reports_every_problem_with_line_and_column() {
+    let env = TestEnv::init();
+    // init gives editors the schema the template's modeline names.
+    let template = std::fs::read_to_string(env.repo.join("ledger.yaml")).unwrap();
+    assert!(
+        template.starts_with("# yaml-language-server: $schema=.ledger/ledger-config.schema.json\n")
+    );
+    let copy = std::fs::read_to_string(env.repo.join(".ledger/ledger-config.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&copy).unwrap();
+    assert_eq!(schema["title"], "ledger.yaml");
+    let clean = env.ok(&["config", "check"]);
+    assert!(clean.stdout.ends_with("ledger.yaml: ok\n"), "{clean:?}");
+
+    let broken = template
+        .replace("min_cores: 1", "min_cores: lots")
+        .replace("  ref: refs/heads/ledger", "  ref: ledger")
+        .replace("inputs: []", "inputs: [/etc/passwd]\nextra_key: 1");
+    std::fs::write(env.repo.join("ledger.yaml"), &broken).unwrap();
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let out = env.ledger(&["config", "check"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    for (needle, field) in [
+        ("  ref: ledger", "ledger.ref"),
+        ("min_cores: lots", "preflight.min_cores"),
+        ("inputs: [", "inputs"),
+        ("extra_key", "extra_key"),
+    ] {
+        let at = format!("ledger.yaml:{}:", line_of(needle));
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(&at) && l.contains(&format!(" {field}:"))),
+            "no {field} at {at}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.ends_with("ledger.yaml: 4 problems\n"), "{out:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ledger(&["config", "check", "--json"]).stdout).unwrap();
+    crate::schemas::assert_valid("config-check.schema.json", &json);
+    assert_eq!(json["problems"].as_array().unwrap().len(), 4);
+    // The template itself matches the schema an editor would use.
+    let value: serde_json::Value = serde_yaml_ng::from_str(&template).unwrap();
+    crate::schemas::assert_valid("ledger-config.schema.json", &value);
+}
