@@ -6,7 +6,14 @@ use std::path::Path;
 use crate::common::{assert_ok, TestEnv};
 
 fn commands(env: &TestEnv) -> Vec<String> {
-    let top = assert_ok(env.ledger(&["--help"])).stdout;
+    subcommands(env, &[])
+}
+
+/// The commands `ledger PREFIX... --help` lists (none for a leaf).
+fn subcommands(env: &TestEnv, prefix: &[&str]) -> Vec<String> {
+    let mut args = prefix.to_vec();
+    args.push("--help");
+    let top = assert_ok(env.ledger(&args)).stdout;
     top.lines()
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
@@ -31,6 +38,12 @@ fn the_help_tree_matches_its_snapshot_and_every_command_has_an_example() {
     let mut pages = vec![("ledger".to_string(), vec!["--help".to_string()])];
     for c in &names {
         pages.push((format!("ledger-{c}"), vec![c.clone(), "--help".into()]));
+        for sub in subcommands(&env, &[c.as_str()]) {
+            pages.push((
+                format!("ledger-{c}-{sub}"),
+                vec![c.clone(), sub.clone(), "--help".into()],
+            ));
+        }
     }
     for (name, args) in &pages {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
