@@ -41,20 +41,120 @@ pub struct Computed {
     pub ledger_findings: Vec<Finding>,
     /// The static HTML site, when asked for ([`compute_site`]).
     pub site: Option<BTreeMap<String, Vec<u8>>>,
+    /// The ledger head an earlier finalize verified, when only what came
+    /// after it was verified now; `None` after a whole verification.
+    pub verified_since: Option<String>,
 }
 
 /// Reads the ledger at its tip, verifies it against `trust`, and renders the
 /// projection (only the stage log and `tag`'s documents when a tag is given).
+/// With `cache`, verifies only what the ledger added since the last such
+/// call ([`VerifyCache`]) and updates the cache.
 pub fn compute(
     ws: &Workspace,
     trust: &Trust,
     options: Options,
     tag: Option<&str>,
+    cache: bool,
 ) -> Result<Computed, Error> {
     let mut phases = crate::clock::Phases::start();
-    let verified = verify::verify_with_runs(&ws.store, trust, &crate::proc::Here::read())?;
+    let here = crate::proc::Here::read();
+    let use_cache = cache;
+    let cache = if use_cache {
+        VerifyCache::load(ws, trust)
+    } else {
+        None
+    };
+    let tip = ws.store.require_tip()?;
+    let base = cache.as_ref().and_then(|c| {
+        let base = gix::ObjectId::from_hex(c.head.as_bytes()).ok()?;
+        let reachable = ws.store.has_commit(base) && ws.store.is_ancestor(base, tip).ok()?;
+        reachable.then_some(base)
+    });
+    let since = match (base, cache) {
+        (Some(base), Some(cache)) => {
+            verify::verify_since(&ws.store, trust, &here, base, cache.findings)?
+        }
+        _ => None,
+    };
+    let verified_since = since.as_ref().and(base).map(|b| b.to_string());
+    let verified = match since {
+        Some(verified) => verified,
+        None => verify::verify_with_runs(&ws.store, trust, &here)?,
+    };
     phases.mark("verify");
-    compute_from(ws, trust, options, tag, verified)
+    if use_cache {
+        VerifyCache::save(ws, trust, &verified.report);
+    }
+    let mut computed = compute_from(ws, trust, options, tag, verified)?;
+    computed.verified_since = verified_since;
+    Ok(computed)
+}
+
+/// What the last `finalize` verified: the ledger head and the findings, in
+/// `<git dir>/ledger/finalize-cache.json`. The next finalize verifies only
+/// what the ledger added since ([`verify::verify_since`]). The cache counts
+/// only when it was made by this version of ledger with the same trust and
+/// committee files and its head is an ancestor of the tip; otherwise the
+/// whole ledger is verified and the cache rebuilt. `ledger verify` never
+/// reads it.
+#[derive(Serialize, serde::Deserialize)]
+struct VerifyCache {
+    tool: String,
+    /// SHA-256 over the trust and committee files' bytes.
+    trust: String,
+    head: String,
+    findings: Vec<Finding>,
+}
+
+impl VerifyCache {
+    fn path(ws: &Workspace) -> std::path::PathBuf {
+        ws.store
+            .git_dir()
+            .join("ledger")
+            .join("finalize-cache.json")
+    }
+
+    fn trust_digest(trust: &Trust) -> String {
+        let mut bytes = std::fs::read(&trust.writers.path).unwrap_or_default();
+        bytes.push(0);
+        if let Some(c) = &trust.committee {
+            bytes.extend(std::fs::read(&c.path).unwrap_or_default());
+        }
+        canon::sha256_hex(&bytes)
+    }
+
+    fn tool() -> String {
+        format!("ledger {}", env!("CARGO_PKG_VERSION"))
+    }
+
+    /// The cache, when it was made by this ledger with these trust files.
+    fn load(ws: &Workspace, trust: &Trust) -> Option<VerifyCache> {
+        let bytes = std::fs::read(Self::path(ws)).ok()?;
+        let cache: VerifyCache = serde_json::from_slice(&bytes).ok()?;
+        (cache.tool == Self::tool() && cache.trust == Self::trust_digest(trust)).then_some(cache)
+    }
+
+    /// Best effort: a cache that cannot be written only costs time later.
+    fn save(ws: &Workspace, trust: &Trust, report: &verify::Report) {
+        let cache = VerifyCache {
+            tool: Self::tool(),
+            trust: Self::trust_digest(trust),
+            head: report.head.clone(),
+            findings: report.findings.clone(),
+        };
+        let path = Self::path(ws);
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let written = path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(&cache).unwrap_or_default()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
 /// [`compute`] from a verification already done (`verify --projections`).
@@ -180,6 +280,7 @@ fn compute_inner(
         options,
         projection,
         site,
+        verified_since: None,
         ledger_findings: report
             .findings
             .into_iter()
@@ -600,7 +701,7 @@ pub fn check_projections(
         .expect("verify reports a commit id");
     let mut findings = Vec::new();
     let finding = |code: &'static str, path: &str, message: String| Finding {
-        code,
+        code: code.into(),
         run: None,
         record: Some(path.to_string()),
         commit: None,

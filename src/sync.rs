@@ -205,7 +205,7 @@ fn join(
                         pulled.refused = paths
                             .into_iter()
                             .map(|p| Finding {
-                                code: "merge_conflict",
+                                code: "merge_conflict".into(),
                                 run: None,
                                 record: Some(p),
                                 commit: None,

@@ -49,7 +49,7 @@ pub fn check_since(store: &Store, checkpoint: &str) -> Result<Option<Finding>, E
     })?;
     let tip = store.require_tip()?;
     let finding = |code: &'static str, message: String| Finding {
-        code,
+        code: code.into(),
         run: None,
         record: None,
         commit: Some(checkpoint.to_string()),
@@ -73,10 +73,10 @@ pub fn check_since(store: &Store, checkpoint: &str) -> Result<Option<Finding>, E
 }
 
 /// One problem found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Finding {
     /// Stable machine-readable class, e.g. `bad_signature`.
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
     /// Tree path or record id.
@@ -151,7 +151,7 @@ impl Ctx<'_> {
         message: String,
     ) {
         self.findings.push(Finding {
-            code,
+            code: code.into(),
             run: run.map(str::to_string),
             record: record.map(str::to_string),
             commit: None,
@@ -295,7 +295,7 @@ pub fn check_policy(board: &crate::committee::Board, runs: &[Run]) -> Vec<Findin
         };
         if tally.standing != crate::committee::Standing::Approved {
             out.push(Finding {
-                code: "not_approved",
+                code: "not_approved".into(),
                 run: Some(run.run_id.clone()),
                 record: None,
                 commit: None,
@@ -424,12 +424,7 @@ pub fn verify_extension(
     check_layout(&mut ctx, &new)?;
     // Nothing of the base may change or vanish, except writer heads. Run
     // directories with the same tree id are the same; only others are opened.
-    let old_runs: BTreeMap<String, gix::ObjectId> = old
-        .list("runs")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| (i.name, i.id))
-        .collect();
+    let old_runs = run_trees(&old)?;
     let new_runs: BTreeMap<String, (gix::ObjectId, bool)> = new
         .list("runs")?
         .unwrap_or_default()
@@ -542,6 +537,92 @@ pub fn verify_extension(
     };
     let report = finish(store, tip, trust, ctx, counts, aborted);
     Ok(report)
+}
+
+/// [`verify_with_runs`] of a ledger whose ancestor `base` was verified
+/// before, with `base_findings`: only what the tip adds is verified
+/// ([`verify_extension`], which also proves that nothing of `base` changed);
+/// the other runs are read, not verified again, and keep their findings.
+/// `None` when the addition itself has a finding: then only a whole
+/// verification reports everything it implies (a rewritten record breaks
+/// chains far from it), and the caller does that.
+pub fn verify_since(
+    store: &Store,
+    trust: &Trust,
+    here: &Here,
+    base: gix::ObjectId,
+    base_findings: Vec<Finding>,
+) -> Result<Option<Verified>, Error> {
+    let tip = store.require_tip()?;
+    let extension = verify_extension(store, trust, here, base)?;
+    if !extension.findings.is_empty() {
+        return Ok(None);
+    }
+    let (old, new) = (store.snapshot(base)?, store.snapshot(tip)?);
+    let old_runs = run_trees(&old)?;
+    let names: Vec<(String, gix::ObjectId)> = new
+        .list("runs")?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.is_tree())
+        .map(|i| (i.name, i.id))
+        .collect();
+    let changed: std::collections::BTreeSet<&str> = names
+        .iter()
+        .filter(|(name, id)| old_runs.get(name) != Some(id))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut findings: Vec<Finding> = base_findings
+        .into_iter()
+        .filter(|f| f.run.as_deref().is_none_or(|r| !changed.contains(r)))
+        .collect();
+    findings.extend(extension.findings);
+    let git_dir = store.git_dir().to_path_buf();
+    let ref_name = store.ref_name().to_string();
+    let parts = crate::par::chunks(&names, 64, |part| -> Result<Vec<Run>, Error> {
+        let store = Store::open_git_dir(&git_dir, &ref_name)?;
+        let snapshot = store.snapshot(tip)?;
+        part.iter()
+            .map(|(name, _)| Ok(crate::history::load_run(&snapshot, name)?))
+            .collect()
+    });
+    let mut runs = Vec::with_capacity(names.len());
+    for part in parts {
+        runs.extend(part?);
+    }
+    runs.sort_by(|a, b| (a.at(), &a.run_id).cmp(&(b.at(), &b.run_id)));
+    let aborted = runs
+        .iter()
+        .filter(|r| r.status_here(here) == Status::Aborted)
+        .map(|r| Aborted {
+            run_id: r.run_id.clone(),
+            recovered: r.get(Kind::Result).is_some(),
+        })
+        .collect();
+    let (decisions, _) = check_decisions(store, trust)?;
+    let report = Report {
+        ok: findings.is_empty(),
+        findings,
+        aborted,
+        runs: runs.len(),
+        decisions: decisions.len(),
+        ..extension
+    };
+    Ok(Some(Verified {
+        report,
+        runs,
+        decisions,
+    }))
+}
+
+/// Every entry of `runs/` by name: its object id.
+fn run_trees(snapshot: &Snapshot<'_>) -> Result<BTreeMap<String, gix::ObjectId>, Error> {
+    Ok(snapshot
+        .list("runs")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.name, i.id))
+        .collect())
 }
 
 /// Each writer's new records continue its chain from its head in `old`, and
@@ -709,7 +790,7 @@ fn check_one_run(
         .iter()
         .filter(|f| {
             matches!(
-                f.code,
+                f.code.as_ref(),
                 "non_canonical" | "malformed_record" | "wrong_run" | "kind_mismatch"
             )
         })
@@ -741,9 +822,9 @@ fn check_one_run(
 /// [`check_member_commits`].
 fn check_commit(ctx: &mut Ctx<'_>, commit: &store::CommitInfo) -> bool {
     let id = commit.id.to_string();
-    let mut add = |code, message: String| {
+    let mut add = |code: &'static str, message: String| {
         ctx.findings.push(Finding {
-            code,
+            code: code.into(),
             run: None,
             record: None,
             commit: Some(id.clone()),
@@ -856,7 +937,7 @@ fn check_member_commits(
         }
         if !outside.is_empty() {
             ctx.findings.push(Finding {
-                code: "commit_outside_role",
+                code: "commit_outside_role".into(),
                 run: None,
                 record: None,
                 commit: Some(commit.id.to_string()),

@@ -77,6 +77,9 @@ struct Outcome<'a> {
     runs: usize,
     files: &'a [Written],
     finalize: &'a Recorded,
+    /// The ledger head an earlier finalize verified, when only what came
+    /// after it was verified now; null after a whole verification.
+    verified_since: Option<&'a str>,
     branch_commit: Option<String>,
     checklist: &'a [Item],
 }
@@ -95,7 +98,8 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let options = Options {
         require_final_summary: args.require_final_summary,
     };
-    let computed = finalize::compute(&ws, &trust, options, args.tag.as_deref())?;
+    // A check verifies everything and writes nothing, not even the cache.
+    let computed = finalize::compute(&ws, &trust, options, args.tag.as_deref(), !args.check)?;
     if args.check {
         let diffs = finalize::differences(&ws.root, &computed.projection);
         if args.json {
@@ -159,6 +163,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                 runs: computed.runs,
                 files: &written,
                 finalize: &recorded,
+                verified_since: computed.verified_since.as_deref(),
                 branch_commit,
                 checklist: &checklist,
             },
@@ -168,11 +173,18 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     }
     let changed = written.iter().filter(|w| w.changed).count();
     let mut text = format!(
-        "finalize: ledger head {}, {} runs\nwrote {changed} files, {} already up to date\n",
-        computed.head,
-        computed.runs,
-        written.len() - changed
+        "finalize: ledger head {}, {} runs\n",
+        computed.head, computed.runs
     );
+    if let Some(base) = &computed.verified_since {
+        text.push_str(&format!(
+            "verified what the ledger added since {base} (an earlier finalize verified the rest)\n"
+        ));
+    }
+    text.push_str(&format!(
+        "wrote {changed} files, {} already up to date\n",
+        written.len() - changed
+    ));
     match &recorded.record {
         Some(id) => text.push_str(&format!(
             "recorded finalize {} ({id})\n",

@@ -242,8 +242,13 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
     }
     let trust_file = crate::trust::Trust::writers(TrustFile::load(&trust)?);
     writeln!(note, "\ndemo: ledger finalize").ok();
-    let computed =
-        crate::finalize::compute(&ws, &trust_file, crate::project::Options::default(), None)?;
+    let computed = crate::finalize::compute(
+        &ws,
+        &trust_file,
+        crate::project::Options::default(),
+        None,
+        true,
+    )?;
     crate::finalize::write(&ws.root, &computed.projection)?;
     let finalize =
         crate::finalize::record(&ws, &signer, &identity, crate::clock::now()?, &computed)?;

@@ -1057,3 +1057,80 @@ fn thirty_runs_over_six_factors_rank_as_the_rules_say() {
         .iter()
         .all(|f| f["changed"] == false));
 }
+
+#[test]
+fn finalize_reuses_what_it_verified_and_still_sees_a_rewritten_record() {
+    let env = TestEnv::init();
+    std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
+    let gates = |factor: &str, tag: &str, pass: &str| {
+        let code = run(
+            &env,
+            "gates",
+            tag,
+            &[],
+            &["sh", "gates.sh", factor, tag, "1.1", pass],
+        );
+        assert_eq!(code, if pass == "true" { 0 } else { 1 });
+    };
+    gates("momentum", "c1", "true");
+    gates("value", "c2", "false");
+    assert_ok(env.ledger(&["finalize"]));
+    let cache = env.repo.join(".git/ledger/finalize-cache.json");
+    let first: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(first["head"].as_str().unwrap().len(), 40);
+
+    // A new run: the next finalize verifies only it, and writes exactly what
+    // a finalize without the cache writes.
+    gates("momentum", "c3", "false");
+    let out = assert_ok(env.ledger(&["finalize"]));
+    assert!(out.stdout.contains(", 3 runs"), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "verified what the ledger added since {}",
+            first["head"].as_str().unwrap()
+        )),
+        "{out:?}"
+    );
+    std::fs::remove_file(&cache).unwrap();
+    assert_ok(env.ledger(&["finalize", "--check"]));
+    assert!(!cache.exists(), "--check never writes the cache");
+    assert_ok(env.ledger(&["finalize"]));
+    assert!(cache.exists());
+
+    // An old record is edited behind ledger's back: the cached verification
+    // does not hide it. The run's governance fails on the bad signature, and
+    // the rewrite of history is named.
+    let ids = env.run_ids();
+    let file = format!("runs/{}/context.dsse.json", ids[0]);
+    let envelope = env.ledger_file(&file);
+    let mut payload = crate::common::decode_payload(&envelope);
+    payload["predicate"]["notes"] = Value::String("edited".into());
+    env.tamper(
+        &[(
+            &file,
+            Some(&crate::common::with_payload(&envelope, &payload)),
+        )],
+        Some(&env.key),
+    );
+    let out = env.ledger(&["finalize", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let outcome: Value = serde_json::from_str(&out.stdout).unwrap();
+    crate::schemas::assert_valid("finalize-outcome.schema.json", &outcome);
+    assert_eq!(
+        outcome["verified_since"],
+        Value::Null,
+        "a rewrite means a whole verification"
+    );
+    let gov: Value = serde_json::from_slice(
+        &std::fs::read(env.repo.join(format!(
+            "audit/workstation_runs/{}/governance_audit_check.json",
+            ids[0]
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let text = gov.to_string();
+    assert!(text.contains("bad_signature"), "{text}");
+    // The same documents as a finalize that verifies everything.
+    assert_ok(env.ledger(&["finalize", "--check"]));
+}
