@@ -339,3 +339,133 @@ fn finalize_manifest_edited_deleted_or_orphaned() {
         Some("finalize/20200101T000000Z_finalize_000000000000.files.jsonl"),
     );
 }
+
+/// `envelope` with `payload` (canonical) signed again by the trusted `key`:
+/// an insider's forgery, valid signature and all.
+fn resigned(envelope: &[u8], payload: &Value, key: &std::path::Path) -> Vec<u8> {
+    let signer = ledger::sign::Signer::load(key).unwrap();
+    let bytes = ledger::record::canon::canonical_bytes(payload);
+    let pae = ledger::record::pae(ledger::record::PAYLOAD_TYPE, &bytes);
+    let mut env = decode_envelope(envelope);
+    env["payload"] = Value::String(ledger::record::encode_b64(&bytes));
+    env["signatures"] = serde_json::to_value(vec![signer.sign_dsse(&pae)]).unwrap();
+    serde_json::to_vec_pretty(&env).unwrap()
+}
+
+#[test]
+fn record_time_earlier_than_its_predecessor_even_when_re_signed() {
+    let (env, runs) = fixture();
+    let file = path(&runs[0], "command");
+    let envelope = env.ledger_file(&file);
+    let mut payload = decode_payload(&envelope);
+    payload["at"] = json!("2020-01-01T00:00:00Z");
+    env.tamper(
+        &[(&file, Some(&resigned(&envelope, &payload, &env.key)))],
+        Some(&env.key),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "time_reversed", Some(&file));
+    // The re-signed record has another id: the chains no longer meet it.
+    assert_finding(&f, "run_chain_broken", None);
+}
+
+#[test]
+fn record_replayed_from_one_run_into_another() {
+    let (env, runs) = fixture();
+    // r1's command record copied over r2's (r1 keeps its own).
+    let from = env.ledger_file(&path(&runs[0], "command"));
+    let to = path(&runs[1], "command");
+    env.tamper(&[(&to, Some(&from))], Some(&env.key));
+    let f = findings(&env);
+    assert_finding(&f, "wrong_run", Some(&to));
+    // r2's own command record is gone, and with it a link of the chains.
+    assert_finding(&f, "missing_record", Some(&to));
+    assert_finding(&f, "chain_gap", None);
+}
+
+#[test]
+fn trust_file_placed_inside_the_ledger_vouches_for_nothing() {
+    let (env, _) = fixture();
+    let stranger = env.dir.path().join("keys/stranger");
+    env.keygen(&stranger);
+    let public = std::fs::read(stranger.with_extension("pub")).unwrap();
+    let mut line = b"stranger@example.com ".to_vec();
+    line.extend_from_slice(&public);
+    env.tamper(
+        &[
+            (".ledger/allowed_signers", Some(&line)),
+            ("allowed_signers", Some(&line)),
+        ],
+        Some(&stranger),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "unexpected_entry", Some(".ledger"));
+    assert_finding(&f, "unexpected_entry", Some("allowed_signers"));
+    assert_finding(&f, "commit_untrusted_key", None);
+}
+
+#[test]
+fn signature_by_a_revoked_key_as_git_reads_valid_before() {
+    let (env, _) = fixture();
+    assert_ok(env.ledger(&["verify"]));
+    // The key is revoked as of a date before every record: git's
+    // allowed_signers option, honoured by the records' own times.
+    let trust = env.repo.join(".ledger/allowed_signers");
+    let text = std::fs::read_to_string(&trust).unwrap();
+    let revoked = text.replacen(
+        "writer@example.com ",
+        "writer@example.com valid-before=\"20200101\" ",
+        1,
+    );
+    assert_ne!(revoked, text);
+    std::fs::write(&trust, revoked).unwrap();
+    let f = findings(&env);
+    assert_finding(&f, "key_not_valid", None);
+    assert_finding(&f, "commit_key_not_valid", None);
+    assert!(
+        f.iter().all(|x| x["code"] != "untrusted_signer"),
+        "revoked is not unknown: {f:#?}"
+    );
+}
+
+#[test]
+fn envelope_with_a_second_signature_that_is_bad() {
+    let (env, runs) = fixture();
+    let file = path(&runs[0], "context");
+    let mut envelope = decode_envelope(&env.ledger_file(&file));
+    let mut extra = envelope["signatures"][0].clone();
+    extra["sig"] = json!(ledger::record::encode_b64(&[7u8; 64]));
+    envelope["signatures"].as_array_mut().unwrap().push(extra);
+    env.tamper(
+        &[(&file, Some(&serde_json::to_vec(&envelope).unwrap()))],
+        Some(&env.key),
+    );
+    let f = findings(&env);
+    assert_finding(&f, "bad_signature", Some(&file));
+    assert_eq!(
+        f.len(),
+        1,
+        "one good signature does not excuse the bad one: {f:#?}"
+    );
+}
+
+#[test]
+fn payload_with_a_duplicate_json_key() {
+    let (env, runs) = fixture();
+    let file = path(&runs[0], "started");
+    let envelope = env.ledger_file(&file);
+    let payload = String::from_utf8(ledger::record::canon::canonical_bytes(&decode_payload(
+        &envelope,
+    )))
+    .unwrap();
+    // `"kind"` twice: a parser that keeps the first and one that keeps the
+    // last would read two different records.
+    let doubled = payload.replacen("{", "{\"_type\":\"x\",", 1);
+    let mut env_json = decode_envelope(&envelope);
+    env_json["payload"] = json!(ledger::record::encode_b64(doubled.as_bytes()));
+    env.tamper(
+        &[(&file, Some(&serde_json::to_vec(&env_json).unwrap()))],
+        Some(&env.key),
+    );
+    assert_finding(&findings(&env), "non_canonical", Some(&file));
+}
