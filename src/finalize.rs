@@ -49,7 +49,7 @@ pub struct Computed {
 /// Reads the ledger at its tip, verifies it against `trust`, and renders the
 /// projection (only the stage log and `tag`'s documents when a tag is given).
 /// With `cache`, verifies only what the ledger added since the last such
-/// call ([`VerifyCache`]) and updates the cache.
+/// call (`.git/ledger/finalize-cache.json`) and updates the cache.
 pub fn compute(
     ws: &Workspace,
     trust: &Trust,
