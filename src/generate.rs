@@ -85,9 +85,11 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
     std::fs::create_dir_all(trust.parent().expect("has a parent"))
         .map_err(|e| Error::io(&trust, e))?;
     std::fs::write(&trust, trust_text).map_err(|e| Error::io(&trust, e))?;
+    // Ready for every command without flags: the first writer's key signs.
     let config = crate::config::TEMPLATE
         .replace("min_cores: 8", "min_cores: 1")
-        .replace("min_memory_gb: 60", "min_memory_gb: 1");
+        .replace("min_memory_gb: 60", "min_memory_gb: 1")
+        .replace("  # key: ~/.ssh/id_ed25519", "  key: ../keys/writer0");
     let config_path = repo.join(crate::config::FILE_NAME);
     std::fs::write(&config_path, config).map_err(|e| Error::io(&config_path, e))?;
     std::fs::write(repo.join("strategy.yaml"), "lookback_days: 60\n")

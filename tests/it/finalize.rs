@@ -646,6 +646,13 @@ fn a_generated_ledger_verifies_and_finalizes() {
     );
     assert!(outcome["files"].as_array().unwrap().len() > 300);
     assert_ok(env.ledger_in(&repo, &["verify", "--projections"]));
+    // Ready for every command without flags: ledger.yaml names a key.
+    for args in [&["finalize"][..], &["log"], &["status"]] {
+        let mut cmd = env.command(args);
+        cmd.current_dir(&repo).env_remove("LEDGER_KEY");
+        let out: crate::common::Run = cmd.output().unwrap().into();
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+    }
     // The schema check at drop reads this env's own repo, not the generated one;
     // check the generated records here.
     let paths = env.git(&[
