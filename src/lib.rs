@@ -29,6 +29,7 @@ pub mod finalize;
 pub mod generate;
 pub mod gitcli;
 pub mod history;
+pub mod index;
 pub mod journal;
 pub mod par;
 pub mod preflight;

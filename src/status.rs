@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::clock;
-use crate::history::{History, Run, Status};
+use crate::history::{Run, Status};
+use crate::index::Index;
 use crate::proc::Here;
 use crate::record::{CommandPredicate, Kind};
+use crate::store::{Store, StoreError};
 
 /// One run's state.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
     pub run_id: String,
     pub tag: String,
@@ -36,52 +38,40 @@ pub struct RunState {
     pub log_tail: Vec<String>,
 }
 
-/// The state of every run (or of the runs tagged `tag`), oldest first.
+/// The state of every run (or of the runs tagged `tag`), oldest first, from
+/// the run index: only runs still `running` are read from the ledger, to
+/// check their supervisor and tail their log file.
 pub fn status(
     root: &Path,
-    history: &History,
+    store: &Store,
+    index: &Index,
     here: &Here,
     now: OffsetDateTime,
     tag: Option<&str>,
     lines: usize,
-) -> Vec<RunState> {
-    history
-        .runs
+) -> Result<Vec<RunState>, StoreError> {
+    index
+        .rows
         .iter()
-        .filter(|r| tag.is_none_or(|t| tag_of(r) == t || r.run_id == t))
-        .map(|r| state(root, r, here, now, lines))
+        .filter(|r| tag.is_none_or(|t| r.state.tag == t || r.run_id() == t))
+        .map(|row| {
+            if row.state.status == Status::Running {
+                return Ok(state(root, &index.run(store, row)?, here, now, lines));
+            }
+            let mut s = row.state.clone();
+            let skip = s.log_tail.len().saturating_sub(lines);
+            s.log_tail.drain(..skip);
+            Ok(s)
+        })
         .collect()
 }
 
-fn tag_of(run: &Run) -> String {
-    run.preflight().map(|p| p.tag).unwrap_or_default()
-}
-
-fn state(root: &Path, run: &Run, here: &Here, now: OffsetDateTime, lines: usize) -> RunState {
+/// A run's state as its records alone say: no liveness check (a run
+/// without a result is `running`), the whole log tail its result recorded.
+pub fn recorded(run: &Run) -> RunState {
     let pre = run.preflight();
     let started = run.started();
     let result = run.result();
-    let status = run.status_here(here);
-    let started_at = started.as_ref().map(|s| s.started_at.clone());
-    let elapsed_seconds = match (&result, &started_at) {
-        (Some(r), _) => Some(r.duration_ms / 1000),
-        (None, Some(s)) if status == Status::Running => {
-            clock::parse_rfc3339(s).map(|t| u64::try_from((now - t).whole_seconds()).unwrap_or(0))
-        }
-        _ => None,
-    };
-    let log_tail = match (&result, status) {
-        (Some(r), _) => {
-            let skip = r.log.tail.len().saturating_sub(lines);
-            r.log.tail[skip..].to_vec()
-        }
-        (None, Status::Running) => run
-            .get(Kind::Command)
-            .and_then(|c| c.payload.predicate_as::<CommandPredicate>().ok())
-            .map(|c| tail(&root.join(&c.log), lines))
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
     RunState {
         run_id: run.run_id.clone(),
         tag: pre.as_ref().map(|p| p.tag.clone()).unwrap_or_default(),
@@ -91,10 +81,10 @@ fn state(root: &Path, run: &Run, here: &Here, now: OffsetDateTime, lines: usize)
             .as_ref()
             .map(|p| p.host.hostname.clone())
             .unwrap_or_default(),
-        status,
-        started_at,
+        status: run.status(),
+        started_at: started.as_ref().map(|s| s.started_at.clone()),
         ended_at: result.as_ref().map(|r| r.ended_at.clone()),
-        elapsed_seconds,
+        elapsed_seconds: result.as_ref().map(|r| r.duration_ms / 1000),
         leftover_processes: result
             .as_ref()
             .map(|r| {
@@ -104,9 +94,32 @@ fn state(root: &Path, run: &Run, here: &Here, now: OffsetDateTime, lines: usize)
                     .collect()
             })
             .unwrap_or_default(),
-        code: result.and_then(|r| r.code),
-        log_tail,
+        code: result.as_ref().and_then(|r| r.code),
+        log_tail: result.map(|r| r.log.tail).unwrap_or_default(),
     }
+}
+
+/// A run's state on this machine now: [`recorded`], with a `running` run's
+/// liveness checked, its elapsed time and the tail of its log file.
+fn state(root: &Path, run: &Run, here: &Here, now: OffsetDateTime, lines: usize) -> RunState {
+    let mut s = recorded(run);
+    s.status = run.status_here(here);
+    if s.status == Status::Running {
+        s.elapsed_seconds = s
+            .started_at
+            .as_deref()
+            .and_then(clock::parse_rfc3339)
+            .map(|t| u64::try_from((now - t).whole_seconds()).unwrap_or(0));
+        s.log_tail = run
+            .get(Kind::Command)
+            .and_then(|c| c.payload.predicate_as::<CommandPredicate>().ok())
+            .map(|c| tail(&root.join(&c.log), lines))
+            .unwrap_or_default();
+    } else {
+        let skip = s.log_tail.len().saturating_sub(lines);
+        s.log_tail.drain(..skip);
+    }
+    s
 }
 
 /// The last `lines` lines of a file (lossy UTF-8), reading at most its last 64 KiB.

@@ -1,8 +1,10 @@
 use serde::Serialize;
 
 use super::{CliError, Env};
-use crate::history::{History, Run, Status};
+use crate::history::Status;
+use crate::index::{Index, Row};
 use crate::proc::Here;
+use crate::store::StoreError;
 use crate::workspace::Workspace;
 
 /// List runs, newest first, with their status.
@@ -40,25 +42,29 @@ struct Line {
     code: Option<i32>,
 }
 
-fn line(run: &Run, here: &Here) -> Line {
-    let pre = run.preflight();
+fn line(row: &Row, status: Status) -> Line {
     Line {
-        run_id: run.run_id.clone(),
-        status: run.status_here(here),
-        at: run.at().to_string(),
-        workflow: pre.as_ref().map(|p| p.workflow.clone()).unwrap_or_default(),
-        tag: pre.as_ref().map(|p| p.tag.clone()).unwrap_or_default(),
-        owner: pre.as_ref().map(|p| p.owner.clone()).unwrap_or_default(),
-        code: run.result().and_then(|r| r.code),
+        run_id: row.state.run_id.clone(),
+        status,
+        at: row.at.clone(),
+        workflow: row.state.workflow.clone(),
+        tag: row.state.tag.clone(),
+        owner: row.state.owner.clone(),
+        code: row.state.code,
     }
 }
 
 pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
-    let history = History::load(&ws.store)?;
+    let index = Index::load(&ws.store)?;
     let here = Here::read();
-    let lines: Vec<Line> = history.runs.iter().rev().map(|r| line(r, &here)).collect();
+    let lines = index
+        .rows
+        .iter()
+        .rev()
+        .map(|r| Ok(line(r, r.status_here(&index, &ws.store, &here)?)))
+        .collect::<Result<Vec<Line>, StoreError>>()?;
     if args.json {
         super::json(&lines, out);
         return Ok(0);
@@ -97,13 +103,14 @@ pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliE
 pub fn exec_show(args: ShowArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
-    let history = History::load(&ws.store)?;
-    let run = history.find(&args.run).ok_or_else(|| {
+    let index = Index::load(&ws.store)?;
+    let row = index.find(&args.run).ok_or_else(|| {
         CliError::usage(format!(
             "RUN: no run or tag {:?} in {}",
             args.run, ws.config.ledger.ref_name
         ))
     })?;
+    let run = &index.run(&ws.store, row)?;
     if args.json {
         let payloads: Vec<_> = run.records.values().map(|r| &r.payload).collect();
         super::json(&payloads, out);

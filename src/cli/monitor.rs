@@ -3,7 +3,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{CliError, Env};
-use crate::history::{History, Status};
+use crate::history::Status;
+use crate::index::Index;
 use crate::proc::Here;
 use crate::status::{human_duration, RunState};
 use crate::workspace::Workspace;
@@ -46,15 +47,16 @@ pub struct Args {
 fn poll(args: &Args, ws: &Workspace, env: &Env) -> Result<Vec<RunState>, CliError> {
     match &args.host {
         None => {
-            let history = History::load(&ws.store)?;
+            let index = Index::load(&ws.store)?;
             Ok(crate::status::status(
                 &ws.root,
-                &history,
+                &ws.store,
+                &index,
                 &Here::read(),
                 crate::clock::now()?,
                 Some(&args.tag),
                 20,
-            ))
+            )?)
         }
         Some(host) => {
             let ssh = env
@@ -188,11 +190,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                 if code != 0 {
                     return Ok(code);
                 }
-                let history = History::load(&Workspace::open(&env.cwd)?.store)?;
-                let arrived = history
-                    .runs
+                let index = Index::load(&Workspace::open(&env.cwd)?.store)?;
+                // A run has ended_at once its result is recorded.
+                let arrived = index
+                    .rows
                     .iter()
-                    .any(|r| r.run_id == ended.run_id && r.result().is_some());
+                    .any(|r| r.run_id() == ended.run_id && r.state.ended_at.is_some());
                 if arrived {
                     break;
                 }

@@ -1,5 +1,6 @@
 use super::{CliError, Env};
-use crate::history::{History, Status};
+use crate::history::Status;
+use crate::index::Index;
 use crate::proc::Here;
 use crate::status::human_duration;
 use crate::workspace::Workspace;
@@ -31,15 +32,16 @@ pub struct Args {
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
-    let history = History::load(&ws.store)?;
+    let index = Index::load(&ws.store)?;
     let states = crate::status::status(
         &ws.root,
-        &history,
+        &ws.store,
+        &index,
         &Here::read(),
         crate::clock::now()?,
         args.tag.as_deref(),
         args.lines,
-    );
+    )?;
     if let (Some(tag), true) = (&args.tag, states.is_empty()) {
         return Err(CliError::usage(format!(
             "--tag: no run with tag or id {tag:?} in {}",

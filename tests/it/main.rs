@@ -9,6 +9,7 @@ mod dq;
 mod errors;
 mod finalize;
 mod help;
+mod index;
 mod intoto;
 mod report;
 mod schemas;

@@ -1,0 +1,228 @@
+//! The run index: one summary per run, kept in `<git dir>/ledger/runs-index.jsonl`
+//! so that `log`, `status`, `show` and `monitor` answer at any ledger size
+//! without parsing every record.
+//!
+//! Each row is what [`crate::status`] derives from a run's records alone,
+//! with the object id of the run's tree it was derived from. On use the
+//! index is checked against the ledger: when the tip moved, every run whose
+//! tree id differs from its row's (or that has no row) is read again, rows
+//! of runs that are gone are dropped, and the file is rewritten. A file made
+//! by another version of ledger, for another ref, or that does not parse is
+//! rebuilt. The index is never a source of truth: `verify`, `finalize` and
+//! `pull` read the ledger itself, and deleting the file only costs time.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{self, Run, Status};
+use crate::status::RunState;
+use crate::store::{Snapshot, Store, StoreError};
+
+/// Bumped whenever a row's meaning changes.
+const FORMAT: u32 = 1;
+const FILE_NAME: &str = "runs-index.jsonl";
+
+/// One run, as its records say (no liveness check, whole recorded log tail).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Time of the run's first record: the order of the index.
+    pub at: String,
+    /// Object id of `runs/<run_id>` the row was derived from.
+    pub tree: String,
+    pub state: RunState,
+}
+
+impl Row {
+    pub fn of(run: &Run, tree: &str) -> Row {
+        Row {
+            at: run.at().to_string(),
+            tree: tree.to_string(),
+            state: crate::status::recorded(run),
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.state.run_id
+    }
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct Header {
+    format: u32,
+    tool: String,
+    ref_name: String,
+    tip: String,
+}
+
+/// Every run at one ledger tip, oldest first by (first record time, run id),
+/// the order of [`history::History`].
+#[derive(Debug, Default)]
+pub struct Index {
+    pub tip: Option<gix::ObjectId>,
+    pub rows: Vec<Row>,
+    /// Runs read from the ledger by this load (the others came from the file).
+    pub refreshed: usize,
+}
+
+impl Index {
+    /// The index at the ledger's tip, brought up to date and saved (best
+    /// effort: a read-only `.git` only costs time).
+    pub fn load(store: &Store) -> Result<Index, StoreError> {
+        let Some(tip) = store.tip()? else {
+            return Ok(Index::default());
+        };
+        let path = path(store);
+        let header = Header {
+            format: FORMAT,
+            tool: env!("CARGO_PKG_VERSION").into(),
+            ref_name: store.ref_name().into(),
+            tip: tip.to_string(),
+        };
+        let (cached_tip, cached) = read(&path, &header).unwrap_or_default();
+        if cached_tip.as_deref() == Some(header.tip.as_str()) {
+            return Ok(Index {
+                tip: Some(tip),
+                rows: cached,
+                refreshed: 0,
+            });
+        }
+        let index = Index::refresh(store, tip, cached)?;
+        save(&path, &header, &index.rows);
+        Ok(index)
+    }
+
+    /// Brings `cached` rows to `tip`: rows whose tree is unchanged are kept.
+    fn refresh(store: &Store, tip: gix::ObjectId, cached: Vec<Row>) -> Result<Index, StoreError> {
+        let snapshot = store.snapshot(tip)?;
+        let mut by_id: BTreeMap<String, Row> = cached
+            .into_iter()
+            .map(|r| (r.run_id().to_string(), r))
+            .collect();
+        let mut rows = Vec::new();
+        let mut stale = Vec::new();
+        for item in snapshot.list("runs")?.unwrap_or_default() {
+            if !item.is_tree() {
+                continue;
+            }
+            let tree = item.id.to_string();
+            match by_id.remove(&item.name) {
+                Some(row) if row.tree == tree => rows.push(row),
+                _ => stale.push((item.name, tree)),
+            }
+        }
+        let refreshed = stale.len();
+        rows.extend(read_rows(store, &snapshot, tip, &stale)?);
+        rows.sort_by(|a, b| (&a.at, a.run_id()).cmp(&(&b.at, b.run_id())));
+        Ok(Index {
+            tip: Some(tip),
+            rows,
+            refreshed,
+        })
+    }
+
+    /// The run whose id is `key`, or the newest run whose tag is `key`.
+    pub fn find(&self, key: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.run_id() == key).or_else(|| {
+            self.rows
+                .iter()
+                .rev()
+                .find(|r| !key.is_empty() && r.state.tag == key)
+        })
+    }
+
+    /// The whole run of `row`, read from the ledger at the index's tip.
+    pub fn run(&self, store: &Store, row: &Row) -> Result<Run, StoreError> {
+        let tip = self.tip.expect("an index with rows has a tip");
+        history::load_run(&store.snapshot(tip)?, row.run_id())
+    }
+}
+
+/// Reads the runs named in `stale` from the ledger, on every core when
+/// there are many (a first index of a large ledger).
+fn read_rows(
+    store: &Store,
+    snapshot: &Snapshot<'_>,
+    tip: gix::ObjectId,
+    stale: &[(String, String)],
+) -> Result<Vec<Row>, StoreError> {
+    if stale.len() < 256 {
+        return stale
+            .iter()
+            .map(|(name, tree)| Ok(Row::of(&history::load_run(snapshot, name)?, tree)))
+            .collect();
+    }
+    let (git_dir, ref_name) = (store.git_dir().to_path_buf(), store.ref_name().to_string());
+    let parts = crate::par::chunks(stale, 64, |part| -> Result<Vec<Row>, StoreError> {
+        let store = Store::open_git_dir(&git_dir, &ref_name)?;
+        let snapshot = store.snapshot(tip)?;
+        part.iter()
+            .map(|(name, tree)| Ok(Row::of(&history::load_run(&snapshot, name)?, tree)))
+            .collect()
+    });
+    let mut rows = Vec::with_capacity(stale.len());
+    for part in parts {
+        rows.extend(part?);
+    }
+    Ok(rows)
+}
+
+fn path(store: &Store) -> PathBuf {
+    store.git_dir().join("ledger").join(FILE_NAME)
+}
+
+/// The file's tip and rows, when it was written by this ledger for this ref.
+fn read(path: &Path, expected: &Header) -> Option<(Option<String>, Vec<Row>)> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let header: Header = serde_json::from_slice(lines.next()?).ok()?;
+    if (header.format, &header.tool, &header.ref_name)
+        != (expected.format, &expected.tool, &expected.ref_name)
+    {
+        return None;
+    }
+    let rows = lines
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect::<Option<Vec<Row>>>()?;
+    Some((Some(header.tip), rows))
+}
+
+/// Writes the index through a temporary file and a rename, so a reader
+/// never sees half of it; failures are ignored (it is only a cache).
+fn save(path: &Path, header: &Header, rows: &[Row]) {
+    let mut bytes = serde_json::to_vec(header).expect("a header serializes");
+    bytes.push(b'\n');
+    for row in rows {
+        serde_json::to_writer(&mut bytes, row).expect("a row serializes");
+        bytes.push(b'\n');
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = path
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .and_then(|_| std::fs::File::create(&tmp))
+        .and_then(|mut f| f.write_all(&bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+impl Row {
+    /// The status `ledger log` shows: a `running` run whose supervisor is
+    /// provably gone from this machine is `aborted` (which reads the run).
+    pub fn status_here(
+        &self,
+        index: &Index,
+        store: &Store,
+        here: &crate::proc::Here,
+    ) -> Result<Status, StoreError> {
+        Ok(match self.state.status {
+            Status::Running => index.run(store, self)?.status_here(here),
+            status => status,
+        })
+    }
+}

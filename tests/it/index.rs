@@ -1,0 +1,124 @@
+//! The run index under `.git/ledger/` is a cache: `log`, `status` and `show`
+//! answer the same with it, without it, with it corrupted or stale.
+
+use crate::common::{assert_ok, TestEnv};
+
+/// What the index-backed commands print, as one string.
+fn answers(env: &TestEnv, cwd: &std::path::Path, show: &str) -> String {
+    let mut all = String::new();
+    for args in [
+        &["log"][..],
+        &["log", "--json"],
+        &["status"],
+        &["status", "--json", "--lines", "100"],
+        &["show", show, "--json"],
+    ] {
+        all.push_str(&assert_ok(env.ledger_in(cwd, args)).stdout);
+    }
+    all
+}
+
+fn index_path(repo: &std::path::Path) -> std::path::PathBuf {
+    repo.join(".git/ledger/runs-index.jsonl")
+}
+
+#[test]
+fn log_status_and_show_answer_the_same_with_a_missing_corrupt_or_stale_index() {
+    let env = TestEnv::init();
+    assert_ok(env.run("t1", &[], &["sh", "-c", "echo one; exit 0"]));
+    assert_ok(env.run("t2", &[], &["sh", "-c", "echo two; exit 0"]));
+    let first = answers(&env, &env.repo, "t1");
+    let index = index_path(&env.repo);
+    let early = std::fs::read(&index).expect("log wrote the index");
+
+    let out = env.run("t3", &[], &["sh", "-c", "echo three; exit 4"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    let fresh = answers(&env, &env.repo, "t3");
+    assert!(
+        fresh.contains("exit 4") && fresh.contains("three"),
+        "{fresh}"
+    );
+    assert_ne!(first, fresh);
+    // The index follows the tip.
+    let header = std::fs::read_to_string(&index).unwrap();
+    assert!(header.contains(&env.ledger_tip()), "{header}");
+
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("stale (an earlier tip)", early.clone()),
+        ("garbage", b"\x00not json\n{".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    let now = std::fs::read(&index).unwrap();
+    cases.push(("truncated", now[..now.len() / 2].to_vec()));
+    // A row whose tree id no longer matches its run is read again.
+    let text = String::from_utf8(early).unwrap();
+    let tampered = text.replacen("\"status\":\"passed\"", "\"status\":\"failed\"", 1);
+    assert_ne!(tampered, text);
+    let tampered = tampered.replacen("\"tree\":\"", "\"tree\":\"0", 1);
+    cases.push(("a row with another tree id", tampered.into_bytes()));
+    for (what, bytes) in cases {
+        std::fs::write(&index, bytes).unwrap();
+        assert_eq!(answers(&env, &env.repo, "t3"), fresh, "index {what}");
+    }
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(answers(&env, &env.repo, "t3"), fresh, "no index");
+    // An index that cannot be written only costs time.
+    let dir = index.parent().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::write(dir, "a file where the directory was").unwrap();
+    assert_eq!(answers(&env, &env.repo, "t3"), fresh, "unwritable index");
+    std::fs::remove_file(dir).unwrap();
+}
+
+#[test]
+fn a_first_index_of_many_runs_is_read_on_every_core_and_matches_a_clone() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("gen");
+    assert_ok(env.ledger(&[
+        "generate",
+        dir.to_str().unwrap(),
+        "--runs",
+        "300",
+        "--writers",
+        "2",
+        "--per-commit",
+        "40",
+    ]));
+    let repo = dir.join("repo");
+    let logged = assert_ok(env.ledger_in(&repo, &["log"])).stdout;
+    assert_eq!(logged.lines().count(), 300, "{logged}");
+    let newest = logged.split_whitespace().nth(1).unwrap().to_string();
+    let first = answers(&env, &repo, &newest);
+    // A second call reads only the file; a clone builds its own.
+    assert_eq!(answers(&env, &repo, &newest), first);
+    let clone = env.dir.path().join("clone");
+    let git = |args: &[&str], cwd: &std::path::Path| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    git(
+        &[
+            "clone",
+            "-q",
+            repo.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+        env.dir.path(),
+    );
+    git(
+        &[
+            "fetch",
+            "-q",
+            "origin",
+            "refs/heads/ledger:refs/heads/ledger",
+        ],
+        &clone,
+    );
+    assert!(!index_path(&clone).exists());
+    assert_eq!(answers(&env, &clone, &newest), first);
+    assert!(index_path(&clone).exists());
+}
