@@ -22,6 +22,7 @@ use crate::journal;
 use crate::project::{self, Options, Projection, ReportSource, RunExtras};
 use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
 use crate::sign::Signer;
+use crate::stat_cache::{self, RunDocs, StatCache};
 use crate::store::{Identity, Snapshot};
 use crate::trust::Trust;
 use crate::verify::{self, Finding};
@@ -86,7 +87,8 @@ pub fn compute(
     if use_cache {
         VerifyCache::save(ws, trust, &verified.report);
     }
-    let mut computed = compute_from(ws, trust, options, tag, verified)?;
+    let reuse = use_cache && tag.is_none();
+    let mut computed = compute_inner(ws, trust, options, tag, verified, false, reuse)?;
     computed.verified_since = verified_since;
     Ok(computed)
 }
@@ -165,14 +167,14 @@ pub fn compute_from(
     tag: Option<&str>,
     verified: verify::Verified,
 ) -> Result<Computed, Error> {
-    compute_inner(ws, trust, options, tag, verified, false)
+    compute_inner(ws, trust, options, tag, verified, false, false)
 }
 
 /// `ledger report --html`: verifies the ledger and renders the projection
 /// (default options) and, from it, the static site ([`project::html`]).
 pub fn compute_site(ws: &Workspace, trust: &Trust) -> Result<Computed, Error> {
     let verified = verify::verify_with_runs(&ws.store, trust, &crate::proc::Here::read())?;
-    compute_inner(ws, trust, Options::default(), None, verified, true)
+    compute_inner(ws, trust, Options::default(), None, verified, true, false)
 }
 
 fn compute_inner(
@@ -182,6 +184,7 @@ fn compute_inner(
     tag: Option<&str>,
     verified: verify::Verified,
     site: bool,
+    reuse: bool,
 ) -> Result<Computed, Error> {
     let verify::Verified {
         report,
@@ -238,7 +241,30 @@ fn compute_inner(
         remote: remote.as_ref(),
         options,
     };
-    let mut projection = project::project(&input);
+    let config_bytes = std::fs::read(&ws.config_path).unwrap_or_default();
+    let config_sha256 = canon::sha256_hex(&config_bytes);
+    let mut projection = if reuse {
+        // A run's documents are not rendered again when the run documents
+        // cache has its key and the stat cache proves every one of its
+        // files on disk with the recorded digest.
+        let docs = RunDocs::load(ws.store.git_dir(), &ws.root);
+        let stats = StatCache::load(ws.store.git_dir(), &ws.root);
+        let root = &ws.root;
+        let known = |key: &str| -> Option<Vec<FileDigest>> {
+            let files = docs.get(key)?;
+            files
+                .iter()
+                .all(|f| {
+                    std::fs::symlink_metadata(root.join(&f.path))
+                        .is_ok_and(|m| stats.unchanged(&f.path, &m, &f.sha256).is_some())
+                })
+                .then(|| files.to_vec())
+        };
+        let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
+        project::project_reusing(&input, Some((&salt, &known)))
+    } else {
+        project::project(&input)
+    };
     phases.mark("project");
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
@@ -270,13 +296,14 @@ fn compute_inner(
             .chain([ws.config.finalize.stage_audit_log.clone()])
             .collect();
         projection.files.retain(|path, _| keep.contains(path));
+        projection.known.retain(|path, _| keep.contains(path));
+        projection.run_keys.clear();
         projection.runs.retain(|r| r.run_id == run.run_id);
     }
-    let config_bytes = std::fs::read(&ws.config_path).unwrap_or_default();
     Ok(Computed {
         head: tip.to_string(),
         runs: history.runs.len(),
-        config_sha256: canon::sha256_hex(&config_bytes),
+        config_sha256,
         options,
         projection,
         site,
@@ -385,6 +412,10 @@ pub struct Difference {
 
 /// Compares the projection with the work tree; writes nothing.
 pub fn differences(root: &Path, projection: &Projection) -> Vec<Difference> {
+    assert!(
+        projection.known.is_empty(),
+        "differences need a projection rendered in full"
+    );
     let mut out = Vec::new();
     for (path, want) in &projection.files {
         let (state, have) = match std::fs::read(root.join(path)) {
@@ -422,46 +453,111 @@ pub struct Written {
 /// Writes the projection's files: a new file directly (`create_new`), an
 /// existing one that differs atomically (temp file + rename), on every core.
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
+    Ok(write_known(root, projection, &StatCache::default())?.0)
+}
+
+/// [`write`] for `finalize` in the work tree: files `.git/ledger/written.jsonl`
+/// proves unchanged ([`StatCache`]) are not read back; the cache is then
+/// replaced by what this call wrote or found. Without `cache` it is neither
+/// read nor written.
+pub fn write_tracked(
+    ws: &Workspace,
+    projection: &Projection,
+    cache: bool,
+) -> Result<Vec<Written>, Error> {
+    let git_dir = ws.store.git_dir();
+    let known = if cache {
+        StatCache::load(git_dir, &ws.root)
+    } else {
+        StatCache::default()
+    };
+    let (written, entries) = write_known(&ws.root, projection, &known)?;
+    if cache {
+        StatCache::save(git_dir, &ws.root, &entries);
+        RunDocs::save(git_dir, &ws.root, &projection.run_keys, &entries);
+    }
+    Ok(written)
+}
+
+fn write_known(
+    root: &Path,
+    projection: &Projection,
+    known: &StatCache,
+) -> Result<(Vec<Written>, Vec<stat_cache::Entry>), Error> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
     let _progress = crate::progress::begin("write: files", entries.len());
     let parts = crate::par::chunks(&entries, 64, |part| {
         let mut safe_dirs = std::collections::BTreeSet::new();
         part.iter()
             .map(|(rel, bytes)| {
-                let written = write_one(root, rel, bytes, &mut safe_dirs);
+                let written = write_one(root, rel, bytes, known, &mut safe_dirs);
                 crate::progress::inc(1);
                 written
             })
-            .collect::<Result<Vec<Written>, Error>>()
+            .collect::<Result<Vec<_>, Error>>()
     });
-    let mut out = Vec::with_capacity(entries.len());
+    let mut out = Vec::with_capacity(projection.len());
+    let mut stats = Vec::with_capacity(projection.len());
     for part in parts {
-        out.extend(part?);
+        for (written, entry) in part? {
+            out.push(written);
+            stats.extend(entry);
+        }
     }
-    Ok(out)
+    // Known documents were proved on disk by `known` when they were taken.
+    for path in projection.known.keys() {
+        out.push(Written {
+            path: path.clone(),
+            changed: false,
+        });
+        stats.extend(known.entry(path).cloned());
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((out, stats))
 }
 
 fn write_one(
     root: &Path,
     rel: &str,
     bytes: &[u8],
+    known: &StatCache,
     safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,
-) -> Result<Written, Error> {
+) -> Result<(Written, Option<stat_cache::Entry>), Error> {
     let path = safe_path(root, rel, safe_dirs)?;
     let io = |source| Error::Io {
         path: path.clone(),
         source,
     };
+    let sha256 = canon::sha256_hex(bytes);
+    let stat = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| stat_cache::Entry::new(rel, &sha256, &m))
+    };
+    let before = std::fs::symlink_metadata(&path).ok();
+    if let Some(entry) = before
+        .as_ref()
+        .and_then(|m| known.unchanged(rel, m, &sha256))
+    {
+        let written = Written {
+            path: rel.to_string(),
+            changed: false,
+        };
+        return Ok((written, Some(entry.clone())));
+    }
     let existing = match std::fs::read(&path) {
         Ok(have) => Some(have),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
     if existing.as_deref() == Some(bytes) {
-        return Ok(Written {
+        let written = Written {
             path: rel.to_string(),
             changed: false,
-        });
+        };
+        // The status from before the read: a change during it shows later.
+        let entry = before.map(|m| stat_cache::Entry::new(rel, &sha256, &m));
+        return Ok((written, entry));
     }
     let dir = path.parent().expect("a file inside the root has a parent");
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -500,10 +596,11 @@ fn write_one(
             }
         })?;
     }
-    Ok(Written {
+    let written = Written {
         path: rel.to_string(),
         changed: true,
-    })
+    };
+    Ok((written, stat(&path)))
 }
 
 /// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes
@@ -555,10 +652,10 @@ pub(crate) fn safe_path(
     Ok(path)
 }
 
-/// The digests of the projection's files, sorted by path.
+/// The digests of the projection's files (rendered and known), sorted by path.
 pub fn digests(projection: &Projection) -> Vec<FileDigest> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
-    crate::par::chunks(&entries, 256, |part| {
+    let mut all = crate::par::chunks(&entries, 256, |part| {
         part.iter()
             .map(|(path, bytes)| FileDigest {
                 path: path.to_string(),
@@ -567,7 +664,10 @@ pub fn digests(projection: &Projection) -> Vec<FileDigest> {
             })
             .collect::<Vec<_>>()
     })
-    .concat()
+    .concat();
+    all.extend(projection.known.values().cloned());
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    all
 }
 
 /// The newest `finalize` record at `snapshot`: (finalize id, predicate).

@@ -41,6 +41,7 @@ pub mod recover;
 pub mod run;
 pub mod secrets;
 pub mod sign;
+pub mod stat_cache;
 pub mod status;
 pub mod store;
 pub mod sync;

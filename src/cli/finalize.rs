@@ -23,6 +23,7 @@ use crate::workspace::Workspace;
 ///   ledger finalize --check                 # diff only, exit 1 on any difference
 ///   ledger finalize --tag committee_2026-11-22_run1 --require-final-summary
 ///   ledger finalize --commit                # also commit the files on your branch
+///   ledger finalize --no-cache              # verify and compare everything again
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -40,6 +41,11 @@ pub struct Args {
     /// refused when other changes are staged.
     #[arg(long)]
     commit: bool,
+    /// Recompute everything: verify the whole ledger and read back every
+    /// document, ignoring the caches under .git/ledger/ (which only save
+    /// time and never change a result).
+    #[arg(long)]
+    no_cache: bool,
     #[command(flatten)]
     trust_key: super::TrustKey,
     /// Print the outcome as JSON.
@@ -55,6 +61,7 @@ impl Args {
             require_final_summary: false,
             check: false,
             commit: false,
+            no_cache: false,
             trust_key: super::TrustKey {
                 trust: None,
                 key: None,
@@ -99,7 +106,13 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         require_final_summary: args.require_final_summary,
     };
     // A check verifies everything and writes nothing, not even the cache.
-    let computed = finalize::compute(&ws, &trust, options, args.tag.as_deref(), !args.check)?;
+    let computed = finalize::compute(
+        &ws,
+        &trust,
+        options,
+        args.tag.as_deref(),
+        !args.check && !args.no_cache,
+    )?;
     if args.check {
         let diffs = finalize::differences(&ws.root, &computed.projection);
         if args.json {
@@ -119,12 +132,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
                 match diffs.len() {
                     0 => format!(
                         "finalize --check: {} files match the projection of ledger head {}\n",
-                        computed.projection.files.len(),
+                        computed.projection.len(),
                         computed.head
                     ),
                     n => format!(
                         "finalize --check: {n} of {} files differ from the projection of ledger head {}; run `ledger finalize`\n",
-                        computed.projection.files.len(),
+                        computed.projection.len(),
                         computed.head
                     ),
                 }
@@ -133,7 +146,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         }
         return Ok(if diffs.is_empty() { 0 } else { 1 });
     }
-    let paths: Vec<String> = computed.projection.files.keys().cloned().collect();
+    let paths: Vec<String> = computed.projection.paths();
     if args.commit {
         let foreign = finalize::foreign_staged(&ws.root, &paths)?;
         if !foreign.is_empty() {
@@ -145,7 +158,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     }
     let (signer, identity) = args.trust_key.signer(&ws, env)?;
     let mut phases = crate::clock::Phases::start();
-    let written = finalize::write(&ws.root, &computed.projection)?;
+    let written = finalize::write_tracked(&ws, &computed.projection, !args.no_cache)?;
     phases.mark("write");
     let at = crate::clock::now()?;
     let recorded = finalize::record(&ws, &signer, &identity, at, &computed)?;

@@ -35,7 +35,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let computed = crate::finalize::compute_site(&ws, &trust)?;
     let site = crate::project::Projection {
         files: computed.site.unwrap_or_default(),
-        runs: Vec::new(),
+        ..Default::default()
     };
     let dir = crate::files::from_cwd(&env.cwd, &args.html);
     std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;

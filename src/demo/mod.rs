@@ -249,10 +249,10 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         None,
         true,
     )?;
-    crate::finalize::write(&ws.root, &computed.projection)?;
+    crate::finalize::write_tracked(&ws, &computed.projection, true)?;
     let finalize =
         crate::finalize::record(&ws, &signer, &identity, crate::clock::now()?, &computed)?;
-    let documents = computed.projection.files.keys().cloned().collect();
+    let documents = computed.projection.paths();
     let report = verify::verify(&ws.store, &trust_file, &crate::proc::Here::read())?;
     writeln!(note, "demo: ledger report --html").ok();
     let site_dir = repo.parent().unwrap_or(&repo).join("report");
@@ -262,7 +262,7 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         &site_dir,
         &crate::project::Projection {
             files: site.site.unwrap_or_default(),
-            runs: Vec::new(),
+            ..Default::default()
         },
     )?;
     Ok(Demo {

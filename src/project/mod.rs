@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{is_relative_inside, Config};
+use crate::files::FileDigest;
 use crate::history::{History, Run, Status};
 use report::{Problem, Report};
 
@@ -210,11 +211,51 @@ pub struct RunOutline {
 pub struct Projection {
     /// Repository-relative path to file bytes.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Documents not rendered because the caller proved them already on disk
+    /// with these digests ([`Reuse`]); never shares a path with `files`.
+    pub known: BTreeMap<String, FileDigest>,
+    /// With [`Reuse`]: each run's document key and its documents' paths.
+    pub run_keys: Vec<(String, Vec<String>)>,
     pub runs: Vec<RunOutline>,
 }
 
+impl Projection {
+    /// Every document's path, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .files
+            .keys()
+            .chain(self.known.keys())
+            .cloned()
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len() + self.known.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Documents of a run rendered before, by the run's document key
+/// ([`run_key`]): `Some` with their digests when the caller has proved they
+/// are on disk unchanged, so they need not be rendered again. The key
+/// covers everything a run's documents are rendered from, so a changed
+/// input gives another key.
+pub type Reuse<'r> = &'r (dyn Fn(&str) -> Option<Vec<FileDigest>> + Sync);
+
 /// Renders every document.
 pub fn project(input: &Input<'_>) -> Projection {
+    project_reusing(input, None)
+}
+
+/// [`project`], taking each run's documents from `reuse` when it has them;
+/// `salt` names the tool and configuration (it enters every run key).
+pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> Projection {
     let mut phases = crate::clock::Phases::start();
     let views = views(input);
     phases.mark("project: views");
@@ -268,7 +309,8 @@ pub fn project(input: &Input<'_>) -> Projection {
         failures::summary(&patterns).into_bytes(),
     );
     phases.mark("project: ledger documents");
-    files.extend(run_documents(input, &views));
+    let (rendered, known, run_keys) = run_documents(input, &views, reuse);
+    files.extend(rendered);
     phases.mark("project: run documents");
     let runs = views
         .iter()
@@ -292,51 +334,167 @@ pub fn project(input: &Input<'_>) -> Projection {
             paths: v.paths.clone(),
         })
         .collect();
-    Projection { files, runs }
+    Projection {
+        files,
+        known,
+        run_keys,
+        runs,
+    }
 }
+
+/// The key of a run's documents: SHA-256 over `salt` (the tool and
+/// configuration), the options, the trust file's name, and the digests of
+/// the run's view and of the previous run of its factor ([`view_digest`]),
+/// the only other run its documents read.
+pub fn run_key(
+    salt: &str,
+    input: &Input<'_>,
+    view: &View<'_>,
+    previous: Option<&View<'_>>,
+) -> String {
+    let text = serde_json::json!({
+        "salt": salt,
+        "options": input.options,
+        "trust_file": input.trust_file,
+        "view": view_digest(view),
+        "previous": previous.map(view_digest),
+    });
+    crate::record::canon::sha256_hex(text.to_string().as_bytes())
+}
+
+/// SHA-256 over everything of a view its documents are rendered from: the
+/// run's records (ids and signatures), what could not be read, what was read
+/// of its stored files (by digest), verify's findings about it, the
+/// committee's tally and the document paths.
+fn view_digest(view: &View<'_>) -> String {
+    use crate::record::canon::sha256_hex;
+    let run = view.run;
+    let records: Vec<serde_json::Value> = run
+        .records
+        .iter()
+        .map(|(kind, r)| {
+            serde_json::json!([
+                kind,
+                r.id,
+                r.envelope
+                    .signatures
+                    .iter()
+                    .map(|s| [&s.keyid, &s.sig])
+                    .collect::<Vec<_>>()
+            ])
+        })
+        .collect();
+    let e = view.extras;
+    let report = match &e.report {
+        None => serde_json::Value::Null,
+        Some(ReportSource::Stored { path, bytes }) => {
+            serde_json::json!(["stored", path, sha256_hex(bytes)])
+        }
+        Some(ReportSource::NotStored { path, bytes }) => {
+            serde_json::json!(["not_stored", path, bytes])
+        }
+    };
+    let inputs: BTreeMap<&String, String> =
+        e.inputs.iter().map(|(p, b)| (p, sha256_hex(b))).collect();
+    let text = serde_json::json!({
+        "run_id": run.run_id,
+        "records": records,
+        "unreadable": run.unreadable,
+        "report": report,
+        "log_matches": e.log_matches,
+        "integrity": e.integrity,
+        "inputs": inputs,
+        "status": view.status,
+        "decision": view.decision,
+        "paths": view.paths,
+    });
+    sha256_hex(text.to_string().as_bytes())
+}
+
+/// Documents, documents known on disk, and run keys, as [`run_documents`] returns them.
+type RunDocuments = (
+    Vec<(String, Vec<u8>)>,
+    BTreeMap<String, FileDigest>,
+    Vec<(String, Vec<String>)>,
+);
 
 /// Every run's own documents (final summary, run review, governance check
 /// and remediation plan), rendered on every core: each run's documents
-/// depend on that run and the one before it of the same factor only.
-fn run_documents(input: &Input<'_>, views: &[View<'_>]) -> Vec<(String, Vec<u8>)> {
+/// depend on that run and the one before it of the same factor only. With
+/// `reuse`, a run whose documents it has is not rendered.
+fn run_documents(
+    input: &Input<'_>,
+    views: &[View<'_>],
+    reuse: Option<(&str, Reuse<'_>)>,
+) -> RunDocuments {
     let indices: Vec<usize> = (0..views.len()).collect();
     let parts = crate::par::chunks(&indices, 64, |part| {
         let mut out = Vec::new();
+        let mut known = Vec::new();
+        let mut keys = Vec::new();
         for &i in part {
             let view = &views[i];
             let previous = previous_of_factor(&views[..i], view);
-            let p = &view.paths;
-            if let (Some(path), Some(report)) = (&p.summary, view.report.report()) {
-                out.push((
-                    path.clone(),
-                    docs::final_summary(input, view, report).into_bytes(),
-                ));
-            }
-            if let (Some(path), Some(report)) = (&p.review, view.report.report()) {
-                out.push((
-                    path.clone(),
-                    docs::run_review(input, view, report, previous).into_bytes(),
-                ));
-            }
-            if let Some(checks) = &view.checks {
-                let gov = governance::Document::new(view, checks);
-                let plan = governance::Plan::new(input, view, checks);
-                let pairs = [
-                    (&p.governance_json, json_bytes(&gov)),
-                    (&p.governance_md, gov.markdown().into_bytes()),
-                    (&p.remediation_json, json_bytes(&plan)),
-                    (&p.remediation_md, plan.markdown().into_bytes()),
-                ];
-                for (path, bytes) in pairs {
-                    if let Some(path) = path {
-                        out.push((path.clone(), bytes));
-                    }
+            if let Some((salt, reuse)) = reuse {
+                let key = run_key(salt, input, view, previous);
+                if let Some(files) = reuse(&key) {
+                    keys.push((key, files.iter().map(|f| f.path.clone()).collect()));
+                    known.extend(files);
+                    continue;
                 }
+                let first = out.len();
+                render_run(input, view, previous, &mut out);
+                keys.push((key, out[first..].iter().map(|(p, _)| p.clone()).collect()));
+                continue;
+            }
+            render_run(input, view, previous, &mut out);
+        }
+        (out, known, keys)
+    });
+    let (mut files, mut known, mut keys) = (Vec::new(), BTreeMap::new(), Vec::new());
+    for (f, k, r) in parts {
+        files.extend(f);
+        known.extend(k.into_iter().map(|d| (d.path.clone(), d)));
+        keys.extend(r);
+    }
+    (files, known, keys)
+}
+
+/// One run's documents, appended to `out`.
+fn render_run(
+    input: &Input<'_>,
+    view: &View<'_>,
+    previous: Option<&View<'_>>,
+    out: &mut Vec<(String, Vec<u8>)>,
+) {
+    let p = &view.paths;
+    if let (Some(path), Some(report)) = (&p.summary, view.report.report()) {
+        out.push((
+            path.clone(),
+            docs::final_summary(input, view, report).into_bytes(),
+        ));
+    }
+    if let (Some(path), Some(report)) = (&p.review, view.report.report()) {
+        out.push((
+            path.clone(),
+            docs::run_review(input, view, report, previous).into_bytes(),
+        ));
+    }
+    if let Some(checks) = &view.checks {
+        let gov = governance::Document::new(view, checks);
+        let plan = governance::Plan::new(input, view, checks);
+        let pairs = [
+            (&p.governance_json, json_bytes(&gov)),
+            (&p.governance_md, gov.markdown().into_bytes()),
+            (&p.remediation_json, json_bytes(&plan)),
+            (&p.remediation_md, plan.markdown().into_bytes()),
+        ];
+        for (path, bytes) in pairs {
+            if let Some(path) = path {
+                out.push((path.clone(), bytes));
             }
         }
-        out
-    });
-    parts.concat()
+    }
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {

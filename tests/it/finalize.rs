@@ -1141,3 +1141,111 @@ fn finalize_reuses_what_it_verified_and_still_sees_a_rewritten_record() {
     // The same documents as a finalize that verifies everything.
     assert_ok(env.ledger(&["finalize", "--check"]));
 }
+
+#[test]
+fn finalize_document_caches_never_change_a_result() {
+    let env = TestEnv::init();
+    std::fs::write(env.repo.join("gates.sh"), GATES).unwrap();
+    let gates = |factor: &str, tag: &str, pass: &str| {
+        run(
+            &env,
+            "gates",
+            tag,
+            &[],
+            &["sh", "gates.sh", factor, tag, "1.1", pass],
+        )
+    };
+    gates("momentum", "c1", "true");
+    gates("value", "c2", "false");
+    let docs = |outcome: &Value| projection_files(&env.repo, &written_paths(outcome));
+    finalize_json(&env, &env.repo, &[]);
+    // With the caches, then without them: the same files, nothing rewritten.
+    let agree = |what: &str| {
+        let cached = finalize_json(&env, &env.repo, &[]);
+        let fresh = finalize_json(&env, &env.repo, &["--no-cache"]);
+        assert_eq!(docs(&cached), docs(&fresh), "{what}");
+        assert!(
+            fresh["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["changed"] == false),
+            "{what}: --no-cache found something to rewrite: {fresh:#}"
+        );
+        assert_ok(env.ledger(&["finalize", "--check"]));
+        cached
+    };
+    let ledger_dir = env.repo.join(".git/ledger");
+    agree("after the first finalize");
+    assert!(ledger_dir.join("run-docs.jsonl").exists());
+    assert!(ledger_dir.join("written.jsonl").exists());
+
+    // A new run of the same factor: its review compares with c1.
+    gates("momentum", "c3", "false");
+    let outcome = agree("after a new run");
+    let review = docs(&outcome)
+        .into_iter()
+        .find(|(p, _)| p.contains("production_gates_c3") && p.ends_with("run_review.md"))
+        .expect("c3 has a run review");
+    assert!(String::from_utf8_lossy(&review.1).contains("c1"));
+
+    // The caches corrupted: digests that do not match, or garbage.
+    let docs_cache = ledger_dir.join("run-docs.jsonl");
+    let text = std::fs::read_to_string(&docs_cache).unwrap();
+    let zeroed: String = text
+        .split("\"sha256\":\"")
+        .enumerate()
+        .map(|(i, part)| match i {
+            0 => part.to_string(),
+            _ => format!("\"sha256\":\"{}{}", "0".repeat(64), &part[64..]),
+        })
+        .collect();
+    assert_ne!(zeroed, text);
+    std::fs::write(&docs_cache, zeroed).unwrap();
+    agree("run documents cache with wrong digests");
+    std::fs::write(&docs_cache, "{\"format\":1}\nnot json\n").unwrap();
+    std::fs::write(ledger_dir.join("written.jsonl"), [0xff, 0xfe, b'\n']).unwrap();
+    agree("garbage caches");
+
+    // A document edited behind ledger's back, same size and modification
+    // time: the change time gives it away and finalize restores it.
+    let outcome = agree("caches rebuilt");
+    let (path, want) = docs(&outcome)
+        .into_iter()
+        .find(|(p, _)| p.ends_with("governance_audit_check.md"))
+        .unwrap();
+    let file = env.repo.join(&path);
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut edited = want.clone();
+    let at = edited.iter().position(|b| b.is_ascii_alphabetic()).unwrap();
+    edited[at] = if edited[at] == b'x' { b'y' } else { b'x' };
+    std::fs::write(&file, &edited).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let outcome = finalize_json(&env, &env.repo, &[]);
+    assert_eq!(std::fs::read(&file).unwrap(), want, "{path} restored");
+    assert!(outcome["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == path.as_str() && f["changed"] == true));
+    let before = docs(&agree("after a restore"));
+
+    // Configuration that changes documents: every run's key changes.
+    let config = env.repo.join("ledger.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    assert!(yaml.contains("higher_is_better: true"));
+    std::fs::write(
+        &config,
+        yaml.replace("higher_is_better: true", "higher_is_better: false"),
+    )
+    .unwrap();
+    let flipped = agree("after a configuration change");
+    let after = docs(&flipped);
+    assert_eq!(after.len(), before.len());
+    assert_ne!(after, before, "higher_is_better shows in the documents");
+}
