@@ -62,7 +62,7 @@ def generated(root):
     gen = os.path.join(root, "gen")
     subprocess.run([LEDGER, "generate", gen, "--runs", str(n), "--writers", "3"], check=True, stdout=subprocess.DEVNULL)
     env = hermetic_env(root, LEDGER_KEY=os.path.join(gen, "keys", "writer0"))
-    return n, os.path.join(gen, "repo"), env
+    return n, gen, env
 
 
 def setup(root):

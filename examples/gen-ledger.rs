@@ -3,8 +3,8 @@
 //!
 //!   cargo run --release --example gen-ledger -- --runs 100000 --out /tmp/big
 //!
-//! DIR/repo is then a git work tree with ledger.yaml (whose signing.key names
-//! DIR/keys/writer0), .ledger/allowed_signers and the ledger ref: `ledger
+//! DIR is then a git work tree with ledger.yaml (whose signing.key names
+//! keys/writer0, untracked), .ledger/allowed_signers and the ledger ref: `ledger
 //! verify`, `finalize`, `log` and `status` run there without flags.
 
 use std::path::PathBuf;

@@ -54,8 +54,10 @@ const FACTORS: [&str; 12] = [
     "liquidity",
 ];
 
-/// Creates `dir/repo` (a git repository with ledger.yaml and a trust file),
-/// `dir/keys/writer<i>`, and a ledger of `spec.runs` runs.
+/// Makes `dir` a git work tree with ledger.yaml (naming `keys/writer0` as
+/// its signing key), a trust file, the writers' keys `keys/writer<i>`
+/// (untracked: `.git/info/exclude` lists them) and a ledger of `spec.runs`
+/// runs.
 pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
     if spec.runs == 0 || spec.writers == 0 || spec.per_commit == 0 {
         return Err(Error::input(
@@ -64,10 +66,17 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
         ));
     }
     require_empty(dir)?;
-    let repo = dir.join("repo");
+    let repo = dir.to_path_buf();
     std::fs::create_dir_all(&repo).map_err(|e| Error::io(&repo, e))?;
-    std::fs::create_dir_all(dir.join("keys")).map_err(|e| Error::io(dir, e))?;
     git(&repo, &["init", "-q", "-b", "main"])?;
+    let exclude = repo.join(".git/info/exclude");
+    std::fs::create_dir_all(repo.join(".git/info")).map_err(|e| Error::io(&exclude, e))?;
+    std::fs::write(
+        &exclude,
+        "# private keys of the generated writers\n/keys/\n",
+    )
+    .map_err(|e| Error::io(&exclude, e))?;
+    std::fs::create_dir_all(dir.join("keys")).map_err(|e| Error::io(dir, e))?;
     let mut keys = Vec::new();
     let mut signers = Vec::new();
     let mut trust_text = String::new();
@@ -89,7 +98,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Generated, Error> {
     let config = crate::config::TEMPLATE
         .replace("min_cores: 8", "min_cores: 1")
         .replace("min_memory_gb: 60", "min_memory_gb: 1")
-        .replace("  # key: ~/.ssh/id_ed25519", "  key: ../keys/writer0");
+        .replace("  # key: ~/.ssh/id_ed25519", "  key: keys/writer0");
     let config_path = repo.join(crate::config::FILE_NAME);
     std::fs::write(&config_path, config).map_err(|e| Error::io(&config_path, e))?;
     std::fs::write(repo.join("strategy.yaml"), "lookback_days: 60\n")

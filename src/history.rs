@@ -163,6 +163,16 @@ impl History {
 
 /// Reads one run directory.
 pub fn load_run(snapshot: &Snapshot<'_>, run_id: &str) -> Result<Run, StoreError> {
+    load_run_with(snapshot, run_id, record::parse)
+}
+
+/// [`load_run`] parsing each record with `parse` ([`record::parse_proven`]
+/// for a run a verification already read in this very form).
+pub fn load_run_with(
+    snapshot: &Snapshot<'_>,
+    run_id: &str,
+    parse: fn(&[u8]) -> Result<Parsed, record::RecordError>,
+) -> Result<Run, StoreError> {
     let mut run = Run {
         run_id: run_id.to_string(),
         records: BTreeMap::new(),
@@ -175,7 +185,7 @@ pub fn load_run(snapshot: &Snapshot<'_>, run_id: &str) -> Result<Run, StoreError
         let Some(kind) = Kind::from_file_name(&item.name) else {
             continue;
         };
-        match record::parse(&snapshot.blob(item.id)?) {
+        match parse(&snapshot.blob(item.id)?) {
             Ok(mut parsed) if parsed.payload.kind == kind && parsed.payload.run_id == run_id => {
                 parsed.shed_bytes();
                 run.records.insert(kind, parsed);

@@ -4,8 +4,8 @@ use super::{CliError, Env};
 
 /// Write a realistic ledger of N signed runs into a new repository (benchmarks).
 ///
-/// Creates DIR/repo (git, ledger.yaml, .ledger/allowed_signers) and
-/// DIR/keys/writer<i>, then commits N runs straight into refs/heads/ledger,
+/// Makes DIR a git work tree (ledger.yaml naming keys/writer0 as its signing
+/// key, .ledger/allowed_signers, untracked keys/writer<i>), then commits N runs straight into refs/heads/ledger,
 /// many per commit: every record kind, stored reports and logs, twelve
 /// factors, passing, failing, DQ-blocked and aborted runs, several writers
 /// with their own chains. The ledger passes `ledger verify`. Runs start at

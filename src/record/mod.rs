@@ -239,6 +239,17 @@ impl Parsed {
 
 /// Parses stored envelope bytes. Checks structure and canonical form, not signatures.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, RecordError> {
+    parse_with(bytes, true)
+}
+
+/// [`parse`] without the canonical-form check, for bytes a whole
+/// verification has already proved canonical: the records of a run whose
+/// tree is unchanged since a verified ledger head (`finalize`'s cache).
+pub fn parse_proven(bytes: &[u8]) -> Result<Parsed, RecordError> {
+    parse_with(bytes, false)
+}
+
+fn parse_with(bytes: &[u8], check_canonical: bool) -> Result<Parsed, RecordError> {
     let envelope: Envelope =
         serde_json::from_slice(bytes).map_err(|e| RecordError::Envelope(e.to_string()))?;
     if envelope.payload_type != PAYLOAD_TYPE {
@@ -250,13 +261,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, RecordError> {
     // One parse serves both checks: the canonical form of the parsed value
     // must be the stored bytes, and the value (moved, not re-read) must be a
     // payload.
-    let value: serde_json::Value = serde_json::from_slice(&payload_bytes)
-        .map_err(|_| RecordError::PayloadJson("invalid JSON".into()))?;
-    if canon::canonical_bytes(&value) != payload_bytes {
-        return Err(RecordError::NotCanonical);
-    }
-    let payload: Payload =
-        serde_json::from_value(value).map_err(|e| RecordError::Payload(e.to_string()))?;
+    let payload: Payload = if check_canonical {
+        let value: serde_json::Value = serde_json::from_slice(&payload_bytes)
+            .map_err(|_| RecordError::PayloadJson("invalid JSON".into()))?;
+        if canon::canonical_bytes(&value) != payload_bytes {
+            return Err(RecordError::NotCanonical);
+        }
+        serde_json::from_value(value).map_err(|e| RecordError::Payload(e.to_string()))?
+    } else {
+        serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?
+    };
     // The base64 text is `payload_bytes` again; a large ledger need not hold both.
     let mut envelope = envelope;
     envelope.payload = String::new();

@@ -623,7 +623,19 @@ fn a_generated_ledger_verifies_and_finalizes() {
         "7",
     ]));
     assert!(out.stdout.starts_with("generated 90 runs ("), "{out:?}");
-    let repo = dir.join("repo");
+    let repo = dir.clone();
+    assert!(repo.join("keys/writer0").exists());
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "",
+        "a clean work tree; the keys are excluded"
+    );
     // Enough runs that verify checks them on several threads.
     let report: Value =
         serde_json::from_str(&assert_ok(env.ledger_in(&repo, &["verify", "--json"])).stdout)

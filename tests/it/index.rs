@@ -84,7 +84,7 @@ fn a_first_index_of_many_runs_is_read_on_every_core_and_matches_a_clone() {
         "--per-commit",
         "40",
     ]));
-    let repo = dir.join("repo");
+    let repo = dir;
     let logged = assert_ok(env.ledger_in(&repo, &["log"])).stdout;
     assert_eq!(logged.lines().count(), 300, "{logged}");
     let newest = logged.split_whitespace().nth(1).unwrap().to_string();

@@ -33,7 +33,7 @@ fn progress_and_colour_only_on_a_terminal_and_never_with_no_color() {
     let env = TestEnv::new();
     let dir = env.dir.path().join("gen");
     assert_ok(env.ledger(&["generate", dir.to_str().unwrap(), "--runs", "200"]));
-    let repo = dir.join("repo");
+    let repo = dir;
 
     let tty = on_a_terminal(&repo, "verify", false);
     assert!(
