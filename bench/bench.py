@@ -178,13 +178,20 @@ def bench_finalize(root, runs):
                 if f.endswith(".md"):
                     os.remove(os.path.join(dirpath, f))
     floor = ["sh", "-c", "git cat-file --batch-all-objects --batch > /dev/null"]
-    base, full, inc, full_rss, inc_rss, base_rss = [], [], [], 0, 0, 0
+    base, full, inc, full_rss, inc_rss, base_rss, copy = [], [], [], 0, 0, 0, []
+    copy_dir = os.path.join(root, "copy")
     for i in range(runs):
         w, r = timed(floor, repo, env)
         base.append(w); base_rss = max(base_rss, r)
         clear()
         w, r = timed([LEDGER, "finalize"], repo, env)
         full.append(w); full_rss = max(full_rss, r)
+        # What creating the same files costs by itself on this disk.
+        shutil.rmtree(copy_dir, ignore_errors=True)
+        os.makedirs(copy_dir)
+        w, _ = timed(["cp", "-r", "audit", "docs", "gate_results", copy_dir], repo, env)
+        copy.append(w)
+        shutil.rmtree(copy_dir, ignore_errors=True)
         subprocess.run([LEDGER, "run", "--workflow", "bench", "--tag", f"new{i}", "--owner", "bench", "--", "true"],
                        cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         w, r = timed([LEDGER, "finalize"], repo, env)
@@ -193,6 +200,9 @@ def bench_finalize(root, runs):
            base, full, base_rss, full_rss, "<= 3x")
     report(f"finalize after one new run vs full finalize (same {n}-run ledger)",
            full, inc, full_rss, inc_rss, "<= 0.20x")
+    files = sum(len(f) for d in ("audit", "docs", "gate_results") for _, _, f in os.walk(os.path.join(repo, d)))
+    report(f"for scale: `cp -r` of the work tree's audit/, docs/ and gate_results/ ({files} files) vs cat-file",
+           base, copy, base_rss, 0, "(information: the file-creation floor of a full finalize)")
 
 
 def bench_verify(root, runs):
