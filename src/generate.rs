@@ -339,6 +339,7 @@ fn one_run(
             pid_start: Some(1000 + i as u64),
             boot_id: Some("00000000-0000-4000-8000-000000000000".into()),
             started_at: at_text.clone(),
+            repository: None,
         };
         seal(Kind::Started, value(&started), subject.clone());
         let log_text = format!(

@@ -36,6 +36,7 @@ pub fn pending(store: &Store, here: &Here) -> Result<Vec<Run>, Error> {
     };
     let snapshot = store.snapshot(tip)?;
     let result_file = Kind::Result.file_name();
+    let this_repository = store.repository_id();
     let mut out = Vec::new();
     for item in snapshot.list("runs")?.unwrap_or_default() {
         let path = format!("runs/{}", item.name);
@@ -44,7 +45,12 @@ pub fn pending(store: &Store, here: &Here) -> Result<Vec<Run>, Error> {
             .is_some_and(|files| !files.iter().any(|f| f.name == result_file));
         if open {
             let run = history::load_run(&snapshot, &item.name)?;
-            if run.status_here(here) == Status::Aborted {
+            // A run another repository on this machine supervises is that
+            // repository's to close (it may hold the result unpushed).
+            let ours = run
+                .started()
+                .is_none_or(|s| s.repository.as_deref().is_none_or(|r| r == this_repository));
+            if ours && run.status_here(here) == Status::Aborted {
                 out.push(run);
             }
         }

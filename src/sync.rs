@@ -24,6 +24,10 @@ use crate::verify::{self, Finding};
 use crate::workspace::Workspace;
 use crate::Error;
 
+/// How long pull keeps joining while local writers move the ref, and push
+/// keeps pulling while other clones push first (at least five tries each).
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The private ref a pull fetches into; deleted afterwards.
 pub const INCOMING: &str = "refs/ledger-sync/incoming";
 
@@ -171,7 +175,12 @@ fn join(
     }
     let at = crate::clock::now()?;
     let subject = format!("ledger pull {remote}");
-    for _ in 0..5 {
+    // Local writers may move the ref while the join is built; decide again
+    // on the new tip until the ref holds still long enough.
+    let deadline = std::time::Instant::now() + RETRY_FOR;
+    let mut attempts = 0;
+    while attempts < 5 || std::time::Instant::now() < deadline {
+        attempts += 1;
         let local = store.tip()?;
         let (action, new) = match local {
             None => (Action::Cloned, fetched),
@@ -231,7 +240,7 @@ fn join(
     }
     Err(crate::store::StoreError::Contention {
         ref_name: store.ref_name().to_string(),
-        attempts: 5,
+        attempts,
     }
     .into())
 }
@@ -342,7 +351,12 @@ pub fn push(
     let store = &ws.store;
     let refspec = format!("{0}:{0}", store.ref_name());
     let mut joins = Vec::new();
-    for _ in 0..5 {
+    // Another clone may push between our pull and our push; try again
+    // while that keeps happening, for a while.
+    let deadline = std::time::Instant::now() + RETRY_FOR;
+    let mut attempts = 0;
+    while attempts < 5 || std::time::Instant::now() < deadline {
+        attempts += 1;
         let tip = store.require_tip()?;
         let out = std::process::Command::new("git")
             .arg("-C")
@@ -386,7 +400,7 @@ pub fn push(
     }
     Err(crate::store::StoreError::Contention {
         ref_name: store.ref_name().to_string(),
-        attempts: 5,
+        attempts,
     }
     .into())
 }

@@ -175,6 +175,12 @@ pub struct StartedPredicate {
     /// The kernel's boot id: after a reboot the supervisor is surely gone.
     pub boot_id: Option<String>,
     pub started_at: String,
+    /// The git directory (common to all its work trees) of the repository
+    /// whose ledger the supervisor writes. Only that repository closes the
+    /// run as aborted: a clone on the same machine that pulled the run
+    /// before its result must not write a second, conflicting result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// A process found in a run's process group after its command ended.

@@ -388,6 +388,7 @@ pub fn run(
         pid_start: crate::proc::start_time(std::process::id()),
         boot_id: crate::proc::boot_id(),
         started_at: clock::rfc3339(now),
+        repository: Some(ws.store.repository_id()),
     };
     drafts.push(Draft::new(
         Kind::Context,

@@ -186,6 +186,16 @@ impl Store {
         self.repo.git_dir()
     }
 
+    /// The repository's own identity on this machine: its common git
+    /// directory (shared by linked work trees), made absolute.
+    pub fn repository_id(&self) -> String {
+        let dir = self.repo.common_dir();
+        std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string()
+    }
+
     /// A string value of the repository's git configuration (all scopes).
     pub fn config_string(&self, key: &str) -> Option<String> {
         self.repo

@@ -524,3 +524,161 @@ fn handoff_readiness_names_unpushed_work_against_the_configured_remote() {
     let h = readiness(env);
     assert_eq!(h["ready"], true, "{h:#}");
 }
+
+/// `sh -c script` in `cwd` with the test environment, the real clock and
+/// `key`; `$0` is the ledger binary.
+fn spawn_script(env: &TestEnv, cwd: &Path, key: &Path, script: &str) -> std::process::Child {
+    let base = env.command(&[]);
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("exec 1>&2\n{script}"))
+        .arg(crate::common::BIN);
+    sh.current_dir(cwd).env_clear();
+    for (k, v) in base.get_envs() {
+        if let (Some(v), false) = (v, k == "LEDGER_TIMESTAMP") {
+            sh.env(k, v);
+        }
+    }
+    sh.env("LEDGER_KEY", key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    sh.spawn().unwrap()
+}
+
+#[test]
+fn four_writers_of_twenty_five_runs_and_two_clones_pushing_at_once_lose_nothing() {
+    let two = Two::new();
+    let env = &two.env;
+    let remote = two.remote();
+    assert_ok(env.run("seed", &[], &["true"]));
+    assert_ok(env.ledger(&["push", remote]));
+    assert_ok(two.b(&["pull", remote]));
+    let mut children = Vec::new();
+    // Four writers on A, 25 runs each, back to back.
+    for p in 0..4 {
+        let script = (0..25)
+            .map(|i| format!("\"$0\" run --workflow wf --tag p{p}_r{i} --owner o -- sh -c 'echo {p} {i}' || exit 9"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        children.push((
+            format!("writer {p}"),
+            spawn_script(env, &env.repo, &env.key, &script),
+        ));
+    }
+    // Meanwhile A pushes, and B runs and pushes, to the same remote.
+    let pushes = (0..6)
+        .map(|_| format!("\"$0\" push {remote} || exit 9; sleep 0.2"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    children.push((
+        "A pushing".into(),
+        spawn_script(env, &env.repo, &env.key, &pushes),
+    ));
+    let b_work = (0..6)
+        .map(|i| format!("\"$0\" run --workflow wf --tag b{i} --owner b -- true || exit 9\n\"$0\" push {remote} || exit 9"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    children.push((
+        "B running and pushing".into(),
+        spawn_script(env, &two.b, &two.key_b, &b_work),
+    ));
+    for (who, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{who} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Settle: A pushes what its writers added, B pulls it.
+    assert_ok(env.ledger(&["push", remote]));
+    assert_ok(two.b(&["pull", remote]));
+    let expect = runs_in(&two, &env.repo);
+    assert_eq!(expect.len(), 1 + 100 + 6, "{expect:#?}");
+    for p in 0..4 {
+        for i in 0..25 {
+            let tag = format!("_p{p}_r{i}");
+            assert!(expect.iter().any(|r| r.ends_with(&tag)), "{tag} lost");
+        }
+    }
+    for i in 0..6 {
+        assert!(
+            expect.iter().any(|r| r.ends_with(&format!("_b{i}"))),
+            "b{i} lost"
+        );
+    }
+    assert_eq!(runs_in(&two, &two.b), expect);
+    assert_eq!(runs_in(&two, &two.remote), expect);
+    for dir in [&env.repo, &two.b] {
+        let mut cmd = env.command(&["verify"]);
+        cmd.current_dir(dir);
+        let v: Run = cmd.output().unwrap().into();
+        assert_eq!(v.code, 0, "{v:?}");
+        assert!(v.stdout.contains("107 runs"), "{v:?}");
+        fsck(&two, dir);
+    }
+    fsck(&two, &two.remote);
+}
+
+#[test]
+fn a_clone_on_the_same_machine_never_closes_a_run_another_repository_supervises() {
+    let two = Two::new();
+    let env = &two.env;
+    let remote = two.remote();
+    assert_ok(env.run("seed", &[], &["true"]));
+    assert_ok(env.ledger(&["push", remote]));
+    // A's run is under way when A pushes, and its supervisor then dies.
+    let mut cmd = env.run_command("long", &[], &["sh", "-c", "echo a; sleep 2"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut supervisor = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run_id = loop {
+        let found = runs_in(&two, &env.repo)
+            .into_iter()
+            .find(|r| r.ends_with("_long"));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_ok(env.ledger(&["push", remote]));
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    unsafe { libc::kill(supervisor.id() as i32, libc::SIGKILL) };
+    supervisor.wait().unwrap();
+    // B, on the same machine, pulls the open run and runs its own: it must
+    // not record A's run as aborted (A closes it, and may hold its result).
+    assert_ok(two.b(&["pull", remote]));
+    assert_ok(two.b_run("b1", &["true"]));
+    let files = two.git_in(
+        &two.b,
+        &[
+            "ls-tree",
+            "--name-only",
+            "refs/heads/ledger",
+            &format!("runs/{run_id}/"),
+        ],
+    );
+    assert!(!files.contains("result"), "B closed A's run:\n{files}");
+    assert_eq!(
+        assert_ok(two.b(&["recover"])).stdout,
+        "nothing to recover\n"
+    );
+    assert_ok(two.b(&["push", remote]));
+    // A closes its own run, then joins B's work without a conflict.
+    let recovered = assert_ok(env.ledger(&["recover"])).stdout;
+    assert!(recovered.contains(&run_id), "{recovered}");
+    assert_ok(env.ledger(&["push", remote]));
+    assert_ok(two.b(&["pull", remote]));
+    for dir in [&env.repo, &two.b] {
+        let mut cmd = env.command(&["verify"]);
+        cmd.current_dir(dir);
+        let v: Run = cmd.output().unwrap().into();
+        assert_eq!(v.code, 0, "{v:?}");
+        assert!(v.stdout.contains("3 runs"), "{v:?}");
+    }
+}
