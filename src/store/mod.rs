@@ -334,8 +334,10 @@ impl Store {
                 .map_err(|e| fail(format!("not a remote name or URL: {e}")))?,
         };
         let spec = format!("+{}:{into}", self.ref_name);
-        // Whatever an interrupted pull left there is not what we fetch now.
+        // Whatever an interrupted pull left there (the ref, or its lock when
+        // the pull was killed) is not what we fetch now.
         self.delete_ref(into)?;
+        self.clear_stale_ref_lock(into);
         if matches!(url.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https) {
             // This build's gix has no HTTP transport; git has.
             return self.fetch_with_git(remote, &url.to_bstring().to_string(), &spec, into);
@@ -418,23 +420,61 @@ impl Store {
 
     /// Points a private ref (never a branch) at `id`, whatever it was.
     pub fn set_private_ref(&self, name: &str, id: ObjectId) -> Result<(), StoreError> {
-        self.repo
-            .reference(
-                name,
-                id,
-                PreviousValue::Any,
-                "ledger: remote head last seen",
-            )
-            .git("writing a ref")?;
-        Ok(())
+        self.clearing_stale_lock(name, || {
+            self.repo
+                .reference(
+                    name,
+                    id,
+                    PreviousValue::Any,
+                    "ledger: remote head last seen",
+                )
+                .git("writing a ref")?;
+            Ok(())
+        })
     }
 
     /// Deletes a private ref (e.g. the incoming ref of a pull).
     pub fn delete_ref(&self, name: &str) -> Result<(), StoreError> {
-        if let Some(r) = self.repo.try_find_reference(name).git("reading a ref")? {
-            r.delete().git("deleting a ref")?;
+        self.clearing_stale_lock(name, || {
+            if let Some(r) = self.repo.try_find_reference(name).git("reading a ref")? {
+                r.delete().git("deleting a ref")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `write` on the private ref `name`; when it fails and the ref's
+    /// lock file is provably stale (a killed `ledger pull` or `push` left it
+    /// and no process holds it open), removes the lock and tries once more.
+    fn clearing_stale_lock(
+        &self,
+        name: &str,
+        write: impl Fn() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match write() {
+            Ok(()) => Ok(()),
+            Err(e) if self.clear_stale_ref_lock(name) => write().map_err(|_| e),
+            Err(e) => Err(e),
         }
-        Ok(())
+    }
+
+    /// Removes the lock files a killed writer of the private ref `name` can
+    /// leave (its own, and `packed-refs.lock`, which deleting a ref takes)
+    /// when no process holds them open; true when it removed one.
+    fn clear_stale_ref_lock(&self, name: &str) -> bool {
+        let dir = self.repo.common_dir();
+        [
+            dir.join(format!("{name}.lock")),
+            dir.join("packed-refs.lock"),
+        ]
+        .iter()
+        .filter(|lock| {
+            lock.exists()
+                && crate::proc::open_by_any_process(lock) == Some(false)
+                && std::fs::remove_file(lock).is_ok()
+        })
+        .count()
+            > 0
     }
 
     /// Moves the ledger ref from `expected` to `new` by compare-and-swap.

@@ -682,3 +682,180 @@ fn a_clone_on_the_same_machine_never_closes_a_run_another_repository_supervises(
         assert!(v.stdout.contains("3 runs"), "{v:?}");
     }
 }
+
+/// `git ls-tree -r` of the ledger ref in `dir`: every file of the ledger.
+fn ledger_files(two: &Two, dir: &Path) -> Vec<String> {
+    two.git_in(dir, &["ls-tree", "-r", "--name-only", "refs/heads/ledger"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn kill_9_during_finalize_push_and_pull_never_corrupts_or_loses_a_record() {
+    let two = Two::new();
+    let env = &two.env;
+    let remote = two.remote();
+    assert_ok(env.run("seed", &[], &["true"]));
+    assert_ok(env.ledger(&["push", remote]));
+    assert_ok(two.b(&["pull", remote]));
+    let check = |dir: &Path, before: &[String], what: &str| {
+        fsck(&two, dir);
+        let after = ledger_files(&two, dir);
+        for path in before {
+            assert!(after.contains(path), "{what}: lost {path}");
+        }
+        let mut cmd = env.command(&["verify"]);
+        cmd.current_dir(dir);
+        let v: Run = cmd.output().unwrap().into();
+        assert_eq!(v.code, 0, "{what}: {v:?}");
+    };
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next_delay = |max: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::time::Duration::from_millis(seed % max)
+    };
+    let kill_after = |mut cmd: std::process::Command, delay| {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(delay);
+        // SAFETY: kill(2) on a child this test spawned and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+    };
+    let mut moments = 0;
+    let mut interrupted = [0usize; 3];
+    for i in 0..18 {
+        // finalize in A, killed at a random moment.
+        assert_ok(env.run(&format!("f{i}"), &[], &["true"]));
+        let before = ledger_files(&two, &env.repo);
+        kill_after(env.command(&["finalize"]), next_delay(150));
+        check(&env.repo, &before, &format!("finalize kill {i}"));
+        let finalized = ledger_files(&two, &env.repo).len() > before.len();
+        interrupted[0] += usize::from(!finalized);
+        // push from A, killed.
+        let before = ledger_files(&two, &env.repo);
+        let remote_before = ledger_files(&two, &two.remote);
+        kill_after(env.command(&["push", remote]), next_delay(80));
+        check(&env.repo, &before, &format!("push kill {i}"));
+        let pushed = two.git_in(&two.remote, &["rev-parse", "refs/heads/ledger"])
+            == two.git_in(&env.repo, &["rev-parse", "refs/heads/ledger"]);
+        interrupted[1] += usize::from(!pushed);
+        fsck(&two, &two.remote);
+        let now = ledger_files(&two, &two.remote);
+        assert!(
+            remote_before.iter().all(|p| now.contains(p)),
+            "push kill {i}: the remote lost a record"
+        );
+        // pull into B, killed.
+        let before = ledger_files(&two, &two.b);
+        let mut pull = env.command(&["pull", remote]);
+        pull.current_dir(&two.b).env("LEDGER_KEY", &two.key_b);
+        kill_after(pull, next_delay(80));
+        check(&two.b, &before, &format!("pull kill {i}"));
+        let pulled = two.git_in(&two.remote, &["rev-parse", "refs/heads/ledger"])
+            == two.git_in(&two.b, &["rev-parse", "refs/heads/ledger"]);
+        interrupted[2] += usize::from(!pulled);
+        moments += 3;
+    }
+    assert!(moments >= 54);
+    eprintln!("interrupted (finalize, push, pull): {interrupted:?} of 18 each");
+    // Nothing is wedged: the next finalize, push and pull complete, and
+    // every run is everywhere.
+    assert_ok(env.ledger(&["finalize"]));
+    assert_ok(env.ledger(&["push", remote]));
+    assert_ok(two.b(&["pull", remote]));
+    let expect = runs_in(&two, &env.repo);
+    assert_eq!(expect.len(), 19);
+    assert_eq!(runs_in(&two, &two.b), expect);
+    assert_eq!(runs_in(&two, &two.remote), expect);
+    check(&two.b, &[], "after the kills");
+}
+
+#[test]
+fn runs_beside_git_gc_and_repack_lose_nothing() {
+    let env = TestEnv::init();
+    assert_ok(env.run("r0", &[], &["true"]));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let repo = &env.repo.clone();
+    std::thread::scope(|scope| {
+        let maintenance = scope.spawn(|| {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for args in [
+                    &["repack", "-adq"][..],
+                    &["gc", "--quiet"],
+                    &["pack-refs", "--all"],
+                ] {
+                    let out = std::process::Command::new("git")
+                        .arg("-C")
+                        .arg(repo)
+                        .args(args)
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "{args:?}: {out:?}");
+                }
+                rounds += 1;
+            }
+            rounds
+        });
+        for i in 1..=12 {
+            assert_ok(env.run(&format!("r{i}"), &[], &["sh", "-c", "echo x"]));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(maintenance.join().unwrap() >= 1);
+    });
+    assert_eq!(env.run_ids().len(), 13);
+    let out = env.ok(&["verify"]);
+    assert!(out.stdout.contains("13 runs"), "{out:?}");
+    let fsck = env.git_output(&["fsck", "--strict"]);
+    assert_eq!(fsck.code, 0, "{fsck:?}");
+}
+
+#[test]
+fn locks_a_killed_pull_left_behind_are_cleared_and_live_ones_respected() {
+    let two = Two::new();
+    let env = &two.env;
+    let remote = two.remote();
+    assert_ok(env.run("a1", &[], &["true"]));
+    assert_ok(env.ledger(&["push", remote]));
+    assert_ok(two.b(&["pull", remote]));
+    assert_ok(env.run("a2", &[], &["true"]));
+    assert_ok(env.ledger(&["push", remote]));
+    // What a pull killed while moving its private refs leaves behind.
+    let git = two.b.join(".git");
+    std::fs::create_dir_all(git.join("refs/ledger-sync")).unwrap();
+    let locks = [
+        git.join("packed-refs.lock"),
+        git.join("refs/ledger-sync/incoming.lock"),
+    ];
+    // While a live process holds one open, it is not ledger's to remove.
+    let holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec 3>\"$0\"; exec sleep 3")
+        .arg(&locks[0])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !locks[0].exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let out = two.b(&["pull", remote]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(locks[0].exists(), "a held lock stays");
+    let mut holder = holder;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // Once nobody holds them, they are stale: the next pull clears them.
+    std::fs::write(&locks[1], "").unwrap();
+    let pulled: Value =
+        serde_json::from_str(&assert_ok(two.b(&["pull", remote, "--json"])).stdout).unwrap();
+    assert_eq!(pulled["action"], "fast_forward", "{pulled:#}");
+    assert!(locks.iter().all(|l| !l.exists()));
+    assert_eq!(runs_in(&two, &two.b), runs_in(&two, &env.repo));
+}
