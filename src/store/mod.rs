@@ -135,9 +135,7 @@ pub struct Store {
 /// Opens the repository containing `dir`.
 pub fn discover(dir: &Path) -> Result<gix::Repository, StoreError> {
     let repo = gix::ThreadSafeRepository::discover_with_environment_overrides(dir)
-        .map_err(|_| StoreError::NotARepo {
-            path: dir.to_path_buf(),
-        })?
+        .map_err(|_| not_a_repo(dir))?
         .to_thread_local();
     if repo.object_hash() != gix::hash::Kind::Sha1 {
         return Err(StoreError::ObjectFormat {
@@ -146,6 +144,31 @@ pub fn discover(dir: &Path) -> Result<gix::Repository, StoreError> {
         });
     }
     Ok(repo)
+}
+
+/// Why `dir` could not be opened: this build of gix reads SHA-1
+/// repositories only, so a SHA-256 one fails to open at all; git itself
+/// tells which it is, for a clear refusal instead of "not a repository".
+fn not_a_repo(dir: &Path) -> StoreError {
+    let format = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-object-format", "--absolute-git-dir"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match format.as_deref().map(|t| t.lines().collect::<Vec<_>>()) {
+        Some(lines) if lines.len() == 2 && lines[0] != "sha1" => StoreError::ObjectFormat {
+            path: PathBuf::from(lines[1]),
+            format: lines[0].to_string(),
+        },
+        _ => StoreError::NotARepo {
+            path: dir.to_path_buf(),
+        },
+    }
 }
 
 /// Memory for decompressed delta bases while reading packed ledgers.

@@ -13,6 +13,7 @@ mod index;
 mod intoto;
 mod report;
 mod schemas;
+mod shapes;
 mod ssh;
 mod supervise;
 mod sync;
