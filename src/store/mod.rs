@@ -70,13 +70,29 @@ trait GitContext<T> {
     fn git(self, context: &str) -> Result<T, StoreError>;
 }
 
-impl<T, E: std::fmt::Display> GitContext<T> for Result<T, E> {
+impl<T, E: std::error::Error> GitContext<T> for Result<T, E> {
     fn git(self, context: &str) -> Result<T, StoreError> {
         self.map_err(|e| StoreError::Git {
             context: context.into(),
-            message: e.to_string(),
+            message: chain(&e),
         })
     }
+}
+
+/// An error and its causes on one line (gix puts the operating system's
+/// reason, e.g. "File too large", in a source, not in the message).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Who a ledger commit is by (name and email, as in git).

@@ -7,6 +7,7 @@ mod core;
 mod demo;
 mod dq;
 mod errors;
+mod faults;
 mod finalize;
 mod help;
 mod index;
