@@ -1007,8 +1007,10 @@ fn check_run_files(
             );
             continue;
         };
-        let Some(mut parsed) = parse_record(ctx, Some(run_id), &path, &snapshot.blob(item.id)?)
-        else {
+        let Some(bytes) = record_bytes(ctx, snapshot, Some(run_id), &path, item.id)? else {
+            continue;
+        };
+        let Some(mut parsed) = parse_record(ctx, Some(run_id), &path, &bytes) else {
             continue;
         };
         check_signatures(ctx, run_id, &path, &parsed);
@@ -1136,7 +1138,10 @@ fn check_top_files(
             );
             continue;
         };
-        let Some(parsed) = parse_record(ctx, None, &path, &snapshot.blob(item.id)?) else {
+        let Some(bytes) = record_bytes(ctx, snapshot, None, &path, item.id)? else {
+            continue;
+        };
+        let Some(parsed) = parse_record(ctx, None, &path, &bytes) else {
             continue;
         };
         let before = ctx.findings.len();
@@ -1317,6 +1322,32 @@ struct Stored {
     inputs: Vec<(String, gix::ObjectId)>,
 }
 
+/// The bytes of the record file `path`, unless its object is larger than
+/// any record ledger writes ([`record::MAX_RECORD_BYTES`]): then it is a
+/// finding and is never read (a hostile remote's huge blob costs nothing).
+fn record_bytes(
+    ctx: &mut Ctx<'_>,
+    snapshot: &Snapshot<'_>,
+    run: Option<&str>,
+    path: &str,
+    id: gix::ObjectId,
+) -> Result<Option<Vec<u8>>, Error> {
+    let size = snapshot.size(id)?;
+    if size > record::MAX_RECORD_BYTES {
+        ctx.add(
+            "oversized_record",
+            run,
+            Some(path),
+            format!(
+                "{size} bytes; no record is larger than {} (not read)",
+                record::MAX_RECORD_BYTES
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(snapshot.blob(id)?))
+}
+
 /// Stored files must be exactly what the signed result says, and nothing else.
 fn check_stored(
     ctx: &mut Ctx<'_>,
@@ -1332,10 +1363,12 @@ fn check_stored(
     let log_path = format!("runs/{run_id}/log");
     match (stored.log, &result) {
         (Some(id), Some(r)) if r.log.stored => {
-            let bytes = snapshot.blob(id)?;
-            if record::canon::sha256_hex(&bytes) != r.log.sha256
-                || bytes.len() as u64 != r.log.bytes
-            {
+            // A blob of another size than the result signs is never read.
+            let matches = snapshot.size(id)? == r.log.bytes && {
+                let bytes = snapshot.blob(id)?;
+                record::canon::sha256_hex(&bytes) == r.log.sha256
+            };
+            if !matches {
                 ctx.add(
                     "log_mismatch",
                     Some(run_id),
@@ -1421,8 +1454,11 @@ fn check_stored_set(
                 format!("a stored {what} the {by} does not declare"),
             ),
             Some((sha, bytes)) => {
-                let content = snapshot.blob(*id)?;
-                if &record::canon::sha256_hex(&content) != sha || content.len() as u64 != *bytes {
+                // A blob of another size than the record signs (a huge one
+                // from a hostile remote, say) is never read.
+                let matches = snapshot.size(*id)? == *bytes
+                    && &record::canon::sha256_hex(&snapshot.blob(*id)?) == sha;
+                if !matches {
                     ctx.add(
                         mismatch,
                         Some(run_id),

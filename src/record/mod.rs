@@ -237,6 +237,11 @@ impl Parsed {
     }
 }
 
+/// No record envelope is larger: a record holds digests and short texts
+/// (a log tail, a command line), never file contents. Readers refuse larger
+/// objects by their header, before reading them.
+pub const MAX_RECORD_BYTES: u64 = 4 << 20;
+
 /// Parses stored envelope bytes. Checks structure and canonical form, not signatures.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, RecordError> {
     parse_with(bytes, true)

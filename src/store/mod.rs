@@ -955,6 +955,16 @@ impl Snapshot<'_> {
         }
     }
 
+    /// The size of the object `id` from its header, without reading it.
+    pub fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .repo
+            .find_header(id)
+            .git("reading an object header")?
+            .size())
+    }
+
     pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>, StoreError> {
         Ok(self
             .store

@@ -469,3 +469,65 @@ fn payload_with_a_duplicate_json_key() {
     );
     assert_finding(&findings(&env), "non_canonical", Some(&file));
 }
+
+/// Peak RSS in KiB of `ledger verify --json` in `env`'s repository (GNU time),
+/// with its findings; `None` for the RSS without /usr/bin/time.
+fn verify_with_rss(env: &TestEnv) -> (Option<u64>, Vec<Value>) {
+    let time = std::path::Path::new("/usr/bin/time");
+    let rss_file = env.dir.path().join("rss");
+    let mut cmd = if time.exists() {
+        let mut c = std::process::Command::new(time);
+        c.arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss_file)
+            .arg(crate::common::BIN);
+        let base = env.command(&[]);
+        c.current_dir(&env.repo).env_clear();
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c
+    } else {
+        env.command(&[])
+    };
+    cmd.args(["verify", "--json"]);
+    let out: crate::common::Run = cmd.output().unwrap().into();
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let rss = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|t| t.split_whitespace().last()?.parse().ok());
+    (rss, report["findings"].as_array().unwrap().clone())
+}
+
+#[test]
+fn huge_blobs_are_refused_by_their_size_before_they_are_read() {
+    let env = TestEnv::init();
+    let script = "mkdir -p gate_results/g && echo '{\"sharpe\": 1.1}' > gate_results/g/production_gates_report.json";
+    crate::common::assert_ok(env.run("p", &[], &["sh", "-c", script]));
+    let run = env.run_ids().pop().unwrap();
+    let product = format!("runs/{run}/products/gate_results/g/production_gates_report.json");
+    let record = format!("runs/{run}/context.dsse.json");
+    // 300 MiB each (zeros: git stores them compressed in well under 1 MiB).
+    let huge = vec![0u8; 300 << 20];
+    env.tamper(
+        &[(&product, Some(&huge)), (&record, Some(&huge))],
+        Some(&env.key),
+    );
+    drop(huge);
+    let (rss, f) = verify_with_rss(&env);
+    assert_finding(&f, "product_mismatch", Some(&product));
+    assert_finding(&f, "oversized_record", Some(&record));
+    if let Some(kib) = rss {
+        assert!(
+            kib < 200 << 10,
+            "verify read a huge blob: peak RSS {kib} KiB"
+        );
+    }
+    // log and status read around it too.
+    let log = crate::common::assert_ok(env.ledger(&["log"])).stdout;
+    assert!(log.starts_with("incomplete"), "{log}");
+}
