@@ -79,6 +79,54 @@ impl<T, E: std::error::Error> GitContext<T> for Result<T, E> {
     }
 }
 
+/// Runs an object write again (up to 5 times) when it failed because a
+/// directory vanished under it: `git gc` and `git prune` remove empty
+/// `objects/xx/` directories while another process is about to move a new
+/// object into one, and git itself retries such a write the same way.
+fn retrying<T, E: std::error::Error + 'static>(
+    mut write: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut tries = 0;
+    loop {
+        match write() {
+            Err(e) if tries < 4 && vanished(&e) => tries += 1,
+            done => return done,
+        }
+    }
+}
+
+/// Looks an object up again (up to 3 more times, 10 ms apart) when it was
+/// not found: `git repack` or `git gc` beside ledger can move a loose object
+/// into a new pack between the two places a lookup checks, and git itself
+/// looks again after rescanning its packs the same way.
+fn moved<T, E: std::fmt::Display>(mut find: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut tries = 0;
+    loop {
+        match find() {
+            Err(e) if tries < 3 && e.to_string().contains("could not be found") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether `error` (or a cause) is "no such file or directory".
+fn vanished(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            || e.to_string().ends_with("(os error 2)")
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// An error and its causes on one line (gix puts the operating system's
 /// reason, e.g. "File too large", in a source, not in the message).
 fn chain(error: &dyn std::error::Error) -> String {
@@ -341,9 +389,7 @@ impl Store {
 
     /// A read view of the tree at `commit`.
     pub fn snapshot(&self, commit: ObjectId) -> Result<Snapshot<'_>, StoreError> {
-        let tree = self
-            .repo
-            .find_commit(commit)
+        let tree = moved(|| self.repo.find_commit(commit))
             .git("reading a ledger commit")?
             .tree_id()
             .git("reading a ledger commit's tree")?
@@ -618,7 +664,7 @@ impl Store {
                 .git("editing the ledger tree")?;
         }
         let tree = editor
-            .write(|tree| self.repo.write_object(tree).map(|id| id.detach()))
+            .write(|tree| retrying(|| self.repo.write_object(tree)).map(|id| id.detach()))
             .git("writing the ledger tree")?;
         Ok(Ok(self.write_commit(
             tree,
@@ -632,7 +678,7 @@ impl Store {
 
     /// Whether `id` names a commit in this repository.
     pub fn has_commit(&self, id: ObjectId) -> bool {
-        self.repo.find_commit(id).is_ok()
+        moved(|| self.repo.find_commit(id)).is_ok()
     }
 
     /// Every commit reachable from `tip`, newest first.
@@ -656,10 +702,7 @@ impl Store {
         let mut out = Vec::new();
         for info in walk {
             let info = info.git("walking the ledger")?;
-            let commit = self
-                .repo
-                .find_commit(info.id)
-                .git("reading a ledger commit")?;
+            let commit = moved(|| self.repo.find_commit(info.id)).git("reading a ledger commit")?;
             let decoded = commit.decode().git("decoding a ledger commit")?;
             let (gpgsig, signed) = match commit.signature().git("reading a commit signature")? {
                 Some((sig, signed)) => (
@@ -717,13 +760,20 @@ impl Store {
     /// a ref lock open until they rename it into place). Unprovable when some
     /// process's descriptors are not readable to us; then it stays.
     fn clear_stale_lock(&self) -> bool {
-        let lock = self.lock_path();
-        crate::proc::open_by_any_process(&lock) == Some(false)
-            && std::fs::remove_file(&lock).is_ok()
+        self.clear_stale_ref_lock(&self.ref_name)
+    }
+
+    /// The lock in the way: the ledger ref's own, else `packed-refs.lock`.
+    fn held_lock(&self) -> PathBuf {
+        let packed = self.repo.common_dir().join("packed-refs.lock");
+        match self.lock_path() {
+            own if !own.exists() && packed.exists() => packed,
+            own => own,
+        }
     }
 
     fn lock_error(&self) -> StoreError {
-        let lock = self.lock_path();
+        let lock = self.held_lock();
         let age = std::fs::metadata(&lock)
             .and_then(|m| m.modified())
             .ok()
@@ -743,9 +793,7 @@ impl Store {
             .git("loading the ledger tree")?
             .detach();
         for (path, bytes) in files {
-            let blob = self
-                .repo
-                .write_blob(bytes)
+            let blob = retrying(|| self.repo.write_blob(bytes))
                 .git("writing a record")?
                 .detach();
             editor
@@ -753,7 +801,7 @@ impl Store {
                 .git("editing the ledger tree")?;
         }
         editor
-            .write(|tree| self.repo.write_object(tree).map(|id| id.detach()))
+            .write(|tree| retrying(|| self.repo.write_object(tree)).map(|id| id.detach()))
             .git("writing the ledger tree")
     }
 
@@ -781,9 +829,7 @@ impl Store {
         commit
             .extra_headers
             .push(("gpgsig".into(), sign(&unsigned).into()));
-        Ok(self
-            .repo
-            .write_object(&commit)
+        Ok(retrying(|| self.repo.write_object(&commit))
             .git("writing a commit")?
             .detach())
     }
@@ -828,10 +874,13 @@ impl Store {
         {
             Ok(_) => Ok(()),
             Err(e) if e.is_conflict() => Err(Swap::Conflict),
-            Err(_) if self.lock_path().exists() => Err(Swap::Locked),
+            // Held by another writer, or by git itself (`git pack-refs` and
+            // `git gc` lock every loose ref they pack, and packed-refs): wait
+            // and try again, like a lock this ledger's writers hold.
+            Err(e) if self.held_lock().exists() || chain(&e).contains("lock") => Err(Swap::Locked),
             Err(e) => Err(Swap::Failed(StoreError::Git {
                 context: format!("updating {}", self.ref_name),
-                message: e.to_string(),
+                message: chain(&e),
             })),
         }
     }
@@ -894,11 +943,7 @@ impl Snapshot<'_> {
                 _ => return Ok(None),
             }
         };
-        let tree = self
-            .store
-            .repo
-            .find_tree(id)
-            .git("reading the ledger tree")?;
+        let tree = moved(|| self.store.repo.find_tree(id)).git("reading the ledger tree")?;
         let decoded = tree.decode().git("decoding the ledger tree")?;
         let items: Vec<Item> = decoded
             .entries
@@ -957,19 +1002,13 @@ impl Snapshot<'_> {
 
     /// The size of the object `id` from its header, without reading it.
     pub fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
-        Ok(self
-            .store
-            .repo
-            .find_header(id)
+        Ok(moved(|| self.store.repo.find_header(id))
             .git("reading an object header")?
             .size())
     }
 
     pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>, StoreError> {
-        Ok(self
-            .store
-            .repo
-            .find_blob(id)
+        Ok(moved(|| self.store.repo.find_blob(id))
             .git("reading a ledger blob")?
             .take_data())
     }
