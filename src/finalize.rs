@@ -456,7 +456,7 @@ pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error
     Ok(write_known(root, projection, &StatCache::default())?.0)
 }
 
-/// [`write`] for `finalize` in the work tree: files `.git/ledger/written.jsonl`
+/// [`write()`] for `finalize` in the work tree: files `.git/ledger/written.jsonl`
 /// proves unchanged ([`StatCache`]) are not read back; the cache is then
 /// replaced by what this call wrote or found. Without `cache` it is neither
 /// read nor written.

@@ -344,7 +344,7 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
 
 /// The key of a run's documents: SHA-256 over `salt` (the tool and
 /// configuration), the options, the trust file's name, and the digests of
-/// the run's view and of the previous run of its factor ([`view_digest`]),
+/// the run's view and of the previous run of its factor (`view_digest`),
 /// the only other run its documents read.
 pub fn run_key(
     salt: &str,
