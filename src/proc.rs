@@ -136,7 +136,13 @@ pub fn open_by_any_process(path: &Path) -> Option<bool> {
         }
         let fds = match std::fs::read_dir(entry.path().join("fd")) {
             Ok(fds) => fds,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // exited meanwhile
+            // Exited meanwhile (ENOENT, or ESRCH while it was exiting).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                continue
+            }
             Err(_) => return None,
         };
         for fd in fds.flatten() {

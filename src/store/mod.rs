@@ -95,6 +95,27 @@ fn retrying<T, E: std::error::Error + 'static>(
     }
 }
 
+/// A lock no process holds open is stale. When some process cannot be
+/// inspected (another user's, or one that is not dumpable, such as sshd's
+/// privilege-separated children in a container without CAP_SYS_PTRACE), it
+/// cannot be holding our lock unless it is a ledger or git of ours, which
+/// are inspectable; the lock must then also be older than any ref update
+/// takes ([`STALE_AFTER`]).
+fn stale(lock: &Path) -> bool {
+    match crate::proc::open_by_any_process(lock) {
+        Some(open) => !open,
+        None => std::fs::metadata(lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER),
+    }
+}
+
+/// How old a lock must be to be taken as stale when not every process could
+/// be inspected; a ref update holds its lock for milliseconds.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Looks an object up again (up to 3 more times, 10 ms apart) when it was
 /// not found: `git repack` or `git gc` beside ledger can move a loose object
 /// into a new pack between the two places a lookup checks, and git itself
@@ -553,11 +574,7 @@ impl Store {
             dir.join("packed-refs.lock"),
         ]
         .iter()
-        .filter(|lock| {
-            lock.exists()
-                && crate::proc::open_by_any_process(lock) == Some(false)
-                && std::fs::remove_file(lock).is_ok()
-        })
+        .filter(|lock| lock.exists() && stale(lock) && std::fs::remove_file(lock).is_ok())
         .count()
             > 0
     }
@@ -757,8 +774,8 @@ impl Store {
 
     /// Removes the ref lock when it is provably stale: it outlived all our
     /// waits and no process on this machine has it open (git and gix both hold
-    /// a ref lock open until they rename it into place). Unprovable when some
-    /// process's descriptors are not readable to us; then it stays.
+    /// a ref lock open until they rename it into place; see [`stale`] for
+    /// processes we cannot inspect).
     fn clear_stale_lock(&self) -> bool {
         self.clear_stale_ref_lock(&self.ref_name)
     }
