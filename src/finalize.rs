@@ -145,17 +145,8 @@ impl VerifyCache {
             head: report.head.clone(),
             findings: report.findings.clone(),
         };
-        let path = Self::path(ws);
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let written = path
-            .parent()
-            .map(std::fs::create_dir_all)
-            .transpose()
-            .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(&cache).unwrap_or_default()))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let bytes = serde_json::to_vec(&cache).expect("the cache serializes");
+        crate::cache_file::write_bytes(&Self::path(ws), &bytes);
     }
 }
 
@@ -278,21 +269,7 @@ fn compute_inner(
             .runs
             .iter()
             .filter(|r| r.run_id == run.run_id)
-            .flat_map(|r| {
-                let p = &r.paths;
-                [
-                    &p.summary,
-                    &p.review,
-                    &p.governance_json,
-                    &p.governance_md,
-                    &p.remediation_json,
-                    &p.remediation_md,
-                ]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>()
-            })
+            .flat_map(|r| r.paths.all().cloned())
             .chain([ws.config.finalize.stage_audit_log.clone()])
             .collect();
         projection.files.retain(|path, _| keep.contains(path));

@@ -12,7 +12,6 @@
 //! `pull` read the ledger itself, and deleting the file only costs time.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +89,7 @@ impl Index {
             });
         }
         let index = Index::refresh(store, tip, cached)?;
-        save(&path, &header, &index.rows);
+        crate::cache_file::write(&path, &header, &index.rows);
         Ok(index)
     }
 
@@ -175,40 +174,10 @@ fn path(store: &Store) -> PathBuf {
 
 /// The file's tip and rows, when it was written by this ledger for this ref.
 fn read(path: &Path, expected: &Header) -> Option<(Option<String>, Vec<Row>)> {
-    let bytes = std::fs::read(path).ok()?;
-    let mut lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-    let header: Header = serde_json::from_slice(lines.next()?).ok()?;
-    if (header.format, &header.tool, &header.ref_name)
-        != (expected.format, &expected.tool, &expected.ref_name)
-    {
-        return None;
-    }
-    let rows = lines
-        .map(|l| serde_json::from_slice(l).ok())
-        .collect::<Option<Vec<Row>>>()?;
-    Some((Some(header.tip), rows))
-}
-
-/// Writes the index through a temporary file and a rename, so a reader
-/// never sees half of it; failures are ignored (it is only a cache).
-fn save(path: &Path, header: &Header, rows: &[Row]) {
-    let mut bytes = serde_json::to_vec(header).expect("a header serializes");
-    bytes.push(b'\n');
-    for row in rows {
-        serde_json::to_writer(&mut bytes, row).expect("a row serializes");
-        bytes.push(b'\n');
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let written = path
-        .parent()
-        .map(std::fs::create_dir_all)
-        .transpose()
-        .and_then(|_| std::fs::File::create(&tmp))
-        .and_then(|mut f| f.write_all(&bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let (_, header, rows) = crate::cache_file::read::<Header, Row>(path)?;
+    ((header.format, &header.tool, &header.ref_name)
+        == (expected.format, &expected.tool, &expected.ref_name))
+        .then_some((Some(header.tip), rows))
 }
 
 impl Row {

@@ -15,6 +15,7 @@
 //! - [`preflight`], [`run`], [`verify`], [`history`]: the commands' logic.
 //! - [`clock`]: the only reader of wall time.
 
+pub mod cache_file;
 pub mod cli;
 pub mod clock;
 pub mod committee;

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::Metadata;
-use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
@@ -95,24 +94,9 @@ impl StatCache {
     }
 
     fn read(path: &Path, root: &Path) -> Option<StatCache> {
-        let file = std::fs::File::open(path).ok()?;
-        let meta = file.metadata().ok()?;
-        let bytes = std::io::read_to_string(file).ok()?;
-        let mut lines = bytes.lines();
-        let header: Header = serde_json::from_str(lines.next()?).ok()?;
-        let want = Self::header(root);
-        if (header.format, header.tool, header.root) != (want.format, want.tool, want.root) {
-            return None;
-        }
-        let entries = lines
-            .map(|l| {
-                serde_json::from_str::<Entry>(l)
-                    .ok()
-                    .map(|e| (e.path.clone(), e))
-            })
-            .collect::<Option<BTreeMap<_, _>>>()?;
+        let (meta, entries) = read_for::<Entry>(path, root)?;
         Some(StatCache {
-            entries,
+            entries: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
             stamp: (meta.mtime(), meta.mtime_nsec()),
         })
     }
@@ -133,14 +117,7 @@ impl StatCache {
     /// Replaces the cache with `entries` (best effort: a cache that cannot
     /// be written only costs time later).
     pub fn save(git_dir: &Path, root: &Path, entries: &[Entry]) {
-        let path = Self::path(git_dir);
-        let mut bytes = serde_json::to_vec(&Self::header(root)).expect("a header serializes");
-        bytes.push(b'\n');
-        for e in entries {
-            serde_json::to_writer(&mut bytes, e).expect("an entry serializes");
-            bytes.push(b'\n');
-        }
-        write_atomic(&path, &bytes);
+        crate::cache_file::write(&Self::path(git_dir), &Self::header(root), entries);
     }
 }
 
@@ -170,21 +147,10 @@ impl RunDocs {
     }
 
     fn read(path: &Path, root: &Path) -> Option<RunDocs> {
-        let bytes = std::fs::read_to_string(path).ok()?;
-        let mut lines = bytes.lines();
-        let header: Header = serde_json::from_str(lines.next()?).ok()?;
-        let want = StatCache::header(root);
-        if (header.format, header.tool, header.root) != (want.format, want.tool, want.root) {
-            return None;
-        }
-        let by_key = lines
-            .map(|l| {
-                serde_json::from_str::<RunDocsLine>(l)
-                    .ok()
-                    .map(|l| (l.key, l.files))
-            })
-            .collect::<Option<BTreeMap<_, _>>>()?;
-        Some(RunDocs { by_key })
+        let (_, lines) = read_for::<RunDocsLine>(path, root)?;
+        Some(RunDocs {
+            by_key: lines.into_iter().map(|l| (l.key, l.files)).collect(),
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&[FileDigest]> {
@@ -201,10 +167,8 @@ impl RunDocs {
     ) {
         let by_path: BTreeMap<&str, &Entry> =
             written.iter().map(|e| (e.path.as_str(), e)).collect();
-        let mut bytes = serde_json::to_vec(&StatCache::header(root)).expect("a header serializes");
-        bytes.push(b'\n');
-        for (key, paths) in run_keys {
-            let files: Option<Vec<FileDigest>> = paths
+        let lines = run_keys.iter().filter_map(|(key, paths)| {
+            let files = paths
                 .iter()
                 .map(|p| {
                     by_path.get(p.as_str()).map(|e| FileDigest {
@@ -213,32 +177,23 @@ impl RunDocs {
                         bytes: e.size,
                     })
                 })
-                .collect();
-            if let Some(files) = files {
-                let line = RunDocsLine {
-                    key: key.clone(),
-                    files,
-                };
-                serde_json::to_writer(&mut bytes, &line).expect("a line serializes");
-                bytes.push(b'\n');
-            }
-        }
-        write_atomic(&Self::path(git_dir), &bytes);
+                .collect::<Option<Vec<FileDigest>>>()?;
+            Some(RunDocsLine {
+                key: key.clone(),
+                files,
+            })
+        });
+        crate::cache_file::write(&Self::path(git_dir), &StatCache::header(root), lines);
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename; failures
-/// are ignored (a cache that cannot be written only costs time later).
-fn write_atomic(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let written = path
-        .parent()
-        .map(std::fs::create_dir_all)
-        .transpose()
-        .and_then(|_| std::fs::File::create(&tmp))
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+/// The rows of a cache file written for the work tree `root` by this ledger.
+fn read_for<R: serde::de::DeserializeOwned>(
+    path: &Path,
+    root: &Path,
+) -> Option<(Metadata, Vec<R>)> {
+    let (meta, header, rows) = crate::cache_file::read::<Header, R>(path)?;
+    let want = StatCache::header(root);
+    ((header.format, header.tool, header.root) == (want.format, want.tool, want.root))
+        .then_some((meta, rows))
 }

@@ -21,23 +21,7 @@ nav{font-size:.9rem;margin-bottom:1rem}figure{margin:1.5rem 0}svg{max-width:100%
 /// The site: repository-like relative paths to bytes.
 pub fn site(input: &Input<'_>, projection: &Projection, head: &str) -> BTreeMap<String, Vec<u8>> {
     let views = super::views(input);
-    let per_run: BTreeSet<&String> = projection
-        .runs
-        .iter()
-        .flat_map(|r| {
-            let p = &r.paths;
-            [
-                &p.summary,
-                &p.review,
-                &p.governance_json,
-                &p.governance_md,
-                &p.remediation_json,
-                &p.remediation_md,
-            ]
-            .into_iter()
-            .flatten()
-        })
-        .collect();
+    let per_run: BTreeSet<&String> = projection.runs.iter().flat_map(|r| r.paths.all()).collect();
     let mut files = BTreeMap::new();
     for (path, bytes) in &projection.files {
         match path.strip_suffix(".md") {

@@ -176,6 +176,22 @@ pub struct Paths {
     pub remediation_md: Option<String>,
 }
 
+impl Paths {
+    /// Every document path the run has.
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        [
+            &self.summary,
+            &self.review,
+            &self.governance_json,
+            &self.governance_md,
+            &self.remediation_json,
+            &self.remediation_md,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 impl View<'_> {
     pub fn governance_passed(&self) -> Option<bool> {
         self.checks

@@ -107,8 +107,10 @@ impl TestEnv {
         std::fs::write(path, text).unwrap();
     }
 
+    /// `program` in `cwd` with the hermetic environment only: no key, the
+    /// real clock.
     #[allow(clippy::disallowed_methods)] // tests pass PATH through, nothing else
-    fn base_command(&self, program: &str, cwd: &Path) -> Command {
+    pub fn base_command(&self, program: &str, cwd: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(cwd)
             .env_clear()
@@ -266,6 +268,23 @@ impl TestEnv {
             .env("LEDGER_KEY", &self.key)
             .env("LEDGER_TIMESTAMP", timestamp(n));
         cmd
+    }
+
+    /// A bare clone of the repository named `name` beside it, with the
+    /// ledger ref fetched (the committee's usual copy).
+    pub fn bare_clone(&self, name: &str) -> PathBuf {
+        let bare = self.dir.path().join(name);
+        self.git(&["clone", "-q", "--bare", ".", bare.to_str().unwrap()]);
+        let fetch = self.git_output(&[
+            "--git-dir",
+            bare.to_str().unwrap(),
+            "fetch",
+            "-q",
+            ".",
+            "refs/heads/ledger:refs/heads/ledger",
+        ]);
+        assert_eq!(fetch.code, 0, "{fetch:?}");
+        bare
     }
 
     /// Every record payload in the ledger, decoded from its envelope.

@@ -7,21 +7,16 @@ fn four_processes_five_runs_each() {
     let env = TestEnv::init();
     let mut children = Vec::new();
     for p in 0..4 {
-        let mut cmd = env.command(&[]);
         // Each process runs its five runs back to back, with the real clock.
-        cmd.env_remove("LEDGER_TIMESTAMP");
         let script = (0..5)
             .map(|i| format!("\"$0\" run --workflow wf --tag p{p}_r{i} --owner o -- sh -c 'echo {p} {i}' || exit 9"))
             .collect::<Vec<_>>()
             .join("\n");
-        let mut sh = std::process::Command::new("sh");
-        sh.arg("-c").arg(script).arg(crate::common::BIN);
-        sh.current_dir(&env.repo).env_clear();
-        for (k, v) in cmd.get_envs() {
-            if let Some(v) = v {
-                sh.env(k, v);
-            }
-        }
+        let mut sh = env.base_command("sh", &env.repo);
+        sh.arg("-c")
+            .arg(script)
+            .arg(crate::common::BIN)
+            .env("LEDGER_KEY", &env.key);
         sh.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         children.push(sh.spawn().unwrap());

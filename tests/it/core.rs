@@ -383,17 +383,7 @@ fn output_of_a_background_child_does_not_hold_the_run() {
 fn a_committee_verifies_a_bare_clone_with_its_own_trust_file() {
     let env = TestEnv::init();
     assert_ok(env.run("a", &[], &["true"]));
-    let bare = env.dir.path().join("committee.git");
-    env.git(&["clone", "-q", "--bare", ".", bare.to_str().unwrap()]);
-    let fetch = env.git_output(&[
-        "--git-dir",
-        bare.to_str().unwrap(),
-        "fetch",
-        "-q",
-        ".",
-        "refs/heads/ledger:refs/heads/ledger",
-    ]);
-    assert_eq!(fetch.code, 0, "{fetch:?}");
+    let bare = env.bare_clone("committee.git");
     let trust = env.dir.path().join("committee_allowed_signers");
     std::fs::copy(env.repo.join(".ledger/allowed_signers"), &trust).unwrap();
     let out = env.ledger_in(&bare, &["verify", "--trust", trust.to_str().unwrap()]);

@@ -27,6 +27,17 @@ fn with_file_limit(mut cmd: Command, bytes: u64, raisable: bool) -> Run {
     cmd.output().unwrap().into()
 }
 
+/// The one `error:` line of `out` (there must be exactly one).
+fn one_error(out: &Run) -> &str {
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{out:?}");
+    errors[0]
+}
+
 fn assert_intact(env: &TestEnv, before: &[String], what: &str) {
     let after = env.ledger_paths();
     for path in before {
@@ -71,13 +82,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_ledger_whole() {
     let out = with_file_limit(cmd, 16 << 10, true);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(!out.stderr.contains("panicked"), "{out:?}");
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{out:?}");
-    assert!(errors[0].contains("File too large"), "{out:?}");
+    assert!(one_error(&out).contains("File too large"), "{out:?}");
     assert_intact(&env, &before, "big product");
     let leftovers = std::process::Command::new("find")
         .args([".git/objects", "-name", ".tmp*"])
@@ -151,13 +156,10 @@ fn a_read_only_git_directory_is_a_clear_error_and_reading_still_works() {
     };
     let out = env.run("blocked", &[], &["true"]);
     assert_eq!(out.code, 2, "{out:?}");
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{out:?}");
-    assert!(errors[0].contains("Operation not permitted"), "{out:?}");
+    assert!(
+        one_error(&out).contains("Operation not permitted"),
+        "{out:?}"
+    );
     assert!(!out.stderr.contains("panicked"), "{out:?}");
     // Reading needs no writes.
     assert_ok(env.ledger(&["verify"]));

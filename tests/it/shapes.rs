@@ -120,17 +120,7 @@ fn packed_refs_and_a_shallow_clone_work() {
 fn a_bare_clone_answers_show_and_checks_projections_read_only() {
     let env = TestEnv::init();
     assert_ok(env.run("a", &[], &["true"]));
-    let bare = env.dir.path().join("committee.git");
-    env.git(&["clone", "-q", "--bare", ".", bare.to_str().unwrap()]);
-    let fetch = env.git_output(&[
-        "--git-dir",
-        bare.to_str().unwrap(),
-        "fetch",
-        "-q",
-        ".",
-        "refs/heads/ledger:refs/heads/ledger",
-    ]);
-    assert_eq!(fetch.code, 0, "{fetch:?}");
+    let bare = env.bare_clone("committee.git");
     let show = assert_ok(env.ledger_in(&bare, &["show", "a"])).stdout;
     assert!(show.contains("status passed"), "{show}");
     let status = assert_ok(env.ledger_in(&bare, &["status"])).stdout;

@@ -528,18 +528,11 @@ fn handoff_readiness_names_unpushed_work_against_the_configured_remote() {
 /// `sh -c script` in `cwd` with the test environment, the real clock and
 /// `key`; `$0` is the ledger binary.
 fn spawn_script(env: &TestEnv, cwd: &Path, key: &Path, script: &str) -> std::process::Child {
-    let base = env.command(&[]);
-    let mut sh = std::process::Command::new("sh");
+    let mut sh = env.base_command("sh", cwd);
     sh.arg("-c")
         .arg(format!("exec 1>&2\n{script}"))
-        .arg(crate::common::BIN);
-    sh.current_dir(cwd).env_clear();
-    for (k, v) in base.get_envs() {
-        if let (Some(v), false) = (v, k == "LEDGER_TIMESTAMP") {
-            sh.env(k, v);
-        }
-    }
-    sh.env("LEDGER_KEY", key)
+        .arg(crate::common::BIN)
+        .env("LEDGER_KEY", key)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     sh.spawn().unwrap()

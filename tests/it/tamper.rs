@@ -476,19 +476,13 @@ fn verify_with_rss(env: &TestEnv) -> (Option<u64>, Vec<Value>) {
     let time = std::path::Path::new("/usr/bin/time");
     let rss_file = env.dir.path().join("rss");
     let mut cmd = if time.exists() {
-        let mut c = std::process::Command::new(time);
+        let mut c = env.base_command("/usr/bin/time", &env.repo);
         c.arg("-f")
             .arg("%M")
             .arg("-o")
             .arg(&rss_file)
-            .arg(crate::common::BIN);
-        let base = env.command(&[]);
-        c.current_dir(&env.repo).env_clear();
-        for (k, v) in base.get_envs() {
-            if let Some(v) = v {
-                c.env(k, v);
-            }
-        }
+            .arg(crate::common::BIN)
+            .env("LEDGER_KEY", &env.key);
         c
     } else {
         env.command(&[])
