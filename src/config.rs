@@ -17,6 +17,9 @@ pub const SCHEMA: &str = include_str!("../schemas/ledger-config.schema.json");
 /// Where `ledger init` puts the schema, relative to the repository top.
 pub const SCHEMA_COPY: &str = ".ledger/ledger-config.schema.json";
 
+/// The ledger ref when ledger.yaml names none.
+pub const DEFAULT_REF: &str = "refs/heads/ledger";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: not found", path.display())]
@@ -534,7 +537,7 @@ fn default_review_name() -> String {
     "production_gates_run_review.md".into()
 }
 fn default_ref() -> String {
-    "refs/heads/ledger".into()
+    DEFAULT_REF.into()
 }
 fn default_trust() -> String {
     ".ledger/allowed_signers".into()
@@ -708,26 +711,69 @@ impl Config {
                 ),
             ));
         }
-        if let Some(bad) = config
-            .inputs
-            .iter()
-            .find(|p| !crate::files::pattern_is_inside(p))
-        {
+        for (field, globs) in [
+            ("inputs", &config.inputs),
+            ("products.globs", &config.products.globs),
+        ] {
+            // A pattern that is not a glob would match nothing, silently
+            // leaving files out of every run's record.
+            if let Some((bad, e)) = globs
+                .iter()
+                .find_map(|p| glob::Pattern::new(p).err().map(|e| (p, e)))
+            {
+                problems.push((field, format!("{bad:?} is not a glob: {}", e.msg)));
+            } else if let Some(bad) = globs.iter().find(|p| !crate::files::pattern_is_inside(p)) {
+                problems.push((
+                    field,
+                    format!("{bad:?} must be a relative glob inside the repository"),
+                ));
+            }
+        }
+        if let Some(bad) = config.context.env_allow.iter().find(|name| {
+            let name = name.strip_suffix('*').unwrap_or(name);
+            name.is_empty()
+                || name.starts_with(|c: char| c.is_ascii_digit())
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
             problems.push((
-                "inputs",
-                format!("{bad:?} must be a relative glob inside the repository"),
+                "context.env_allow",
+                format!(
+                    "{bad:?} is not an environment variable name (letters, digits, _; a trailing * for a prefix)"
+                ),
             ));
         }
-        if let Some(bad) = config
-            .products
-            .globs
-            .iter()
-            .find(|p| !crate::files::pattern_is_inside(p))
+        if config
+            .signing
+            .key
+            .as_ref()
+            .is_some_and(|k| k.trim().is_empty())
         {
             problems.push((
-                "products.globs",
-                format!("{bad:?} must be a relative glob inside the repository"),
+                "signing.key",
+                "must name a key file (or be left out: --key, LEDGER_KEY or git's user.signingkey)"
+                    .into(),
             ));
+        }
+        if config
+            .dq
+            .command
+            .as_ref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            problems.push((
+                "dq.command",
+                "must be a command (or be left out: no external check)".into(),
+            ));
+        }
+        for (column, range) in &config.dq.ranges {
+            if let (Some(min), Some(max)) = (range.min, range.max) {
+                if min > max {
+                    problems.push((
+                        "dq.ranges",
+                        format!("{column}: min {min} is above max {max}; no value could pass"),
+                    ));
+                }
+            }
         }
         if let Some(f) = config
             .dq

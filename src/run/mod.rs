@@ -169,6 +169,12 @@ pub fn run(
     if req.threads == Some(0) {
         return Err(Error::input("--threads", "must be at least 1"));
     }
+    if req.owner.trim().is_empty() {
+        return Err(Error::input(
+            "--owner",
+            "must name who answers for this run; it is recorded and shown to the committee",
+        ));
+    }
     let dq_required = ws
         .config
         .workflows

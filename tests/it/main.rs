@@ -1,5 +1,6 @@
 //! One integration test binary, a module per area (see ../shared/STYLE.md §5).
 
+mod bad_input;
 mod committee;
 mod common;
 mod concurrency;
