@@ -232,7 +232,7 @@ fn compute_inner(
         remote: remote.as_ref(),
         options,
     };
-    let config_bytes = std::fs::read(&ws.config_path).unwrap_or_default();
+    let config_bytes = ws.config_bytes();
     let config_sha256 = canon::sha256_hex(&config_bytes);
     let mut projection = if reuse {
         // A run's documents are not rendered again when the run documents
@@ -307,7 +307,17 @@ fn remote_state(
     let (ahead, diverged) = match seen {
         None => (0, false),
         Some(s) if store.has_commit(s) && store.is_ancestor(s, tip)? => {
-            (store.commits_since(tip, Some(s))?.len(), false)
+            // Finalize records are not work to hand over; counting them
+            // would make every finalize stale the handoff document it
+            // just wrote.
+            let mut ahead = 0;
+            for c in store.commits_since(tip, Some(s))? {
+                // A finalize commit adds its record and its writer's head.
+                if !store.changes_only(&c, &["finalize", "writers"])? {
+                    ahead += 1;
+                }
+            }
+            (ahead, false)
         }
         Some(_) => (0, true),
     };
@@ -387,18 +397,41 @@ pub struct Difference {
     pub diff: String,
 }
 
-/// Compares the projection with the work tree; writes nothing.
-pub fn differences(root: &Path, projection: &Projection) -> Vec<Difference> {
+/// Projection files this repository cannot reproduce, with why: in a bare
+/// copy without the private last-seen ref of `sync.remote`, the handoff
+/// readiness documents (they state the writer's view of the remote, which
+/// no clone carries). Empty wherever that ref exists or no remote is set.
+pub fn unreproducible(ws: &Workspace) -> Result<Option<(String, String)>, Error> {
+    let Some(remote) = &ws.config.sync.remote else {
+        return Ok(None);
+    };
+    let seen = crate::sync::seen_ref(remote);
+    if !ws.is_bare() || ws.store.ref_target(&seen)?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some((
+        format!("{}/", ws.config.finalize.handoff_dir),
+        format!(
+            "not checked: handoff readiness states the remote {remote} as last seen by the writer's pull or push ({seen}), which a clone does not have"
+        ),
+    )))
+}
+
+/// Compares the projection with the checkout (the work tree, or HEAD's
+/// commit in a bare repository); writes nothing.
+pub fn differences(ws: &Workspace, projection: &Projection) -> Result<Vec<Difference>, Error> {
     assert!(
         projection.known.is_empty(),
         "differences need a projection rendered in full"
     );
     let mut out = Vec::new();
     for (path, want) in &projection.files {
-        let (state, have) = match std::fs::read(root.join(path)) {
-            Ok(have) if &have == want => continue,
-            Ok(have) => (FileState::Differs, have),
-            Err(_) => (FileState::Missing, Vec::new()),
+        // A path that cannot be read as a file (a directory, no access) is
+        // missing as far as the projection is concerned.
+        let (state, have) = match ws.read_checked_in(path) {
+            Ok(Some(have)) if &have == want => continue,
+            Ok(Some(have)) => (FileState::Differs, have),
+            Ok(None) | Err(_) => (FileState::Missing, Vec::new()),
         };
         let have_text = String::from_utf8_lossy(&have);
         let want_text = String::from_utf8_lossy(want);
@@ -417,7 +450,7 @@ pub fn differences(root: &Path, projection: &Projection) -> Vec<Difference> {
             diff,
         });
     }
-    out
+    Ok(out)
 }
 
 /// A file finalize wrote or found already right.
@@ -801,26 +834,33 @@ pub fn check_projections(
             // Verify has checked the manifest against the record.
             let files = manifest(&snapshot, id, p)?.unwrap_or_default();
             for f in &files {
-                match std::fs::read(ws.root.join(&f.path)) {
-                    Err(_) => findings.push(finding(
+                match ws.read_checked_in(&f.path)? {
+                    None => findings.push(finding(
                         "projection_missing",
                         &f.path,
                         format!("named by finalize record {id}, but not on disk"),
                     )),
-                    Ok(bytes) if canon::sha256_hex(&bytes) != f.sha256 => findings.push(finding(
+                    Some(bytes) if canon::sha256_hex(&bytes) != f.sha256 => findings.push(finding(
                         "projection_modified",
                         &f.path,
                         format!(
                             "differs from the sha256 in finalize record {id} (edited by hand?)"
                         ),
                     )),
-                    Ok(_) => {}
+                    Some(_) => {}
                 }
             }
         }
     }
     let computed = compute_from(ws, trust, options, None, verified)?;
-    for d in differences(&ws.root, &computed.projection) {
+    let unreproducible = unreproducible(ws)?;
+    for d in differences(ws, &computed.projection)? {
+        if unreproducible
+            .as_ref()
+            .is_some_and(|(prefix, _)| d.path.starts_with(prefix))
+        {
+            continue;
+        }
         findings.push(finding(
             "projection_stale",
             &d.path,

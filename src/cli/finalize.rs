@@ -21,6 +21,7 @@ use crate::workspace::Workspace;
 /// Examples:
 ///   ledger finalize
 ///   ledger finalize --check                 # diff only, exit 1 on any difference
+///   (cd committee.git && ledger finalize --check)  # bare clone: against HEAD's commit
 ///   ledger finalize --tag committee_2026-11-22_run1 --require-final-summary
 ///   ledger finalize --commit                # also commit the files on your branch
 ///   ledger finalize --no-cache              # verify and compare everything again
@@ -34,7 +35,9 @@ pub struct Args {
     #[arg(long)]
     require_final_summary: bool,
     /// Write nothing: print a unified diff of every file that differs from a
-    /// fresh projection and exit 1 if any does.
+    /// fresh projection and exit 1 if any does. In a bare clone, compares
+    /// with the documents committed on HEAD, read with HEAD's ledger.yaml
+    /// and trust file (or --trust).
     #[arg(long, conflicts_with = "commit")]
     check: bool,
     /// Also commit exactly the projection files on the current branch;
@@ -76,6 +79,21 @@ struct CheckOutcome<'a> {
     ledger_head: &'a str,
     clean: bool,
     differences: &'a [Difference],
+    /// Files this repository cannot reproduce, not compared.
+    skipped: &'a [Skipped],
+}
+
+fn not_checked(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" ({n} not checked here)"),
+    }
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    path: String,
+    why: String,
 }
 
 #[derive(Serialize)]
@@ -100,7 +118,13 @@ struct Item {
 }
 
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
-    let ws = Workspace::open_worktree(&env.cwd)?;
+    // A check reads and compares only: a committee's bare copy compares
+    // with the documents committed on HEAD.
+    let ws = if args.check {
+        Workspace::open(&env.cwd)?
+    } else {
+        Workspace::open_worktree(&env.cwd)?
+    };
     let trust = super::load_trust(args.trust_key.trust.clone(), &ws, env)?;
     let options = Options {
         require_final_summary: args.require_final_summary,
@@ -114,13 +138,28 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         !args.check && !args.no_cache,
     )?;
     if args.check {
-        let diffs = finalize::differences(&ws.root, &computed.projection);
+        let mut diffs = finalize::differences(&ws, &computed.projection)?;
+        let mut skipped = Vec::new();
+        if let Some((prefix, why)) = finalize::unreproducible(&ws)? {
+            skipped = computed
+                .projection
+                .paths()
+                .into_iter()
+                .filter(|p| p.starts_with(&prefix))
+                .map(|path| Skipped {
+                    path,
+                    why: why.clone(),
+                })
+                .collect();
+            diffs.retain(|d| !d.path.starts_with(&prefix));
+        }
         if args.json {
             super::json(
                 &CheckOutcome {
                     ledger_head: &computed.head,
                     clean: diffs.is_empty(),
                     differences: &diffs,
+                    skipped: &skipped,
                 },
                 out,
             );
@@ -128,17 +167,22 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             for d in &diffs {
                 out.extend_from_slice(d.diff.as_bytes());
             }
+            for s in &skipped {
+                out.extend_from_slice(format!("{}: {}\n", s.path, s.why).as_bytes());
+            }
             out.extend_from_slice(
                 match diffs.len() {
                     0 => format!(
-                        "finalize --check: {} files match the projection of ledger head {}\n",
-                        computed.projection.len(),
-                        computed.head
+                        "finalize --check: {} files match the projection of ledger head {}{}\n",
+                        computed.projection.len() - skipped.len(),
+                        computed.head,
+                        not_checked(skipped.len()),
                     ),
                     n => format!(
-                        "finalize --check: {n} of {} files differ from the projection of ledger head {}; run `ledger finalize`\n",
-                        computed.projection.len(),
-                        computed.head
+                        "finalize --check: {n} of {} files differ from the projection of ledger head {}{}; run `ledger finalize`\n",
+                        computed.projection.len() - skipped.len(),
+                        computed.head,
+                        not_checked(skipped.len()),
                     ),
                 }
                 .as_bytes(),

@@ -229,17 +229,44 @@ pub(crate) fn load_trust(
     ws: &crate::workspace::Workspace,
     env: &Env,
 ) -> Result<crate::trust::Trust, CliError> {
-    let path = match flag {
-        Some(p) if p.is_absolute() => p,
-        Some(p) => env.cwd.join(p),
-        None => ws.trust_path(),
-    };
     let load =
         |path: &std::path::Path| crate::trust::TrustFile::load(path).map_err(crate::Error::from);
-    Ok(crate::trust::Trust {
-        writers: load(&path)?,
-        committee: ws.committee_path().as_deref().map(load).transpose()?,
-    })
+    let writers = match flag {
+        Some(p) if p.is_absolute() => load(&p)?,
+        Some(p) => load(&env.cwd.join(p))?,
+        None if ws.is_bare() => committed_trust(ws, &ws.config.trust.allowed_signers)?,
+        None => load(&ws.trust_path())?,
+    };
+    let committee = match &ws.config.committee.allowed_signers {
+        None => None,
+        Some(rel) if ws.is_bare() => Some(committed_trust(ws, rel)?),
+        Some(_) => ws.committee_path().as_deref().map(load).transpose()?,
+    };
+    Ok(crate::trust::Trust { writers, committee })
+}
+
+/// A trust file of a bare repository, from HEAD's commit as a checkout
+/// would have it; named in documents by its path in the checkout.
+fn committed_trust(
+    ws: &crate::workspace::Workspace,
+    rel: &str,
+) -> Result<crate::trust::TrustFile, crate::Error> {
+    let shown = ws.shown_path(rel);
+    let unreadable = |source: std::io::Error| crate::trust::TrustError::Unreadable {
+        path: shown.clone(),
+        source,
+    };
+    let bytes = ws.read_checked_in(rel)?.ok_or_else(|| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not committed on HEAD; pass --trust FILE",
+        ))
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    let mut file = crate::trust::TrustFile::parse(&shown, &text)?;
+    file.path = ws.root.join(rel);
+    Ok(file)
 }
 
 /// Expands a leading `~/` with the home directory.

@@ -745,6 +745,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether `commit` changes nothing but the top-level entries `names`
+    /// against its one parent (a root or merge commit never qualifies).
+    pub fn changes_only(&self, commit: &CommitInfo, names: &[&str]) -> Result<bool, StoreError> {
+        let [parent] = commit.parents[..] else {
+            return Ok(false);
+        };
+        let others = |commit: ObjectId| -> Result<Vec<Item>, StoreError> {
+            let mut items = self.snapshot(commit)?.list("")?.unwrap_or_default();
+            items.retain(|i| !names.contains(&i.name.as_str()));
+            Ok(items)
+        };
+        let ours = others(commit.id)?;
+        let theirs = others(parent)?;
+        Ok(ours.len() == theirs.len()
+            && ours
+                .iter()
+                .zip(&theirs)
+                .all(|(a, b)| a.name == b.name && a.id == b.id))
+    }
+
     /// HEAD's branch and commit and whether tracked files differ from it.
     /// Reads only; never refreshes or writes the index.
     pub fn head_facts(&self) -> GitFacts {

@@ -119,15 +119,136 @@ fn packed_refs_and_a_shallow_clone_work() {
 #[test]
 fn a_bare_clone_answers_show_and_checks_projections_read_only() {
     let env = TestEnv::init();
+    // The team's ledger.yaml differs from the defaults in what documents
+    // show: a bare copy must read the committed one to reproduce them.
+    let cfg = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "stage_audit_log: docs/production_research/STAGE_AUDIT_LOG.md",
+            "stage_audit_log: docs/STAGE_LOG.md",
+        ),
+    )
+    .unwrap();
+    env.git(&["add", "ledger.yaml", ".ledger/allowed_signers"]);
+    env.git(&["commit", "-q", "-m", "ledger config"]);
     assert_ok(env.run("a", &[], &["true"]));
+    assert_eq!(env.run("b", &[], &["false"]).code, 1);
+    assert_ok(env.ledger(&["finalize", "--commit"]));
     let bare = env.bare_clone("committee.git");
     let show = assert_ok(env.ledger_in(&bare, &["show", "a"])).stdout;
     assert!(show.contains("status passed"), "{show}");
     let status = assert_ok(env.ledger_in(&bare, &["status"])).stdout;
-    assert!(status.starts_with("passed"), "{status}");
-    // Nothing to compare documents with in a bare clone: a clear refusal.
+    assert!(
+        status.contains("passed ") && status.contains("failed "),
+        "{status}"
+    );
+
+    // The committee's check: every document committed on HEAD is what the
+    // ledger projects, with HEAD's ledger.yaml and trust file.
+    let check = assert_ok(env.ledger_in(&bare, &["finalize", "--check"]));
+    assert!(
+        check.stdout.contains(" files match the projection"),
+        "{check:?}"
+    );
+    assert!(!check.stdout.contains("not checked"), "{check:?}");
+    let json: serde_json::Value = serde_json::from_str(
+        &assert_ok(env.ledger_in(&bare, &["finalize", "--check", "--json"])).stdout,
+    )
+    .unwrap();
+    crate::schemas::assert_valid("finalize-check.schema.json", &json);
+    assert_eq!(json["clean"], true);
+    assert_ok(env.ledger_in(&bare, &["verify", "--projections"]));
+    // Nothing was written into the bare repository's refs or objects.
+    let refs = git_in(&env, &bare, &["for-each-ref"]);
+    assert_ok(env.ledger_in(&bare, &["finalize", "--check"]));
+    assert_eq!(git_in(&env, &bare, &["for-each-ref"]), refs);
+
+    let update_bare = || {
+        let repo = env.repo.to_str().unwrap();
+        git_in(
+            &env,
+            &bare,
+            &["fetch", "-q", repo, "+refs/heads/*:refs/heads/*"],
+        );
+    };
+
+    // A hand edit committed on the branch is caught, with its diff.
+    let log = "docs/STAGE_LOG.md";
+    let edited = std::fs::read_to_string(env.repo.join(log))
+        .unwrap()
+        .replace("| fail |", "| pass |");
+    std::fs::write(env.repo.join(log), edited).unwrap();
+    env.git(&["commit", "-q", "-am", "tidy the log"]);
+    update_bare();
     let check = env.ledger_in(&bare, &["finalize", "--check"]);
-    assert_input_error(&check, "bare repository");
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(check.stdout.contains(&format!("--- a/{log}")), "{check:?}");
+    assert!(check.stdout.contains("\n-| 2026"), "{check:?}");
+    assert!(check.stdout.contains("1 of "), "{check:?}");
+    let verify = env.ledger_in(&bare, &["verify", "--projections"]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert!(
+        verify.stdout.contains("[projection_modified]"),
+        "{verify:?}"
+    );
+
+    // Without a committed trust file the check names where it looked.
+    env.git(&["rm", "-q", "--cached", ".ledger/allowed_signers"]);
+    env.git(&["commit", "-q", "-m", "untrack signers"]);
+    update_bare();
+    assert_input_error(
+        &env.ledger_in(&bare, &["finalize", "--check"]),
+        "HEAD:.ledger/allowed_signers: cannot read trust file: not committed on HEAD; pass --trust FILE",
+    );
+    let trust = env.repo.join(".ledger/allowed_signers");
+    assert_ok(env.ledger_in(&bare, &["verify", "--trust", trust.to_str().unwrap()]));
+}
+
+#[test]
+fn a_bare_clone_does_not_judge_handoff_readiness_it_cannot_see() {
+    let env = TestEnv::init();
+    let remote = env.dir.path().join("remote.git");
+    env.git(&["init", "-q", "--bare", remote.to_str().unwrap()]);
+    let cfg = env.repo.join("ledger.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        "  # remote: origin",
+        &format!("  remote: {}", remote.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    env.git(&["add", "ledger.yaml", ".ledger/allowed_signers"]);
+    env.git(&["commit", "-q", "-m", "ledger config"]);
+    assert_ok(env.run("a", &[], &["true"]));
+    assert_ok(env.ledger(&["push"]));
+    assert_ok(env.ledger(&["finalize", "--commit"]));
+    let bare = env.bare_clone("committee.git");
+    let check = assert_ok(env.ledger_in(&bare, &["finalize", "--check", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    crate::schemas::assert_valid("finalize-check.schema.json", &json);
+    assert_eq!(json["clean"], true, "{check:?}");
+    let skipped = json["skipped"].as_array().unwrap();
+    assert!(!skipped.is_empty());
+    for s in skipped {
+        assert!(
+            s["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("audit/session_handoff/"),
+            "{s}"
+        );
+        assert!(s["why"].as_str().unwrap().contains("last seen"), "{s}");
+    }
+    let text = assert_ok(env.ledger_in(&bare, &["finalize", "--check"])).stdout;
+    assert!(
+        text.contains(&format!("({} not checked here)", skipped.len())),
+        "{text}"
+    );
+    // The writer's own repository has the last-seen ref: everything is checked.
+    let here = assert_ok(env.ledger(&["finalize", "--check", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&here.stdout).unwrap();
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 0, "{here:?}");
 }
 
 #[test]
