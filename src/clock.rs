@@ -89,10 +89,21 @@ impl Phases {
         }
         #[allow(clippy::disallowed_methods)] // diagnostics only, never recorded
         let now = std::time::Instant::now();
+        // Resident memory now and at its peak, as the kernel counts it.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+                .map_or(0, |kb| kb >> 10)
+        };
         eprintln!(
-            "timing: {name:<24} {:>9.1} ms  (total {:.1} ms)",
+            "timing: {name:<24} {:>9.1} ms  (total {:.1} ms, RSS {} MiB, peak {} MiB)",
             (now - self.last).as_secs_f64() * 1e3,
-            (now - self.start).as_secs_f64() * 1e3
+            (now - self.start).as_secs_f64() * 1e3,
+            field("VmRSS:"),
+            field("VmHWM:"),
         );
         self.last = now;
     }

@@ -215,7 +215,7 @@ fn one_run(
             statement_type: record::STATEMENT_TYPE.into(),
             subject,
             predicate_type: kind.predicate_type(),
-            predicate,
+            predicate: record::Predicate::of(&predicate),
             schema: kind.schema(),
             kind,
             run_id: run_id.clone(),

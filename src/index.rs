@@ -158,7 +158,11 @@ fn read_rows(
         let store = Store::open_git_dir(&git_dir, &ref_name)?;
         let snapshot = store.snapshot(tip)?;
         part.iter()
-            .map(|(name, tree)| Ok(Row::of(&history::load_run(&snapshot, name)?, tree)))
+            .map(|(name, tree)| {
+                let row = Row::of(&history::load_run(&snapshot, name)?, tree);
+                snapshot.forget(&format!("runs/{name}"));
+                Ok(row)
+            })
             .collect()
     });
     let mut rows = Vec::with_capacity(stale.len());

@@ -19,7 +19,7 @@ pub struct Draft {
     pub kind: Kind,
     pub run_id: String,
     pub subject: Vec<Subject>,
-    pub predicate: serde_json::Value,
+    pub predicate: record::Predicate,
 }
 
 impl Draft {
@@ -33,7 +33,7 @@ impl Draft {
             kind,
             run_id: run_id.into(),
             subject,
-            predicate: serde_json::to_value(predicate).expect("predicates always serialize"),
+            predicate: record::Predicate::of(predicate),
         }
     }
 }

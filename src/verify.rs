@@ -592,7 +592,9 @@ pub fn verify_since(
                     true => crate::record::parse,
                     false => crate::record::parse_proven,
                 };
-                Ok(crate::history::load_run_with(&snapshot, name, parse)?)
+                let run = crate::history::load_run_with(&snapshot, name, parse)?;
+                snapshot.forget(&format!("runs/{name}"));
+                Ok(run)
             })
             .collect()
     });
@@ -768,6 +770,7 @@ fn check_runs_parallel(
         part.iter()
             .map(|n| {
                 let checked = check_one_run(&snapshot, trust, here, n, &mut keys, keep);
+                snapshot.forget(&format!("runs/{n}"));
                 crate::progress::inc(1);
                 checked
             })

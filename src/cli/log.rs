@@ -127,7 +127,8 @@ pub fn exec_show(args: ShowArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, Cl
             "\n{} {}\n  writer {} seq {} at {}\n",
             p.kind, r.id, p.writer, p.seq, p.at
         ));
-        let body = serde_json::to_string_pretty(&p.predicate).expect("JSON values serialize");
+        let body =
+            serde_json::to_string_pretty(&p.predicate.value()).expect("JSON values serialize");
         for l in body.lines() {
             text.push_str(&format!("  {l}\n"));
         }

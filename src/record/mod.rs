@@ -135,7 +135,7 @@ pub struct Payload {
     pub subject: Vec<Subject>,
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
-    pub predicate: serde_json::Value,
+    pub predicate: Predicate,
     /// `ledger.<kind>/v1`.
     pub schema: String,
     pub kind: Kind,
@@ -155,10 +155,42 @@ pub struct Payload {
 impl Payload {
     /// Decodes the predicate as the typed body of this kind.
     pub fn predicate_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, RecordError> {
-        T::deserialize(&self.predicate).map_err(|e| RecordError::Predicate {
+        serde_json::from_str(self.predicate.json()).map_err(|e| RecordError::Predicate {
             kind: self.kind,
             message: e.to_string(),
         })
+    }
+}
+
+/// A record's predicate, kept as its canonical JSON text and decoded on use
+/// ([`Payload::predicate_as`]): a ledger of 100,000 runs held in memory
+/// costs its text, not a tree of JSON values several times that size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Predicate(Box<serde_json::value::RawValue>);
+
+impl Predicate {
+    /// The canonical JSON of `value`.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Predicate {
+        let text =
+            String::from_utf8(canon::canonical_bytes(value)).expect("canonical JSON is UTF-8");
+        Predicate(serde_json::value::RawValue::from_string(text).expect("canonical JSON is JSON"))
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The predicate as a JSON value (for display).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).expect("a predicate is JSON")
+    }
+}
+
+impl PartialEq for Predicate {
+    fn eq(&self, other: &Predicate) -> bool {
+        self.json() == other.json()
     }
 }
 
@@ -272,7 +304,8 @@ fn parse_with(bytes: &[u8], check_canonical: bool) -> Result<Parsed, RecordError
         if canon::canonical_bytes(&value) != payload_bytes {
             return Err(RecordError::NotCanonical);
         }
-        serde_json::from_value(value).map_err(|e| RecordError::Payload(e.to_string()))?
+        drop(value);
+        serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?
     } else {
         serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?
     };
@@ -343,7 +376,7 @@ mod tests {
             statement_type: STATEMENT_TYPE.into(),
             subject: vec![Subject::run("20261122T100000Z_wf_t")],
             predicate_type: Kind::Started.predicate_type(),
-            predicate,
+            predicate: Predicate::of(&predicate),
             schema: Kind::Started.schema(),
             kind: Kind::Started,
             run_id: "20261122T100000Z_wf_t".into(),

@@ -1024,6 +1024,26 @@ impl Snapshot<'_> {
         Ok(out)
     }
 
+    /// Drops the decoded trees at and under `path` from the cache, once a
+    /// caller is done with them: one pass over 100,000 runs would otherwise
+    /// keep every run's trees in memory.
+    pub fn forget(&self, path: &str) {
+        let mut dirs = self.dirs.borrow_mut();
+        let below = format!("{path}/");
+        let doomed: Vec<String> = dirs
+            .range(path.to_string()..)
+            .map(|(k, _)| k)
+            // Sorted: every key starting with `path` comes before any other
+            // (`runs/a-b` sorts between `runs/a` and `runs/a/x`).
+            .take_while(|k| k.starts_with(path))
+            .filter(|k| k.as_str() == path || k.starts_with(&below))
+            .cloned()
+            .collect();
+        for k in doomed {
+            dirs.remove(&k);
+        }
+    }
+
     /// The object id of the entry at `path`, or `None`.
     pub fn read_id(&self, path: &str) -> Result<Option<ObjectId>, StoreError> {
         Ok(self.entry(path)?.map(|i| i.id))

@@ -381,7 +381,7 @@ fn pull_never_writes_into_git_whatever_a_signed_ledger_says() {
             kind,
             run_id: run_id.into(),
             subject: vec![ledger::record::Subject::run(run_id)],
-            predicate,
+            predicate: ledger::record::Predicate::of(&predicate),
         });
     }
     let ws = ledger::workspace::Workspace::open(&env.repo).unwrap();
