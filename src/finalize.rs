@@ -397,11 +397,27 @@ pub struct Difference {
     pub diff: String,
 }
 
-/// Projection files this repository cannot reproduce, with why: in a bare
-/// copy without the private last-seen ref of `sync.remote`, the handoff
-/// readiness documents (they state the writer's view of the remote, which
-/// no clone carries). Empty wherever that ref exists or no remote is set.
-pub fn unreproducible(ws: &Workspace) -> Result<Option<(String, String)>, Error> {
+/// What `finalize --check` found: files that differ from the projection,
+/// and files this repository cannot reproduce, left uncompared.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    pub differences: Vec<Difference>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A projection file not compared, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub why: String,
+}
+
+/// The projection files this repository cannot reproduce (a path prefix),
+/// with why: in a bare copy without the private last-seen ref of
+/// `sync.remote`, the handoff readiness documents (they state the writer's
+/// view of the remote, which no clone carries). `None` wherever that ref
+/// exists or no remote is set.
+fn unreproducible(ws: &Workspace) -> Result<Option<(String, String)>, Error> {
     let Some(remote) = &ws.config.sync.remote else {
         return Ok(None);
     };
@@ -419,13 +435,24 @@ pub fn unreproducible(ws: &Workspace) -> Result<Option<(String, String)>, Error>
 
 /// Compares the projection with the checkout (the work tree, or HEAD's
 /// commit in a bare repository); writes nothing.
-pub fn differences(ws: &Workspace, projection: &Projection) -> Result<Vec<Difference>, Error> {
+pub fn compare(ws: &Workspace, projection: &Projection) -> Result<Comparison, Error> {
     assert!(
         projection.known.is_empty(),
         "differences need a projection rendered in full"
     );
-    let mut out = Vec::new();
+    let unreproducible = unreproducible(ws)?;
+    let mut out = Comparison::default();
     for (path, want) in &projection.files {
+        if let Some((_, why)) = unreproducible
+            .as_ref()
+            .filter(|(prefix, _)| path.starts_with(prefix))
+        {
+            out.skipped.push(Skipped {
+                path: path.clone(),
+                why: why.clone(),
+            });
+            continue;
+        }
         // A path that cannot be read as a file (a directory, no access) is
         // missing as far as the projection is concerned.
         let (state, have) = match ws.read_checked_in(path) {
@@ -444,7 +471,7 @@ pub fn differences(ws: &Workspace, projection: &Projection) -> Result<Vec<Differ
             .context_radius(3)
             .header(&old_header, &format!("b/{path}"))
             .to_string();
-        out.push(Difference {
+        out.differences.push(Difference {
             path: path.clone(),
             state,
             diff,
@@ -853,14 +880,7 @@ pub fn check_projections(
         }
     }
     let computed = compute_from(ws, trust, options, None, verified)?;
-    let unreproducible = unreproducible(ws)?;
-    for d in differences(ws, &computed.projection)? {
-        if unreproducible
-            .as_ref()
-            .is_some_and(|(prefix, _)| d.path.starts_with(prefix))
-        {
-            continue;
-        }
+    for d in compare(ws, &computed.projection)?.differences {
         findings.push(finding(
             "projection_stale",
             &d.path,

@@ -1,7 +1,7 @@
 use serde::Serialize;
 
 use super::{CliError, Env};
-use crate::finalize::{self, Difference, Recorded, Written};
+use crate::finalize::{self, Difference, Recorded, Skipped, Written};
 use crate::project::{Options, RunOutline, StageStatus};
 use crate::workspace::Workspace;
 
@@ -91,12 +91,6 @@ fn not_checked(n: usize) -> String {
 }
 
 #[derive(Serialize)]
-struct Skipped {
-    path: String,
-    why: String,
-}
-
-#[derive(Serialize)]
 struct Outcome<'a> {
     ledger_head: &'a str,
     runs: usize,
@@ -138,21 +132,10 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         !args.check && !args.no_cache,
     )?;
     if args.check {
-        let mut diffs = finalize::differences(&ws, &computed.projection)?;
-        let mut skipped = Vec::new();
-        if let Some((prefix, why)) = finalize::unreproducible(&ws)? {
-            skipped = computed
-                .projection
-                .paths()
-                .into_iter()
-                .filter(|p| p.starts_with(&prefix))
-                .map(|path| Skipped {
-                    path,
-                    why: why.clone(),
-                })
-                .collect();
-            diffs.retain(|d| !d.path.starts_with(&prefix));
-        }
+        let finalize::Comparison {
+            differences: diffs,
+            skipped,
+        } = finalize::compare(&ws, &computed.projection)?;
         if args.json {
             super::json(
                 &CheckOutcome {
