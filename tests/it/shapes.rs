@@ -204,6 +204,20 @@ fn a_bare_clone_answers_show_and_checks_projections_read_only() {
     );
     let trust = env.repo.join(".ledger/allowed_signers");
     assert_ok(env.ledger_in(&bare, &["verify", "--trust", trust.to_str().unwrap()]));
+
+    // A committed ledger.yaml that does not load is named as HEAD's.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("min_cores: 1", "min_cores: eight")).unwrap();
+    env.git(&["commit", "-q", "-am", "break the config"]);
+    update_bare();
+    let refs = git_in(&env, &bare, &["for-each-ref"]);
+    for args in [&["log"][..], &["finalize", "--check"]] {
+        assert_input_error(
+            &env.ledger_in(&bare, args),
+            "HEAD:ledger.yaml: preflight.min_cores: invalid type",
+        );
+    }
+    assert_eq!(git_in(&env, &bare, &["for-each-ref"]), refs);
 }
 
 #[test]
