@@ -213,7 +213,7 @@ fn one_run(
         head.0 += 1;
         let payload = Payload {
             statement_type: record::STATEMENT_TYPE.into(),
-            subject,
+            subject: record::Subjects::of(&subject),
             predicate_type: kind.predicate_type(),
             predicate: record::Predicate::of(&predicate),
             schema: kind.schema(),

@@ -109,7 +109,7 @@ pub fn append(
             seq += 1;
             let payload = Payload {
                 statement_type: record::STATEMENT_TYPE.into(),
-                subject: draft.subject.clone(),
+                subject: record::Subjects::of(&draft.subject),
                 predicate_type: draft.kind.predicate_type(),
                 predicate: draft.predicate.clone(),
                 schema: draft.kind.schema(),

@@ -132,7 +132,7 @@ impl Subject {
 pub struct Payload {
     #[serde(rename = "_type")]
     pub statement_type: String,
-    pub subject: Vec<Subject>,
+    pub subject: Subjects,
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
     pub predicate: Predicate,
@@ -159,6 +159,34 @@ impl Payload {
             kind: self.kind,
             message: e.to_string(),
         })
+    }
+}
+
+/// A record's subjects, kept as their canonical JSON text: nothing after
+/// parsing reads them, and a ledger held in memory should not pay for a
+/// map per digest. [`parse`] checks them against the model when it checks
+/// the canonical form ([`Subjects::list`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Subjects(Box<serde_json::value::RawValue>);
+
+impl Subjects {
+    /// The canonical JSON of `subjects`.
+    pub fn of(subjects: &[Subject]) -> Subjects {
+        let text =
+            String::from_utf8(canon::canonical_bytes(subjects)).expect("canonical JSON is UTF-8");
+        Subjects(serde_json::value::RawValue::from_string(text).expect("canonical JSON is JSON"))
+    }
+
+    /// The subjects, checked against the model.
+    pub fn list(&self) -> Result<Vec<Subject>, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl PartialEq for Subjects {
+    fn eq(&self, other: &Subjects) -> bool {
+        self.0.get() == other.0.get()
     }
 }
 
@@ -295,10 +323,10 @@ fn parse_with(bytes: &[u8], check_canonical: bool) -> Result<Parsed, RecordError
     let payload_bytes = B64
         .decode(envelope.payload.as_bytes())
         .map_err(|_| RecordError::Base64)?;
-    // One parse serves both checks: the canonical form of the parsed value
-    // must be the stored bytes, and the value (moved, not re-read) must be a
-    // payload.
-    let payload: Payload = if check_canonical {
+    // Canonical bytes pass the one-pass check and are read as a payload
+    // directly; anything else is parsed as JSON and canonicalized, which
+    // tells invalid JSON from JSON that is only not canonical.
+    let payload: Payload = if check_canonical && !canon::is_canonical(&payload_bytes) {
         let value: serde_json::Value = serde_json::from_slice(&payload_bytes)
             .map_err(|_| RecordError::PayloadJson("invalid JSON".into()))?;
         if canon::canonical_bytes(&value) != payload_bytes {
@@ -309,6 +337,12 @@ fn parse_with(bytes: &[u8], check_canonical: bool) -> Result<Parsed, RecordError
     } else {
         serde_json::from_slice(&payload_bytes).map_err(|e| RecordError::Payload(e.to_string()))?
     };
+    if check_canonical {
+        payload
+            .subject
+            .list()
+            .map_err(|e| RecordError::Payload(format!("subject: {e}")))?;
+    }
     // The base64 text is `payload_bytes` again; a large ledger need not hold both.
     let mut envelope = envelope;
     envelope.payload = String::new();
@@ -374,7 +408,7 @@ mod tests {
     fn sample(predicate: serde_json::Value) -> Payload {
         Payload {
             statement_type: STATEMENT_TYPE.into(),
-            subject: vec![Subject::run("20261122T100000Z_wf_t")],
+            subject: Subjects::of(&[Subject::run("20261122T100000Z_wf_t")]),
             predicate_type: Kind::Started.predicate_type(),
             predicate: Predicate::of(&predicate),
             schema: Kind::Started.schema(),
@@ -424,6 +458,33 @@ mod tests {
         envelope.payload = encode_b64(doubled.as_bytes());
         let bytes = serde_json::to_vec(&envelope).unwrap();
         assert!(matches!(parse(&bytes), Err(RecordError::NotCanonical)));
+    }
+
+    /// Canonical payloads whose text differs from a sealed one by `edit`.
+    fn edited(edit: impl Fn(&str) -> String) -> Vec<u8> {
+        let s = seal(sample(serde_json::json!({})), |_| EnvelopeSignature {
+            keyid: "k".into(),
+            sig: String::new(),
+        });
+        let text = edit(&String::from_utf8(canon::canonical_bytes(&s.payload)).unwrap());
+        let mut envelope: Envelope = serde_json::from_slice(&s.envelope_bytes).unwrap();
+        envelope.payload = encode_b64(&canon::canonicalize(text.as_bytes()).unwrap());
+        serde_json::to_vec(&envelope).unwrap()
+    }
+
+    #[test]
+    fn subjects_are_checked_against_the_model_when_read() {
+        let extra = edited(|t| t.replacen(r#""name":"#, r#""extra":1,"name":"#, 1));
+        let err = parse(&extra).unwrap_err().to_string();
+        assert!(err.contains("subject: unknown field `extra`"), "{err}");
+        let not_a_list = edited(|t| {
+            let start = t.find(r#""subject":"#).unwrap() + 10;
+            let end = t[start..].find("}]").unwrap() + start + 2;
+            format!("{}\"x\"{}", &t[..start], &t[end..])
+        });
+        assert!(matches!(parse(&not_a_list), Err(RecordError::Payload(_))));
+        // Bytes a whole verification proved are not checked again.
+        assert!(parse_proven(&extra).is_ok());
     }
 
     #[test]
