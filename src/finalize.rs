@@ -189,29 +189,42 @@ fn compute_inner(
         tip: Some(tip.to_string()),
         runs,
     };
-    let snapshot = store.snapshot(tip)?;
+    let mut by_run: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+    for f in &report.findings {
+        if let Some(run) = &f.run {
+            by_run.entry(run).or_default().push(f);
+        }
+    }
+    let (git_dir, ref_name) = (store.git_dir(), store.ref_name());
+    let config = &ws.config;
+    let parts = crate::par::chunks(&history.runs, 64, |part| {
+        let store = crate::store::Store::open_git_dir(git_dir, ref_name)?;
+        let snapshot = store.snapshot(tip)?;
+        let mut out = Vec::with_capacity(part.len());
+        for run in part {
+            let mut e = load_extras(&snapshot, config, run)?;
+            snapshot.forget(&format!("runs/{}", run.run_id));
+            let findings = by_run.get(run.run_id.as_str()).map_or(&[][..], |f| f);
+            // Verify has already hashed the stored log against the result.
+            let has = |code: &str| findings.iter().any(|f| f.code == code);
+            e.log_matches = run
+                .result()
+                .filter(|r| r.log.stored && !has("missing_log"))
+                .map(|_| !has("log_mismatch"));
+            e.integrity = findings
+                .iter()
+                .map(|f| match &f.record {
+                    Some(r) => format!("{r}: {} [{}]", f.message, f.code),
+                    None => format!("{} [{}]", f.message, f.code),
+                })
+                .collect();
+            out.push((run.run_id.clone(), e));
+        }
+        Ok::<_, Error>(out)
+    });
     let mut extras = BTreeMap::new();
-    for run in &history.runs {
-        let mut e = load_extras(&snapshot, ws, run)?;
-        let findings: Vec<&Finding> = report
-            .findings
-            .iter()
-            .filter(|f| f.run.as_deref() == Some(run.run_id.as_str()))
-            .collect();
-        // Verify has already hashed the stored log against the result.
-        let has = |code: &str| findings.iter().any(|f| f.code == code);
-        e.log_matches = run
-            .result()
-            .filter(|r| r.log.stored && !has("missing_log"))
-            .map(|_| !has("log_mismatch"));
-        e.integrity = findings
-            .iter()
-            .map(|f| match &f.record {
-                Some(r) => format!("{r}: {} [{}]", f.message, f.code),
-                None => format!("{} [{}]", f.message, f.code),
-            })
-            .collect();
-        extras.insert(run.run_id.clone(), e);
+    for part in parts {
+        extras.extend(part?);
     }
     phases.mark("load extras");
     let trust_name = trust
@@ -331,14 +344,14 @@ fn remote_state(
 
 fn load_extras(
     snapshot: &Snapshot<'_>,
-    ws: &Workspace,
+    config: &crate::config::Config,
     run: &crate::history::Run,
 ) -> Result<RunExtras, Error> {
     let mut extras = RunExtras::default();
     let Some(result) = run.result() else {
         return Ok(extras);
     };
-    extras.report = find_report(snapshot, ws, &run.run_id, &result)?;
+    extras.report = find_report(snapshot, config, &run.run_id, &result)?;
     for (rel, item) in snapshot.walk(&format!("runs/{}/inputs", run.run_id))? {
         extras.inputs.insert(rel, snapshot.blob(item.id)?);
     }
@@ -347,11 +360,11 @@ fn load_extras(
 
 fn find_report(
     snapshot: &Snapshot<'_>,
-    ws: &Workspace,
+    config: &crate::config::Config,
     run_id: &str,
     result: &ResultPredicate,
 ) -> Result<Option<ReportSource>, Error> {
-    let pattern = glob::Pattern::new(&ws.config.report.product)
+    let pattern = glob::Pattern::new(&config.report.product)
         .expect("ledger.yaml report.product was checked on load");
     let options = glob::MatchOptions {
         case_sensitive: true,

@@ -574,6 +574,9 @@ pub fn verify_since(
         .filter(|(name, id)| old_runs.get(name) != Some(id))
         .map(|(name, _)| name.as_str())
         .collect();
+    // A run verify found fault with is read in full again, sizes first.
+    let faulted: std::collections::BTreeSet<String> =
+        base_findings.iter().filter_map(|f| f.run.clone()).collect();
     let mut findings: Vec<Finding> = base_findings
         .into_iter()
         .filter(|f| f.run.as_deref().is_none_or(|r| !changed.contains(r)))
@@ -587,12 +590,9 @@ pub fn verify_since(
         part.iter()
             .map(|(name, _)| {
                 // Unchanged since the verified base: its records were
-                // proved canonical then, byte for byte.
-                let parse = match changed.contains(name.as_str()) {
-                    true => crate::record::parse,
-                    false => crate::record::parse_proven,
-                };
-                let run = crate::history::load_run_with(&snapshot, name, parse)?;
+                // proved small and canonical then, byte for byte.
+                let proven = !changed.contains(name.as_str()) && !faulted.contains(name);
+                let run = crate::history::load_run_with(&snapshot, name, proven)?;
                 snapshot.forget(&format!("runs/{name}"));
                 Ok(run)
             })

@@ -275,55 +275,28 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
     let mut phases = crate::clock::Phases::start();
     let views = views(input);
     phases.mark("project: views");
-    let mut files = BTreeMap::new();
-    files.insert(
-        input.config.finalize.stage_audit_log.clone(),
-        docs::stage_audit_log(input, &views).into_bytes(),
-    );
-    let registry = &input.config.finalize.registry_dir;
-    files.insert(
-        format!("{registry}/factor_experiment_registry.csv"),
-        registry::registry_csv(&views),
-    );
-    files.insert(
-        format!("{registry}/factor_experiment_leaderboard.md"),
-        registry::leaderboard(input, &views).into_bytes(),
-    );
-    let candidates = queue::candidates(input, &views);
-    let plan = queue::plan(input, &views, &candidates);
-    files.insert(
-        format!("{registry}/factor_candidate_queue.csv"),
-        queue::queue_csv(&candidates),
-    );
-    files.insert(
-        format!("{registry}/factor_candidate_queue.md"),
-        queue::queue_md(input, &candidates).into_bytes(),
-    );
-    files.insert(format!("{registry}/next_run_plan.json"), json_bytes(&plan));
-    files.insert(
-        format!("{registry}/next_run_plan.md"),
-        queue::plan_md(&plan).into_bytes(),
-    );
-    let readiness = handoff::handoff(input, &views, &plan);
-    let handoff_dir = &input.config.finalize.handoff_dir;
-    files.insert(
-        format!("{handoff_dir}/handoff_readiness.json"),
-        json_bytes(&readiness),
-    );
-    files.insert(
-        format!("{handoff_dir}/handoff_readiness.md"),
-        handoff::markdown(&readiness).into_bytes(),
-    );
-    let patterns = failures::patterns(&views);
-    let failure_dir = &input.config.finalize.failure_dir;
-    files.insert(
-        format!("{failure_dir}/failure_patterns.csv"),
-        failures::patterns_csv(&patterns),
-    );
-    files.insert(
-        format!("{failure_dir}/failure_pattern_summary.md"),
-        failures::summary(&patterns).into_bytes(),
-    );
+    // The stage audit log and the failure patterns on this core, the other
+    // ledger-wide documents on another.
+    let mut files = std::thread::scope(|scope| {
+        let others = scope.spawn(|| ledger_documents(input, &views));
+        let mut files = BTreeMap::new();
+        files.insert(
+            input.config.finalize.stage_audit_log.clone(),
+            docs::stage_audit_log(input, &views).into_bytes(),
+        );
+        let patterns = failures::patterns(&views);
+        let failure_dir = &input.config.finalize.failure_dir;
+        files.insert(
+            format!("{failure_dir}/failure_patterns.csv"),
+            failures::patterns_csv(&patterns),
+        );
+        files.insert(
+            format!("{failure_dir}/failure_pattern_summary.md"),
+            failures::summary(&patterns).into_bytes(),
+        );
+        files.extend(others.join().expect("a document thread panicked"));
+        files
+    });
     phases.mark("project: ledger documents");
     let (rendered, known, run_keys) = run_documents(input, &views, reuse);
     files.extend(rendered);
@@ -356,6 +329,46 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
         run_keys,
         runs,
     }
+}
+
+/// The registry, candidate queue, next-run plan and handoff readiness.
+fn ledger_documents(input: &Input<'_>, views: &[View<'_>]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let registry = &input.config.finalize.registry_dir;
+    files.insert(
+        format!("{registry}/factor_experiment_registry.csv"),
+        registry::registry_csv(views),
+    );
+    files.insert(
+        format!("{registry}/factor_experiment_leaderboard.md"),
+        registry::leaderboard(input, views).into_bytes(),
+    );
+    let candidates = queue::candidates(input, views);
+    let plan = queue::plan(input, views, &candidates);
+    files.insert(
+        format!("{registry}/factor_candidate_queue.csv"),
+        queue::queue_csv(&candidates),
+    );
+    files.insert(
+        format!("{registry}/factor_candidate_queue.md"),
+        queue::queue_md(input, &candidates).into_bytes(),
+    );
+    files.insert(format!("{registry}/next_run_plan.json"), json_bytes(&plan));
+    files.insert(
+        format!("{registry}/next_run_plan.md"),
+        queue::plan_md(&plan).into_bytes(),
+    );
+    let readiness = handoff::handoff(input, views, &plan);
+    let handoff_dir = &input.config.finalize.handoff_dir;
+    files.insert(
+        format!("{handoff_dir}/handoff_readiness.json"),
+        json_bytes(&readiness),
+    );
+    files.insert(
+        format!("{handoff_dir}/handoff_readiness.md"),
+        handoff::markdown(&readiness).into_bytes(),
+    );
+    files
 }
 
 /// The key of a run's documents: SHA-256 over `salt` (the tool and
@@ -537,67 +550,77 @@ pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
         inputs: BTreeMap::new(),
     };
     let empty = &EMPTY;
-    let mut views: Vec<View<'a>> = input
-        .history
-        .runs
-        .iter()
-        .map(|run| {
-            let extras = input.extras.get(&run.run_id).unwrap_or(empty);
-            let preflight = run.preflight();
-            let context = run.context();
-            let (tag, workflow, owner) = match (&preflight, &context) {
-                (Some(p), _) => (p.tag.clone(), p.workflow.clone(), p.owner.clone()),
-                (None, Some(c)) => (c.tag.clone(), c.workflow.clone(), c.owner.clone()),
-                (None, None) => Default::default(),
-            };
-            let commit = preflight
-                .as_ref()
-                .and_then(|p| p.git.commit.clone())
-                .or_else(|| context.as_ref().and_then(|c| c.git.commit.clone()));
-            let report = match &extras.report {
-                None => ReportState::Missing,
-                Some(ReportSource::NotStored { path, bytes }) => ReportState::NotStored {
-                    path: path.clone(),
-                    bytes: *bytes,
-                },
-                Some(ReportSource::Stored { path, bytes }) => {
-                    match report::read(bytes, &input.config.report) {
-                        Ok(report) => ReportState::Valid {
-                            path: path.clone(),
-                            report: Box::new(report),
-                        },
-                        Err(problems) => ReportState::Invalid {
-                            path: path.clone(),
-                            problems,
-                        },
+    // Each run's view on every core, in order; only the shared directories
+    // below look across runs.
+    let runs: &'a [Run] = &input.history.runs;
+    let indices: Vec<usize> = (0..runs.len()).collect();
+    let parts = crate::par::chunks(&indices, 64, |part| {
+        part.iter()
+            .map(|&i| {
+                let run = &runs[i];
+                let extras = input.extras.get(&run.run_id).unwrap_or(empty);
+                let preflight = run.preflight();
+                let context = run.context();
+                let (tag, workflow, owner) = match (&preflight, &context) {
+                    (Some(p), _) => (p.tag.clone(), p.workflow.clone(), p.owner.clone()),
+                    (None, Some(c)) => (c.tag.clone(), c.workflow.clone(), c.owner.clone()),
+                    (None, None) => Default::default(),
+                };
+                let commit = preflight
+                    .as_ref()
+                    .and_then(|p| p.git.commit.clone())
+                    .or_else(|| context.as_ref().and_then(|c| c.git.commit.clone()));
+                let report = match &extras.report {
+                    None => ReportState::Missing,
+                    Some(ReportSource::NotStored { path, bytes }) => ReportState::NotStored {
+                        path: path.clone(),
+                        bytes: *bytes,
+                    },
+                    Some(ReportSource::Stored { path, bytes }) => {
+                        match report::read(bytes, &input.config.report) {
+                            Ok(report) => ReportState::Valid {
+                                path: path.clone(),
+                                report: Box::new(report),
+                            },
+                            Err(problems) => ReportState::Invalid {
+                                path: path.clone(),
+                                problems,
+                            },
+                        }
                     }
-                }
-            };
-            let mut view = View {
-                run,
-                extras,
-                status: StageStatus::of(run.status()),
-                tag,
-                workflow,
-                owner,
-                commit,
-                date: run.at().get(..10).unwrap_or("").to_string(),
-                report,
-                checks: None,
-                decision: run
-                    .get(crate::record::Kind::Result)
-                    .and_then(|_| input.board.tally(&run.run_id)),
-                paths: Paths::default(),
-            };
-            view.paths = base_paths(input.config, &view);
-            view
-        })
-        .collect();
+                };
+                let mut view = View {
+                    run,
+                    extras,
+                    status: StageStatus::of(run.status()),
+                    tag,
+                    workflow,
+                    owner,
+                    commit,
+                    date: run.at().get(..10).unwrap_or("").to_string(),
+                    report,
+                    checks: None,
+                    decision: run
+                        .get(crate::record::Kind::Result)
+                        .and_then(|_| input.board.tally(&run.run_id)),
+                    paths: Paths::default(),
+                };
+                view.paths = base_paths(input.config, &view);
+                view
+            })
+            .collect::<Vec<View<'a>>>()
+    });
+    let mut views: Vec<View<'a>> = parts.into_iter().flatten().collect();
     resolve_shared_dirs(input.config, &mut views);
-    for view in &mut views {
-        if view.status != StageStatus::InProgress {
-            view.checks = Some(governance::checks(input, view));
-        }
+    let checks = crate::par::chunks(&views, 64, |part| {
+        part.iter()
+            .map(|view| {
+                (view.status != StageStatus::InProgress).then(|| governance::checks(input, view))
+            })
+            .collect::<Vec<_>>()
+    });
+    for (view, checks) in views.iter_mut().zip(checks.into_iter().flatten()) {
+        view.checks = checks;
     }
     views
 }
