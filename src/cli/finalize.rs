@@ -195,7 +195,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     } else {
         None
     };
-    let checklist = checklist(&ws, &computed.projection.runs);
+    let checklist = checklist(&ws, &computed.projection.runs, &written);
     if args.json {
         super::json(
             &Outcome {
@@ -258,8 +258,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-fn checklist(ws: &Workspace, runs: &[RunOutline]) -> Vec<Item> {
-    let present = |p: &str| ws.root.join(p).is_file();
+/// The secretary's checklist; a document is present when this finalize
+/// wrote it or found it up to date (`written`).
+fn checklist(ws: &Workspace, runs: &[RunOutline], written: &[finalize::Written]) -> Vec<Item> {
+    let written: std::collections::BTreeSet<&str> =
+        written.iter().map(|w| w.path.as_str()).collect();
+    let present = |p: &str| written.contains(p);
     let mut items = vec![Item {
         ok: present(&ws.config.finalize.stage_audit_log),
         run_id: None,

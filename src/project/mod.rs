@@ -275,32 +275,23 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
     let mut phases = crate::clock::Phases::start();
     let views = views(input);
     phases.mark("project: views");
-    // The stage audit log and the failure patterns on this core, the other
-    // ledger-wide documents on another.
-    let mut files = std::thread::scope(|scope| {
-        let others = scope.spawn(|| ledger_documents(input, &views));
+    // The stage audit log, the largest ledger-wide document, on a thread of
+    // its own while this one renders the other ledger-wide documents and
+    // then the runs' documents on every core.
+    let (mut files, (rendered, known, run_keys)) = std::thread::scope(|scope| {
+        let log = scope.spawn(|| docs::stage_audit_log(input, &views).into_bytes());
+        let others = ledger_documents(input, &views);
+        let run_docs = run_documents(input, &views, reuse);
         let mut files = BTreeMap::new();
         files.insert(
             input.config.finalize.stage_audit_log.clone(),
-            docs::stage_audit_log(input, &views).into_bytes(),
+            log.join().expect("the stage audit log thread panicked"),
         );
-        let patterns = failures::patterns(&views);
-        let failure_dir = &input.config.finalize.failure_dir;
-        files.insert(
-            format!("{failure_dir}/failure_patterns.csv"),
-            failures::patterns_csv(&patterns),
-        );
-        files.insert(
-            format!("{failure_dir}/failure_pattern_summary.md"),
-            failures::summary(&patterns).into_bytes(),
-        );
-        files.extend(others.join().expect("a document thread panicked"));
-        files
+        files.extend(others);
+        (files, run_docs)
     });
-    phases.mark("project: ledger documents");
-    let (rendered, known, run_keys) = run_documents(input, &views, reuse);
     files.extend(rendered);
-    phases.mark("project: run documents");
+    phases.mark("project: documents");
     let runs = views
         .iter()
         .map(|v| RunOutline {
@@ -331,7 +322,8 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
     }
 }
 
-/// The registry, candidate queue, next-run plan and handoff readiness.
+/// The ledger-wide documents but the stage audit log: the registry,
+/// candidate queue, next-run plan, handoff readiness and failure patterns.
 fn ledger_documents(input: &Input<'_>, views: &[View<'_>]) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let registry = &input.config.finalize.registry_dir;
@@ -368,6 +360,16 @@ fn ledger_documents(input: &Input<'_>, views: &[View<'_>]) -> BTreeMap<String, V
         format!("{handoff_dir}/handoff_readiness.md"),
         handoff::markdown(&readiness).into_bytes(),
     );
+    let patterns = failures::patterns(views);
+    let failure_dir = &input.config.finalize.failure_dir;
+    files.insert(
+        format!("{failure_dir}/failure_patterns.csv"),
+        failures::patterns_csv(&patterns),
+    );
+    files.insert(
+        format!("{failure_dir}/failure_pattern_summary.md"),
+        failures::summary(&patterns).into_bytes(),
+    );
     files
 }
 
@@ -375,20 +377,28 @@ fn ledger_documents(input: &Input<'_>, views: &[View<'_>]) -> BTreeMap<String, V
 /// configuration), the options, the trust file's name, and the digests of
 /// the run's view and of the previous run of its factor (`view_digest`),
 /// the only other run its documents read.
-pub fn run_key(
-    salt: &str,
-    input: &Input<'_>,
-    view: &View<'_>,
-    previous: Option<&View<'_>>,
-) -> String {
-    let text = serde_json::json!({
-        "salt": salt,
-        "options": input.options,
-        "trust_file": input.trust_file,
-        "view": view_digest(view),
-        "previous": previous.map(view_digest),
-    });
-    crate::record::canon::sha256_hex(text.to_string().as_bytes())
+pub fn run_key(salt: &str, input: &Input<'_>, view: &str, previous: Option<&str>) -> String {
+    #[derive(Serialize)]
+    struct Key<'k> {
+        salt: &'k str,
+        options: Options,
+        trust_file: &'k str,
+        view: &'k str,
+        previous: Option<&'k str>,
+    }
+    sha256_json(&Key {
+        salt,
+        options: input.options,
+        trust_file: input.trust_file,
+        view,
+        previous,
+    })
+}
+
+/// SHA-256 (hex) of `value`'s compact JSON.
+fn sha256_json<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).expect("keys serialize");
+    crate::record::canon::sha256_hex(&bytes)
 }
 
 /// SHA-256 over everything of a view its documents are rendered from: the
@@ -397,47 +407,48 @@ pub fn run_key(
 /// committee's tally and the document paths.
 fn view_digest(view: &View<'_>) -> String {
     use crate::record::canon::sha256_hex;
+    #[derive(Serialize)]
+    struct Digested<'d> {
+        run_id: &'d str,
+        /// Kind, record id, and each signature's key id and signature.
+        records: Vec<(crate::record::Kind, &'d str, Vec<[&'d str; 2]>)>,
+        unreadable: &'d [(String, String)],
+        report: Option<(&'static str, &'d str, String)>,
+        log_matches: Option<bool>,
+        integrity: &'d [String],
+        inputs: BTreeMap<&'d String, String>,
+        status: StageStatus,
+        decision: &'d Option<crate::committee::Tally>,
+        paths: &'d Paths,
+    }
     let run = view.run;
-    let records: Vec<serde_json::Value> = run
-        .records
-        .iter()
-        .map(|(kind, r)| {
-            serde_json::json!([
-                kind,
-                r.id,
-                r.envelope
-                    .signatures
-                    .iter()
-                    .map(|s| [&s.keyid, &s.sig])
-                    .collect::<Vec<_>>()
-            ])
-        })
-        .collect();
     let e = view.extras;
-    let report = match &e.report {
-        None => serde_json::Value::Null,
-        Some(ReportSource::Stored { path, bytes }) => {
-            serde_json::json!(["stored", path, sha256_hex(bytes)])
-        }
-        Some(ReportSource::NotStored { path, bytes }) => {
-            serde_json::json!(["not_stored", path, bytes])
-        }
-    };
-    let inputs: BTreeMap<&String, String> =
-        e.inputs.iter().map(|(p, b)| (p, sha256_hex(b))).collect();
-    let text = serde_json::json!({
-        "run_id": run.run_id,
-        "records": records,
-        "unreadable": run.unreadable,
-        "report": report,
-        "log_matches": e.log_matches,
-        "integrity": e.integrity,
-        "inputs": inputs,
-        "status": view.status,
-        "decision": view.decision,
-        "paths": view.paths,
-    });
-    sha256_hex(text.to_string().as_bytes())
+    sha256_json(&Digested {
+        run_id: &run.run_id,
+        records: run
+            .records
+            .iter()
+            .map(|(kind, r)| {
+                let sigs = r.envelope.signatures.iter();
+                let sigs = sigs.map(|s| [s.keyid.as_str(), s.sig.as_str()]).collect();
+                (*kind, r.id.as_str(), sigs)
+            })
+            .collect(),
+        unreadable: &run.unreadable,
+        report: match &e.report {
+            None => None,
+            Some(ReportSource::Stored { path, bytes }) => Some(("stored", path, sha256_hex(bytes))),
+            Some(ReportSource::NotStored { path, bytes }) => {
+                Some(("not_stored", path, bytes.to_string()))
+            }
+        },
+        log_matches: e.log_matches,
+        integrity: &e.integrity,
+        inputs: e.inputs.iter().map(|(p, b)| (p, sha256_hex(b))).collect(),
+        status: view.status,
+        decision: &view.decision,
+        paths: &view.paths,
+    })
 }
 
 /// Documents, documents known on disk, and run keys, as [`run_documents`] returns them.
@@ -457,15 +468,26 @@ fn run_documents(
     reuse: Option<(&str, Reuse<'_>)>,
 ) -> RunDocuments {
     let indices: Vec<usize> = (0..views.len()).collect();
+    // Each view's digest once, though it enters two keys (its own run's and
+    // the next run of its factor's).
+    let digests: Vec<String> = match reuse {
+        Some(_) => crate::par::chunks(views, 64, |part| {
+            part.iter().map(view_digest).collect::<Vec<_>>()
+        })
+        .concat(),
+        None => Vec::new(),
+    };
     let parts = crate::par::chunks(&indices, 64, |part| {
         let mut out = Vec::new();
         let mut known = Vec::new();
         let mut keys = Vec::new();
         for &i in part {
             let view = &views[i];
-            let previous = previous_of_factor(&views[..i], view);
+            let before = previous_of_factor(&views[..i], view);
+            let previous = before.map(|p| &views[p]);
             if let Some((salt, reuse)) = reuse {
-                let key = run_key(salt, input, view, previous);
+                let previous_digest = before.map(|p| digests[p].as_str());
+                let key = run_key(salt, input, &digests[i], previous_digest);
                 if let Some(files) = reuse(&key) {
                     keys.push((key, files.iter().map(|f| f.path.clone()).collect()));
                     known.extend(files);
@@ -532,13 +554,12 @@ fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-/// The newest earlier run with a valid report of the same factor.
-fn previous_of_factor<'v, 'a>(earlier: &'v [View<'a>], view: &View<'_>) -> Option<&'v View<'a>> {
+/// The index of the newest earlier run with a valid report of the same factor.
+fn previous_of_factor(earlier: &[View<'_>], view: &View<'_>) -> Option<usize> {
     let factor = &view.report.report()?.factor;
     earlier
         .iter()
-        .rev()
-        .find(|v| v.report.report().is_some_and(|r| &r.factor == factor))
+        .rposition(|v| v.report.report().is_some_and(|r| &r.factor == factor))
 }
 
 /// Builds the per-run views, oldest first, with document paths assigned.

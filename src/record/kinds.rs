@@ -273,9 +273,24 @@ pub struct ManifestDigest {
 
 /// The manifest bytes of `files` (sorted by path).
 pub fn manifest_bytes(files: &[FileDigest]) -> Vec<u8> {
-    let mut out = Vec::new();
+    // The members in canonical (sorted) order, written compactly: serde_json
+    // escapes strings and writes integers as canonical JSON does, so each
+    // line is the file digest's canonical form (tested) without building
+    // and sorting an object per file.
+    #[derive(Serialize)]
+    struct Line<'f> {
+        bytes: u64,
+        path: &'f str,
+        sha256: &'f str,
+    }
+    let mut out = Vec::with_capacity(files.len() * 128);
     for f in files {
-        out.extend_from_slice(&crate::record::canon::canonical_bytes(f));
+        let line = Line {
+            bytes: f.bytes,
+            path: &f.path,
+            sha256: &f.sha256,
+        };
+        serde_json::to_writer(&mut out, &line).expect("writing to memory cannot fail");
         out.push(b'\n');
     }
     out
@@ -325,5 +340,39 @@ impl Verdict {
             Verdict::Reject => "reject",
             Verdict::Rework => "rework",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_lines_are_canonical_file_digests() {
+        let files: Vec<FileDigest> = [
+            "docs/a.md",
+            "quote\"back\\slash",
+            "ctl\u{1}\u{8}\t\n\u{1f}\u{7f}",
+            "日本/é/\u{1f600}/\u{fb33}",
+            "",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, path)| FileDigest {
+            path: path.to_string(),
+            sha256: crate::record::canon::sha256_hex(path.as_bytes()),
+            bytes: [0, 1, u64::MAX, 4096, 77][i],
+        })
+        .collect();
+        let mut want = Vec::new();
+        for f in &files {
+            want.extend(crate::record::canon::canonical_bytes(f));
+            want.push(b'\n');
+        }
+        assert_eq!(
+            String::from_utf8(manifest_bytes(&files)).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+        assert_eq!(parse_manifest(&manifest_bytes(&files)), Some(files));
     }
 }
