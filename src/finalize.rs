@@ -352,8 +352,17 @@ fn load_extras(
         return Ok(extras);
     };
     extras.report = find_report(snapshot, config, &run.run_id, &result)?;
+    // Stored inputs are read at the size the context signs, or not at all
+    // (verify reports the difference).
+    let mut signed: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(c) = run.context() {
+        signed.extend(c.inputs.into_iter().map(|i| (i.path, i.bytes)));
+        signed.extend(c.freeze.map(|f| (f.path, f.bytes)));
+    }
     for (rel, item) in snapshot.walk(&format!("runs/{}/inputs", run.run_id))? {
-        extras.inputs.insert(rel, snapshot.blob(item.id)?);
+        if signed.get(&rel) == Some(&snapshot.size(item.id)?) {
+            extras.inputs.insert(rel, snapshot.blob(item.id)?);
+        }
     }
     Ok(extras)
 }
@@ -384,12 +393,21 @@ fn find_report(
             bytes: product.bytes,
         }));
     }
-    Ok(snapshot
-        .read(&format!("runs/{run_id}/products/{}", product.path))?
-        .map(|bytes| ReportSource::Stored {
+    let stored = format!("runs/{run_id}/products/{}", product.path);
+    Ok(match snapshot.read_sized(&stored, product.bytes)? {
+        None => None,
+        Some(Ok(bytes)) => Some(ReportSource::Stored {
             path: product.path.clone(),
             bytes,
-        }))
+        }),
+        Some(Err(size)) => Some(ReportSource::Unread {
+            path: product.path.clone(),
+            why: format!(
+                "the stored report is {size} bytes but the result signs {}; it was not read",
+                product.bytes
+            ),
+        }),
+    })
 }
 
 /// How a file on disk compares with the projection.

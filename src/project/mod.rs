@@ -53,6 +53,11 @@ pub enum ReportSource {
         path: String,
         bytes: u64,
     },
+    /// Stored, but not as the result signs it (another size): not read.
+    Unread {
+        path: String,
+        why: String,
+    },
 }
 
 /// Switches that change the documents (recorded in the finalize record).
@@ -441,6 +446,7 @@ fn view_digest(view: &View<'_>) -> String {
             Some(ReportSource::NotStored { path, bytes }) => {
                 Some(("not_stored", path, bytes.to_string()))
             }
+            Some(ReportSource::Unread { path, why }) => Some(("unread", path, why.clone())),
         },
         log_matches: e.log_matches,
         integrity: &e.integrity,
@@ -596,6 +602,13 @@ pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
                     Some(ReportSource::NotStored { path, bytes }) => ReportState::NotStored {
                         path: path.clone(),
                         bytes: *bytes,
+                    },
+                    Some(ReportSource::Unread { path, why }) => ReportState::Invalid {
+                        path: path.clone(),
+                        problems: vec![report::Problem {
+                            pointer: String::new(),
+                            message: why.clone(),
+                        }],
                     },
                     Some(ReportSource::Stored { path, bytes }) => {
                         match report::read(bytes, &input.config.report) {

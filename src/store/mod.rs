@@ -1060,6 +1060,24 @@ impl Snapshot<'_> {
         }
     }
 
+    /// The blob at `path` if its size is `bytes`: `None` when no blob is
+    /// there, `Some(Err(size))` when it has another size (it is then not
+    /// read: a huge blob from a hostile remote never reaches memory).
+    pub fn read_sized(
+        &self,
+        path: &str,
+        bytes: u64,
+    ) -> Result<Option<Result<Vec<u8>, u64>>, StoreError> {
+        let Some(item) = self.entry(path)?.filter(|i| !i.is_tree()) else {
+            return Ok(None);
+        };
+        let size = self.size(item.id)?;
+        if size != bytes {
+            return Ok(Some(Err(size)));
+        }
+        Ok(Some(Ok(self.blob(item.id)?)))
+    }
+
     /// The size of the object `id` from its header, without reading it.
     pub fn size(&self, id: ObjectId) -> Result<u64, StoreError> {
         Ok(moved(|| self.store.repo.find_header(id))

@@ -473,8 +473,18 @@ fn payload_with_a_duplicate_json_key() {
 /// Peak RSS in KiB of `ledger verify --json` in `env`'s repository (GNU time),
 /// with its findings; `None` for the RSS without /usr/bin/time.
 fn verify_with_rss(env: &TestEnv) -> (Option<u64>, Vec<Value>) {
+    let (out, rss) = ledger_with_rss(env, &["verify", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    (rss, report["findings"].as_array().unwrap().clone())
+}
+
+/// `ledger ARGS` in `env`'s repository, with its peak RSS in KiB (GNU time;
+/// `None` without /usr/bin/time).
+fn ledger_with_rss(env: &TestEnv, args: &[&str]) -> (crate::common::Run, Option<u64>) {
     let time = std::path::Path::new("/usr/bin/time");
     let rss_file = env.dir.path().join("rss");
+    let _ = std::fs::remove_file(&rss_file);
     let mut cmd = if time.exists() {
         let mut c = env.base_command("/usr/bin/time", &env.repo);
         c.arg("-f")
@@ -487,14 +497,12 @@ fn verify_with_rss(env: &TestEnv) -> (Option<u64>, Vec<Value>) {
     } else {
         env.command(&[])
     };
-    cmd.args(["verify", "--json"]);
+    cmd.args(args);
     let out: crate::common::Run = cmd.output().unwrap().into();
-    assert_eq!(out.code, 1, "{out:?}");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
     let rss = std::fs::read_to_string(&rss_file)
         .ok()
         .and_then(|t| t.split_whitespace().last()?.parse().ok());
-    (rss, report["findings"].as_array().unwrap().clone())
+    (out, rss)
 }
 
 #[test]
@@ -527,4 +535,33 @@ fn huge_blobs_are_refused_by_their_size_before_they_are_read() {
     // log and status read around it too.
     let log = crate::common::assert_ok(env.ledger(&["log"])).stdout;
     assert!(log.starts_with("incomplete"), "{log}");
+    // So does finalize, the second time from its verification cache, which
+    // reads runs unchanged since the verified head without their sizes
+    // unless that verification found fault with them.
+    for round in ["whole", "from the cache"] {
+        let (out, rss) = ledger_with_rss(&env, &["finalize", "--json"]);
+        assert_eq!(out.code, 0, "{round}: {out:?}");
+        let done: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            done["verified_since"].is_null(),
+            round == "whole",
+            "{round}"
+        );
+        if let Some(kib) = rss {
+            assert!(
+                kib < 200 << 10,
+                "finalize ({round}) read a huge blob: peak RSS {kib} KiB"
+            );
+        }
+        // The report the result signs is not the stored one: governance says
+        // so instead of reading it.
+        let check = std::fs::read_to_string(env.repo.join(format!(
+            "audit/workstation_runs/{run}/governance_audit_check.md"
+        )))
+        .unwrap();
+        assert!(
+            check.contains("the stored report is 314572800 bytes but the result signs"),
+            "{check}"
+        );
+    }
 }
