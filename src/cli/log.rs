@@ -32,24 +32,24 @@ pub struct ShowArgs {
 }
 
 #[derive(Serialize)]
-struct Line {
-    run_id: String,
+struct Line<'r> {
+    run_id: &'r str,
     status: Status,
-    at: String,
-    workflow: String,
-    tag: String,
-    owner: String,
+    at: &'r str,
+    workflow: &'r str,
+    tag: &'r str,
+    owner: &'r str,
     code: Option<i32>,
 }
 
-fn line(row: &Row, status: Status) -> Line {
+fn line(row: &Row, status: Status) -> Line<'_> {
     Line {
-        run_id: row.state.run_id.clone(),
+        run_id: &row.state.run_id,
         status,
-        at: row.at.clone(),
-        workflow: row.state.workflow.clone(),
-        tag: row.state.tag.clone(),
-        owner: row.state.owner.clone(),
+        at: &row.at,
+        workflow: &row.state.workflow,
+        tag: &row.state.tag,
+        owner: &row.state.owner,
         code: row.state.code,
     }
 }
