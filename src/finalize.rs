@@ -45,18 +45,25 @@ pub struct Computed {
     /// The ledger head an earlier finalize verified, when only what came
     /// after it was verified now; `None` after a whole verification.
     pub verified_since: Option<String>,
+    /// Run documents already written to the work tree as they were
+    /// rendered (they are among the projection's known documents).
+    early: BTreeMap<String, (Written, Option<stat_cache::Entry>)>,
 }
 
 /// Reads the ledger at its tip, verifies it against `trust`, and renders the
 /// projection (only the stage log and `tag`'s documents when a tag is given).
 /// With `cache`, verifies only what the ledger added since the last such
-/// call (`.git/ledger/finalize-cache.json`) and updates the cache.
+/// call (`.git/ledger/finalize-cache.json`) and updates the cache. With
+/// `write` (the caller writes the projection next, [`write_tracked`]), runs'
+/// documents are written to the work tree as they are rendered, so that
+/// they are never all in memory at once.
 pub fn compute(
     ws: &Workspace,
     trust: &Trust,
     options: Options,
     tag: Option<&str>,
     cache: bool,
+    write: bool,
 ) -> Result<Computed, Error> {
     let mut phases = crate::clock::Phases::start();
     let here = crate::proc::Here::read();
@@ -88,7 +95,8 @@ pub fn compute(
         VerifyCache::save(ws, trust, &verified.report);
     }
     let reuse = use_cache && tag.is_none();
-    let mut computed = compute_inner(ws, trust, options, tag, verified, false, reuse)?;
+    let write = write && tag.is_none();
+    let mut computed = compute_inner(ws, trust, options, tag, verified, false, reuse, write)?;
     computed.verified_since = verified_since;
     Ok(computed)
 }
@@ -158,16 +166,26 @@ pub fn compute_from(
     tag: Option<&str>,
     verified: verify::Verified,
 ) -> Result<Computed, Error> {
-    compute_inner(ws, trust, options, tag, verified, false, false)
+    compute_inner(ws, trust, options, tag, verified, false, false, false)
 }
 
 /// `ledger report --html`: verifies the ledger and renders the projection
 /// (default options) and, from it, the static site ([`project::html`]).
 pub fn compute_site(ws: &Workspace, trust: &Trust) -> Result<Computed, Error> {
     let verified = verify::verify_with_runs(&ws.store, trust, &crate::proc::Here::read())?;
-    compute_inner(ws, trust, Options::default(), None, verified, true, false)
+    compute_inner(
+        ws,
+        trust,
+        Options::default(),
+        None,
+        verified,
+        true,
+        false,
+        false,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compute_inner(
     ws: &Workspace,
     trust: &Trust,
@@ -176,6 +194,7 @@ fn compute_inner(
     verified: verify::Verified,
     site: bool,
     reuse: bool,
+    write: bool,
 ) -> Result<Computed, Error> {
     let verify::Verified {
         report,
@@ -247,13 +266,35 @@ fn compute_inner(
     };
     let config_bytes = ws.config_bytes();
     let config_sha256 = canon::sha256_hex(&config_bytes);
+    // Without the stat cache every file is read back and compared.
+    let stats = match reuse {
+        true => StatCache::load(ws.store.git_dir(), &ws.root),
+        false => StatCache::default(),
+    };
+    let root = &ws.root;
+    let early = std::sync::Mutex::new(BTreeMap::new());
+    let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<FileDigest>, Error> {
+        let mut safe_dirs = std::collections::BTreeSet::new();
+        let mut digests = Vec::with_capacity(batch.len());
+        let mut done = Vec::with_capacity(batch.len());
+        for (rel, bytes) in batch {
+            let (written, entry, sha256) = write_one(root, &rel, &bytes, &stats, &mut safe_dirs)?;
+            digests.push(FileDigest {
+                path: rel.clone(),
+                sha256,
+                bytes: bytes.len() as u64,
+            });
+            done.push((rel, (written, entry)));
+        }
+        early.lock().expect("no writer panicked").extend(done);
+        Ok(digests)
+    };
+    let sink: Option<project::Sink<'_>> = write.then_some(&sink);
     let mut projection = if reuse {
         // A run's documents are not rendered again when the run documents
         // cache has its key and the stat cache proves every one of its
         // files on disk with the recorded digest.
         let docs = RunDocs::load(ws.store.git_dir(), &ws.root);
-        let stats = StatCache::load(ws.store.git_dir(), &ws.root);
-        let root = &ws.root;
         let known = |key: &str| -> Option<Vec<FileDigest>> {
             let files = docs.get(key)?;
             files
@@ -265,10 +306,11 @@ fn compute_inner(
                 .then(|| files.to_vec())
         };
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
-        project::project_reusing(&input, Some((&salt, &known)))
+        project::project_reusing(&input, Some((&salt, &known)), sink)?
     } else {
-        project::project(&input)
+        project::project_reusing(&input, None, sink)?
     };
+    let early = early.into_inner().expect("no writer panicked");
     phases.mark("project");
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
@@ -298,6 +340,7 @@ fn compute_inner(
         projection,
         site,
         verified_since: None,
+        early,
         ledger_findings: report
             .findings
             .into_iter()
@@ -521,7 +564,7 @@ pub struct Written {
 /// Writes the projection's files: a new file directly (`create_new`), an
 /// existing one that differs atomically (temp file + rename), on every core.
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
-    Ok(write_known(root, projection, &StatCache::default())?.0)
+    Ok(write_known(root, projection, &StatCache::default(), &BTreeMap::new())?.0)
 }
 
 /// [`write()`] for `finalize` in the work tree: files `.git/ledger/written.jsonl`
@@ -530,16 +573,17 @@ pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error
 /// read nor written.
 pub fn write_tracked(
     ws: &Workspace,
-    projection: &Projection,
+    computed: &Computed,
     cache: bool,
 ) -> Result<Vec<Written>, Error> {
+    let projection = &computed.projection;
     let git_dir = ws.store.git_dir();
     let known = if cache {
         StatCache::load(git_dir, &ws.root)
     } else {
         StatCache::default()
     };
-    let (written, entries) = write_known(&ws.root, projection, &known)?;
+    let (written, entries) = write_known(&ws.root, projection, &known, &computed.early)?;
     if cache {
         StatCache::save(git_dir, &ws.root, &entries);
         RunDocs::save(git_dir, &ws.root, &projection.run_keys, &entries);
@@ -551,6 +595,7 @@ fn write_known(
     root: &Path,
     projection: &Projection,
     known: &StatCache,
+    early: &BTreeMap<String, (Written, Option<stat_cache::Entry>)>,
 ) -> Result<(Vec<Written>, Vec<stat_cache::Entry>), Error> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
     let _progress = crate::progress::begin("write: files", entries.len());
@@ -560,7 +605,7 @@ fn write_known(
             .map(|(rel, bytes)| {
                 let written = write_one(root, rel, bytes, known, &mut safe_dirs);
                 crate::progress::inc(1);
-                written
+                written.map(|(w, e, _)| (w, e))
             })
             .collect::<Result<Vec<_>, Error>>()
     });
@@ -572,8 +617,14 @@ fn write_known(
             stats.extend(entry);
         }
     }
-    // Known documents were proved on disk by `known` when they were taken.
+    // Known documents were written as they were rendered (`early`), or
+    // proved on disk by `known` when they were taken.
     for path in projection.known.keys() {
+        if let Some((written, entry)) = early.get(path) {
+            out.push(written.clone());
+            stats.extend(entry.clone());
+            continue;
+        }
         out.push(Written {
             path: path.clone(),
             changed: false,
@@ -590,7 +641,7 @@ fn write_one(
     bytes: &[u8],
     known: &StatCache,
     safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,
-) -> Result<(Written, Option<stat_cache::Entry>), Error> {
+) -> Result<(Written, Option<stat_cache::Entry>, String), Error> {
     let path = safe_path(root, rel, safe_dirs)?;
     let io = |source| Error::Io {
         path: path.clone(),
@@ -611,7 +662,7 @@ fn write_one(
             path: rel.to_string(),
             changed: false,
         };
-        return Ok((written, Some(entry.clone())));
+        return Ok((written, Some(entry.clone()), sha256));
     }
     let existing = match std::fs::read(&path) {
         Ok(have) => Some(have),
@@ -625,7 +676,7 @@ fn write_one(
         };
         // The status from before the read: a change during it shows later.
         let entry = before.map(|m| stat_cache::Entry::new(rel, &sha256, &m));
-        return Ok((written, entry));
+        return Ok((written, entry, sha256));
     }
     let dir = path.parent().expect("a file inside the root has a parent");
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -668,7 +719,8 @@ fn write_one(
         path: rel.to_string(),
         changed: true,
     };
-    Ok((written, stat(&path)))
+    let entry = stat(&path);
+    Ok((written, entry, sha256))
 }
 
 /// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes

@@ -123,6 +123,13 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let options = Options {
         require_final_summary: args.require_final_summary,
     };
+    // The key is checked before anything is written: run documents go to
+    // the work tree as they are rendered, except with --commit, which first
+    // refuses other staged changes.
+    let signer = match args.check {
+        true => None,
+        false => Some(args.trust_key.signer(&ws, env)?),
+    };
     // A check verifies everything and writes nothing, not even the cache.
     let computed = finalize::compute(
         &ws,
@@ -130,6 +137,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         options,
         args.tag.as_deref(),
         !args.check && !args.no_cache,
+        !args.check && !args.commit,
     )?;
     if args.check {
         let finalize::Comparison {
@@ -183,9 +191,9 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
             )));
         }
     }
-    let (signer, identity) = args.trust_key.signer(&ws, env)?;
+    let (signer, identity) = signer.expect("the key is loaded unless checking");
     let mut phases = crate::clock::Phases::start();
-    let written = finalize::write_tracked(&ws, &computed.projection, !args.no_cache)?;
+    let written = finalize::write_tracked(&ws, &computed, !args.no_cache)?;
     phases.mark("write");
     let at = crate::clock::now()?;
     let recorded = finalize::record(&ws, &signer, &identity, at, &computed)?;

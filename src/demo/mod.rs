@@ -248,8 +248,9 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         crate::project::Options::default(),
         None,
         true,
+        true,
     )?;
-    crate::finalize::write_tracked(&ws, &computed.projection, true)?;
+    crate::finalize::write_tracked(&ws, &computed, true)?;
     let finalize =
         crate::finalize::record(&ws, &signer, &identity, crate::clock::now()?, &computed)?;
     let documents = computed.projection.paths();

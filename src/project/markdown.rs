@@ -133,16 +133,73 @@ impl Doc {
 
     /// Prints the document as CommonMark + GFM tables.
     pub fn render(&self) -> String {
-        let arena = Arena::new();
-        let root = node(&arena, NodeValue::Document);
-        for block in &self.blocks {
-            root.append(build_block(&arena, block));
-        }
+        self.render_in(TABLE_PIECE)
+    }
+
+    /// [`Doc::render`], a table of more than `piece` rows through comrak a
+    /// piece at a time: the AST of a 100,000-row table took a gigabyte. Rows
+    /// print one per line, unpadded, so the pieces join into the same bytes
+    /// (tested).
+    fn render_in(&self, piece: usize) -> String {
         let mut out = String::new();
-        comrak::format_commonmark(root, &options(), &mut out)
-            .expect("writing Markdown to a String cannot fail");
+        let mut pending: Vec<&Block> = Vec::new();
+        for block in &self.blocks {
+            let Block::Table { header, rows } = block else {
+                pending.push(block);
+                continue;
+            };
+            if rows.len() <= piece {
+                pending.push(block);
+                continue;
+            }
+            join_blocks(&mut out, &render_blocks(&pending));
+            pending.clear();
+            let mut table = String::new();
+            for (i, part) in rows.chunks(piece).enumerate() {
+                let part = Block::Table {
+                    header: header.clone(),
+                    rows: part.to_vec(),
+                };
+                let text = render_blocks(&[&part]);
+                match i {
+                    0 => table.push_str(&text),
+                    // The header row and the delimiter row are the first piece's.
+                    _ => table.extend(text.split_inclusive('\n').skip(2)),
+                }
+            }
+            join_blocks(&mut out, &table);
+        }
+        join_blocks(&mut out, &render_blocks(&pending));
         out
     }
+}
+
+/// The most table rows comrak prints at once ([`Doc::render_in`]).
+const TABLE_PIECE: usize = 1024;
+
+/// Blocks printed by comrak as one document.
+fn render_blocks(blocks: &[&Block]) -> String {
+    let arena = Arena::new();
+    let root = node(&arena, NodeValue::Document);
+    for block in blocks {
+        root.append(build_block(&arena, block));
+    }
+    let mut out = String::new();
+    comrak::format_commonmark(root, &options(), &mut out)
+        .expect("writing Markdown to a String cannot fail");
+    out
+}
+
+/// Appends printed blocks after `out`, a blank line between, as comrak
+/// separates blocks.
+fn join_blocks(out: &mut String, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(text);
 }
 
 fn options() -> Options<'static> {
@@ -310,6 +367,35 @@ fn longest_run(text: &str, c: char) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_tables_print_in_pieces_as_they_print_whole() {
+        let row = |i: usize| -> Vec<Cell> {
+            vec![
+                vec![Inline::text(format!("r{i} | pipe `tick` <b>\nline"))],
+                vec![Inline::code(format!("c{i}")), Inline::text(" · ")],
+                vec![Inline::link(format!("l{i}"), format!("a/{i}.md"))],
+            ]
+        };
+        let header = [("A", Align::Left), ("B", Align::Right), ("C", Align::Left)];
+        let mut doc = Doc::new();
+        doc.heading(1, "Title")
+            .text("before")
+            .table(&header, (0..7).map(row).collect())
+            .list(vec![vec![Inline::text("one")], vec![Inline::text("two")]])
+            .table(&header, (0..3).map(row).collect())
+            .table(&header, (0..5).map(row).collect())
+            .code("text", "x\n")
+            .text("after");
+        let whole = doc.render_in(usize::MAX);
+        for piece in [1, 2, 3, 4, 6, 7] {
+            assert_eq!(doc.render_in(piece), whole, "pieces of {piece}");
+        }
+        let mut last = Doc::new();
+        last.table(&header, (0..9).map(row).collect());
+        assert_eq!(last.render_in(2), last.render_in(usize::MAX));
+        assert_eq!(tables(&last.render_in(2))[0].len(), 10);
+    }
 
     /// Reads every table of `md` with an independent parser: rows of cell texts.
     fn tables(md: &str) -> Vec<Vec<Vec<String>>> {

@@ -269,14 +269,29 @@ impl Projection {
 /// input gives another key.
 pub type Reuse<'r> = &'r (dyn Fn(&str) -> Option<Vec<FileDigest>> + Sync);
 
+/// Takes a batch of rendered run documents (path, bytes) out of the
+/// projection and stores them, returning their digests: finalize writes
+/// them to disk as they are rendered, so that a large ledger's documents
+/// are never all in memory at once. They then count as known documents.
+pub type Sink<'s> =
+    &'s (dyn Fn(Vec<(String, Vec<u8>)>) -> Result<Vec<FileDigest>, crate::Error> + Sync);
+
+/// Run documents rendered before a batch goes to the [`Sink`].
+const SINK_BATCH: usize = 256;
+
 /// Renders every document.
 pub fn project(input: &Input<'_>) -> Projection {
-    project_reusing(input, None)
+    project_reusing(input, None, None).expect("rendering into memory cannot fail")
 }
 
-/// [`project`], taking each run's documents from `reuse` when it has them;
-/// `salt` names the tool and configuration (it enters every run key).
-pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> Projection {
+/// [`project`], taking each run's documents from `reuse` when it has them
+/// (`salt` names the tool and configuration; it enters every run key), and
+/// handing those it renders to `sink` when there is one.
+pub fn project_reusing(
+    input: &Input<'_>,
+    reuse: Option<(&str, Reuse<'_>)>,
+    sink: Option<Sink<'_>>,
+) -> Result<Projection, crate::Error> {
     let mut phases = crate::clock::Phases::start();
     let views = views(input);
     phases.mark("project: views");
@@ -286,7 +301,7 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
     let (mut files, (rendered, known, run_keys)) = std::thread::scope(|scope| {
         let log = scope.spawn(|| docs::stage_audit_log(input, &views).into_bytes());
         let others = ledger_documents(input, &views);
-        let run_docs = run_documents(input, &views, reuse);
+        let run_docs = run_documents(input, &views, reuse, sink);
         let mut files = BTreeMap::new();
         files.insert(
             input.config.finalize.stage_audit_log.clone(),
@@ -295,6 +310,7 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
         files.extend(others);
         (files, run_docs)
     });
+    let (rendered, known, run_keys) = (rendered, known?, run_keys);
     files.extend(rendered);
     phases.mark("project: documents");
     let runs = views
@@ -319,12 +335,12 @@ pub fn project_reusing(input: &Input<'_>, reuse: Option<(&str, Reuse<'_>)>) -> P
             paths: v.paths.clone(),
         })
         .collect();
-    Projection {
+    Ok(Projection {
         files,
         known,
         run_keys,
         runs,
-    }
+    })
 }
 
 /// The ledger-wide documents but the stage audit log: the registry,
@@ -457,21 +473,24 @@ fn view_digest(view: &View<'_>) -> String {
     })
 }
 
-/// Documents, documents known on disk, and run keys, as [`run_documents`] returns them.
+/// Documents, documents known on disk (or why the sink failed), and run
+/// keys, as [`run_documents`] returns them.
 type RunDocuments = (
     Vec<(String, Vec<u8>)>,
-    BTreeMap<String, FileDigest>,
+    Result<BTreeMap<String, FileDigest>, crate::Error>,
     Vec<(String, Vec<String>)>,
 );
 
 /// Every run's own documents (final summary, run review, governance check
 /// and remediation plan), rendered on every core: each run's documents
 /// depend on that run and the one before it of the same factor only. With
-/// `reuse`, a run whose documents it has is not rendered.
+/// `reuse`, a run whose documents it has is not rendered; with `sink`, the
+/// documents rendered go there in batches and come back as known.
 fn run_documents(
     input: &Input<'_>,
     views: &[View<'_>],
     reuse: Option<(&str, Reuse<'_>)>,
+    sink: Option<Sink<'_>>,
 ) -> RunDocuments {
     let indices: Vec<usize> = (0..views.len()).collect();
     // Each view's digest once, though it enters two keys (its own run's and
@@ -487,7 +506,18 @@ fn run_documents(
         let mut out = Vec::new();
         let mut known = Vec::new();
         let mut keys = Vec::new();
+        let flush =
+            |out: &mut Vec<(String, Vec<u8>)>, known: &mut Vec<FileDigest>, at: usize| match sink {
+                Some(sink) if out.len() >= at => {
+                    known.extend(sink(std::mem::take(out))?);
+                    Ok(())
+                }
+                _ => Ok::<(), crate::Error>(()),
+            };
         for &i in part {
+            if let Err(e) = flush(&mut out, &mut known, SINK_BATCH) {
+                return (out, Err(e), keys);
+            }
             let view = &views[i];
             let before = previous_of_factor(&views[..i], view);
             let previous = before.map(|p| &views[p]);
@@ -506,15 +536,19 @@ fn run_documents(
             }
             render_run(input, view, previous, &mut out);
         }
-        (out, known, keys)
+        let flushed = flush(&mut out, &mut known, 1);
+        (out, flushed.map(|()| known), keys)
     });
     let (mut files, mut known, mut keys) = (Vec::new(), BTreeMap::new(), Vec::new());
     for (f, k, r) in parts {
         files.extend(f);
-        known.extend(k.into_iter().map(|d| (d.path.clone(), d)));
+        match k {
+            Ok(k) => known.extend(k.into_iter().map(|d| (d.path.clone(), d))),
+            Err(e) => return (files, Err(e), keys),
+        }
         keys.extend(r);
     }
-    (files, known, keys)
+    (files, Ok(known), keys)
 }
 
 /// One run's documents, appended to `out`.

@@ -267,6 +267,9 @@ fn cases(env: &TestEnv, keys: &Path) -> Vec<Case> {
             "group: private key is readable by others (mode 640)",
         ),
         run_case(&["--", "true"], "key file not found").with_env("LEDGER_KEY", key("missing")),
+        // Finalize writes run documents as it renders them: the key must be
+        // checked before the first one.
+        case(&["finalize"], "key file not found").with_env("LEDGER_KEY", key("missing")),
         case(
             &["keygen", "--out", &key("garbage")],
             "garbage: already exists; ledger never overwrites a key",
