@@ -502,6 +502,7 @@ fn run_documents(
         .concat(),
         None => Vec::new(),
     };
+    let _progress = crate::progress::begin("finalize: run documents", views.len());
     let parts = crate::par::chunks(&indices, 64, |part| {
         let mut out = Vec::new();
         let mut known = Vec::new();
@@ -514,7 +515,10 @@ fn run_documents(
                 }
                 _ => Ok::<(), crate::Error>(()),
             };
-        for &i in part {
+        for (n, &i) in part.iter().enumerate() {
+            if n % 64 == 63 {
+                crate::progress::inc(64);
+            }
             if let Err(e) = flush(&mut out, &mut known, SINK_BATCH) {
                 return (out, Err(e), keys);
             }
