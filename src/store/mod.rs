@@ -395,16 +395,9 @@ impl Store {
                     }
                 }
                 Err(Swap::Locked) => {
-                    lock_waits += 1;
-                    if lock_waits >= LOCK_ATTEMPTS {
-                        if !cleared_stale && self.clear_stale_lock() {
-                            cleared_stale = true;
-                            lock_waits = 0;
-                            continue;
-                        }
+                    if !self.wait_for_lock(&mut lock_waits, &mut cleared_stale) {
                         return Err(self.lock_error().into());
                     }
-                    std::thread::sleep(Duration::from_millis(20 * u64::from(lock_waits)));
                 }
                 Err(Swap::Failed(e)) => return Err(e.into()),
             }
@@ -582,7 +575,9 @@ impl Store {
             > 0
     }
 
-    /// Moves the ledger ref from `expected` to `new` by compare-and-swap.
+    /// Moves the ledger ref from `expected` to `new` by compare-and-swap,
+    /// waiting for a held ref lock as [`Store::append`] does (and clearing
+    /// one a killed writer left).
     pub fn advance(
         &self,
         expected: Option<ObjectId>,
@@ -591,15 +586,42 @@ impl Store {
         at: OffsetDateTime,
         subject: &str,
     ) -> Result<(), StoreError> {
-        match self.swap(expected, new, identity, at, subject) {
-            Ok(()) => Ok(()),
-            Err(Swap::Conflict) => Err(StoreError::Contention {
-                ref_name: self.ref_name.clone(),
-                attempts: 1,
-            }),
-            Err(Swap::Locked) => Err(self.lock_error()),
-            Err(Swap::Failed(e)) => Err(e),
+        let (mut lock_waits, mut cleared_stale) = (0, false);
+        loop {
+            match self.swap(expected, new, identity, at, subject) {
+                Ok(()) => return Ok(()),
+                Err(Swap::Conflict) => {
+                    return Err(StoreError::Contention {
+                        ref_name: self.ref_name.clone(),
+                        attempts: 1,
+                    })
+                }
+                Err(Swap::Locked) => {
+                    if !self.wait_for_lock(&mut lock_waits, &mut cleared_stale) {
+                        return Err(self.lock_error());
+                    }
+                }
+                Err(Swap::Failed(e)) => return Err(e),
+            }
         }
+    }
+
+    /// After an attempt found the ref lock held: waits a little longer each
+    /// time and says to try again; after [`LOCK_ATTEMPTS`] waits, removes the
+    /// lock once if it is provably stale (then waits afresh), else says to
+    /// give up.
+    fn wait_for_lock(&self, waits: &mut u32, cleared_stale: &mut bool) -> bool {
+        *waits += 1;
+        if *waits >= LOCK_ATTEMPTS {
+            if !*cleared_stale && self.clear_stale_lock() {
+                *cleared_stale = true;
+                *waits = 0;
+                return true;
+            }
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20 * u64::from(*waits)));
+        true
     }
 
     /// The newest commit both `a` and `b` reach, if any.

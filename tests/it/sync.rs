@@ -855,4 +855,15 @@ fn locks_a_killed_pull_left_behind_are_cleared_and_live_ones_respected() {
     assert_eq!(pulled["action"], "fast_forward", "{pulled:#}");
     assert!(locks.iter().all(|l| !l.exists()));
     assert_eq!(runs_in(&two, &two.b), runs_in(&two, &env.repo));
+    // A pull killed while moving the ledger ref itself leaves its lock: the
+    // next pull waits, finds nobody holding it, clears it and moves the ref.
+    assert_ok(env.run("a3", &[], &["true"]));
+    assert_ok(env.ledger(&["push", remote]));
+    let own = git.join("refs/heads/ledger.lock");
+    std::fs::write(&own, "").unwrap();
+    let pulled: Value =
+        serde_json::from_str(&assert_ok(two.b(&["pull", remote, "--json"])).stdout).unwrap();
+    assert_eq!(pulled["action"], "fast_forward", "{pulled:#}");
+    assert!(!own.exists());
+    assert_eq!(runs_in(&two, &two.b), runs_in(&two, &env.repo));
 }
