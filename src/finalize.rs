@@ -48,6 +48,9 @@ pub struct Computed {
     /// Run documents already written to the work tree as they were
     /// rendered (they are among the projection's known documents).
     early: BTreeMap<String, (Written, Option<stat_cache::Entry>)>,
+    /// The stat cache as this call found it (empty without the cache), for
+    /// [`write_tracked`].
+    stats: StatCache,
 }
 
 /// Reads the ledger at its tip, verifies it against `trust`, and renders the
@@ -94,9 +97,7 @@ pub fn compute(
     if use_cache {
         VerifyCache::save(ws, trust, &verified.report);
     }
-    let reuse = use_cache && tag.is_none();
-    let write = write && tag.is_none();
-    let mut computed = compute_inner(ws, trust, options, tag, verified, false, reuse, write)?;
+    let mut computed = compute_inner(ws, trust, options, tag, verified, false, use_cache, write)?;
     computed.verified_since = verified_since;
     Ok(computed)
 }
@@ -193,9 +194,13 @@ fn compute_inner(
     tag: Option<&str>,
     verified: verify::Verified,
     site: bool,
-    reuse: bool,
+    cache: bool,
     write: bool,
 ) -> Result<Computed, Error> {
+    // With a tag only the stage log and that run's documents are kept: no
+    // run's documents are reused or written early.
+    let reuse = cache && tag.is_none();
+    let write = write && tag.is_none();
     let verify::Verified {
         report,
         runs,
@@ -267,7 +272,7 @@ fn compute_inner(
     let config_bytes = ws.config_bytes();
     let config_sha256 = canon::sha256_hex(&config_bytes);
     // Without the stat cache every file is read back and compared.
-    let stats = match reuse {
+    let stats = match cache {
         true => StatCache::load(ws.store.git_dir(), &ws.root),
         false => StatCache::default(),
     };
@@ -341,6 +346,7 @@ fn compute_inner(
         site,
         verified_since: None,
         early,
+        stats,
         ledger_findings: report
             .findings
             .into_iter()
@@ -403,8 +409,11 @@ fn load_extras(
         signed.extend(c.freeze.map(|f| (f.path, f.bytes)));
     }
     for (rel, item) in snapshot.walk(&format!("runs/{}/inputs", run.run_id))? {
-        if signed.get(&rel) == Some(&snapshot.size(item.id)?) {
-            extras.inputs.insert(rel, snapshot.blob(item.id)?);
+        let Some(&bytes) = signed.get(&rel) else {
+            continue;
+        };
+        if let Ok(blob) = snapshot.blob_sized(item.id, bytes)? {
+            extras.inputs.insert(rel, blob);
         }
     }
     Ok(extras)
@@ -578,12 +587,10 @@ pub fn write_tracked(
 ) -> Result<Vec<Written>, Error> {
     let projection = &computed.projection;
     let git_dir = ws.store.git_dir();
-    let known = if cache {
-        StatCache::load(git_dir, &ws.root)
-    } else {
-        StatCache::default()
-    };
-    let (written, entries) = write_known(&ws.root, projection, &known, &computed.early)?;
+    // The stat cache compute loaded (with `cache`), not read a second time.
+    let none = StatCache::default();
+    let known = if cache { &computed.stats } else { &none };
+    let (written, entries) = write_known(&ws.root, projection, known, &computed.early)?;
     if cache {
         StatCache::save(git_dir, &ws.root, &entries);
         RunDocs::save(git_dir, &ws.root, &projection.run_keys, &entries);

@@ -190,16 +190,15 @@ pub fn load_run_with(
         let Some(kind) = Kind::from_file_name(&item.name) else {
             continue;
         };
-        let size = match proven {
-            true => 0,
-            false => snapshot.size(item.id)?,
-        };
-        if size > record::MAX_RECORD_BYTES {
-            run.unreadable.push((
-                item.name.clone(),
-                format!("{size} bytes, larger than any record"),
-            ));
-            continue;
+        if !proven {
+            let size = snapshot.size(item.id)?;
+            if size > record::MAX_RECORD_BYTES {
+                run.unreadable.push((
+                    item.name.clone(),
+                    format!("{size} bytes, larger than any record"),
+                ));
+                continue;
+            }
         }
         match parse(&snapshot.blob(item.id)?) {
             Ok(mut parsed) if parsed.payload.kind == kind && parsed.payload.run_id == run_id => {

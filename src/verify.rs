@@ -1367,10 +1367,9 @@ fn check_stored(
     match (stored.log, &result) {
         (Some(id), Some(r)) if r.log.stored => {
             // A blob of another size than the result signs is never read.
-            let matches = snapshot.size(id)? == r.log.bytes && {
-                let bytes = snapshot.blob(id)?;
-                record::canon::sha256_hex(&bytes) == r.log.sha256
-            };
+            let matches = snapshot
+                .blob_sized(id, r.log.bytes)?
+                .is_ok_and(|bytes| record::canon::sha256_hex(&bytes) == r.log.sha256);
             if !matches {
                 ctx.add(
                     "log_mismatch",
@@ -1459,8 +1458,9 @@ fn check_stored_set(
             Some((sha, bytes)) => {
                 // A blob of another size than the record signs (a huge one
                 // from a hostile remote, say) is never read.
-                let matches = snapshot.size(*id)? == *bytes
-                    && &record::canon::sha256_hex(&snapshot.blob(*id)?) == sha;
+                let matches = snapshot
+                    .blob_sized(*id, *bytes)?
+                    .is_ok_and(|blob| &record::canon::sha256_hex(&blob) == sha);
                 if !matches {
                     ctx.add(
                         mismatch,

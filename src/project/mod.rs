@@ -308,9 +308,8 @@ pub fn project_reusing(
             log.join().expect("the stage audit log thread panicked"),
         );
         files.extend(others);
-        (files, run_docs)
-    });
-    let (rendered, known, run_keys) = (rendered, known?, run_keys);
+        run_docs.map(|docs| (files, docs))
+    })?;
     files.extend(rendered);
     phases.mark("project: documents");
     let runs = views
@@ -473,11 +472,11 @@ fn view_digest(view: &View<'_>) -> String {
     })
 }
 
-/// Documents, documents known on disk (or why the sink failed), and run
-/// keys, as [`run_documents`] returns them.
+/// Documents, documents known on disk, and run keys, as [`run_documents`]
+/// returns them.
 type RunDocuments = (
     Vec<(String, Vec<u8>)>,
-    Result<BTreeMap<String, FileDigest>, crate::Error>,
+    BTreeMap<String, FileDigest>,
     Vec<(String, Vec<String>)>,
 );
 
@@ -491,7 +490,7 @@ fn run_documents(
     views: &[View<'_>],
     reuse: Option<(&str, Reuse<'_>)>,
     sink: Option<Sink<'_>>,
-) -> RunDocuments {
+) -> Result<RunDocuments, crate::Error> {
     let indices: Vec<usize> = (0..views.len()).collect();
     // Each view's digest once, though it enters two keys (its own run's and
     // the next run of its factor's).
@@ -507,6 +506,7 @@ fn run_documents(
         let mut out = Vec::new();
         let mut known = Vec::new();
         let mut keys = Vec::new();
+        // Rendered documents go to the sink once there are `at` of them.
         let flush =
             |out: &mut Vec<(String, Vec<u8>)>, known: &mut Vec<FileDigest>, at: usize| match sink {
                 Some(sink) if out.len() >= at => {
@@ -519,9 +519,7 @@ fn run_documents(
             if n % 64 == 63 {
                 crate::progress::inc(64);
             }
-            if let Err(e) = flush(&mut out, &mut known, SINK_BATCH) {
-                return (out, Err(e), keys);
-            }
+            flush(&mut out, &mut known, SINK_BATCH)?;
             let view = &views[i];
             let before = previous_of_factor(&views[..i], view);
             let previous = before.map(|p| &views[p]);
@@ -540,19 +538,17 @@ fn run_documents(
             }
             render_run(input, view, previous, &mut out);
         }
-        let flushed = flush(&mut out, &mut known, 1);
-        (out, flushed.map(|()| known), keys)
+        flush(&mut out, &mut known, 1)?;
+        Ok::<_, crate::Error>((out, known, keys))
     });
     let (mut files, mut known, mut keys) = (Vec::new(), BTreeMap::new(), Vec::new());
-    for (f, k, r) in parts {
+    for part in parts {
+        let (f, k, r) = part?;
         files.extend(f);
-        match k {
-            Ok(k) => known.extend(k.into_iter().map(|d| (d.path.clone(), d))),
-            Err(e) => return (files, Err(e), keys),
-        }
+        known.extend(k.into_iter().map(|d| (d.path.clone(), d)));
         keys.extend(r);
     }
-    (files, Ok(known), keys)
+    Ok((files, known, keys))
 }
 
 /// One run's documents, appended to `out`.
@@ -608,78 +604,13 @@ fn previous_of_factor(earlier: &[View<'_>], view: &View<'_>) -> Option<usize> {
 
 /// Builds the per-run views, oldest first, with document paths assigned.
 pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
-    static EMPTY: RunExtras = RunExtras {
-        report: None,
-        log_matches: None,
-        integrity: Vec::new(),
-        inputs: BTreeMap::new(),
-    };
-    let empty = &EMPTY;
     // Each run's view on every core, in order; only the shared directories
     // below look across runs.
     let runs: &'a [Run] = &input.history.runs;
     let indices: Vec<usize> = (0..runs.len()).collect();
     let parts = crate::par::chunks(&indices, 64, |part| {
         part.iter()
-            .map(|&i| {
-                let run = &runs[i];
-                let extras = input.extras.get(&run.run_id).unwrap_or(empty);
-                let preflight = run.preflight();
-                let context = run.context();
-                let (tag, workflow, owner) = match (&preflight, &context) {
-                    (Some(p), _) => (p.tag.clone(), p.workflow.clone(), p.owner.clone()),
-                    (None, Some(c)) => (c.tag.clone(), c.workflow.clone(), c.owner.clone()),
-                    (None, None) => Default::default(),
-                };
-                let commit = preflight
-                    .as_ref()
-                    .and_then(|p| p.git.commit.clone())
-                    .or_else(|| context.as_ref().and_then(|c| c.git.commit.clone()));
-                let report = match &extras.report {
-                    None => ReportState::Missing,
-                    Some(ReportSource::NotStored { path, bytes }) => ReportState::NotStored {
-                        path: path.clone(),
-                        bytes: *bytes,
-                    },
-                    Some(ReportSource::Unread { path, why }) => ReportState::Invalid {
-                        path: path.clone(),
-                        problems: vec![report::Problem {
-                            pointer: String::new(),
-                            message: why.clone(),
-                        }],
-                    },
-                    Some(ReportSource::Stored { path, bytes }) => {
-                        match report::read(bytes, &input.config.report) {
-                            Ok(report) => ReportState::Valid {
-                                path: path.clone(),
-                                report: Box::new(report),
-                            },
-                            Err(problems) => ReportState::Invalid {
-                                path: path.clone(),
-                                problems,
-                            },
-                        }
-                    }
-                };
-                let mut view = View {
-                    run,
-                    extras,
-                    status: StageStatus::of(run.status()),
-                    tag,
-                    workflow,
-                    owner,
-                    commit,
-                    date: run.at().get(..10).unwrap_or("").to_string(),
-                    report,
-                    checks: None,
-                    decision: run
-                        .get(crate::record::Kind::Result)
-                        .and_then(|_| input.board.tally(&run.run_id)),
-                    paths: Paths::default(),
-                };
-                view.paths = base_paths(input.config, &view);
-                view
-            })
+            .map(|&i| view_of(input, &runs[i]))
             .collect::<Vec<View<'a>>>()
     });
     let mut views: Vec<View<'a>> = parts.into_iter().flatten().collect();
@@ -695,6 +626,73 @@ pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
         view.checks = checks;
     }
     views
+}
+
+/// One run's view, with its own document paths (before shared directories
+/// are resolved) and no governance checks yet.
+fn view_of<'a>(input: &Input<'a>, run: &'a Run) -> View<'a> {
+    static EMPTY: RunExtras = RunExtras {
+        report: None,
+        log_matches: None,
+        integrity: Vec::new(),
+        inputs: BTreeMap::new(),
+    };
+    let extras = input.extras.get(&run.run_id).unwrap_or(&EMPTY);
+    let preflight = run.preflight();
+    let context = run.context();
+    let (tag, workflow, owner) = match (&preflight, &context) {
+        (Some(p), _) => (p.tag.clone(), p.workflow.clone(), p.owner.clone()),
+        (None, Some(c)) => (c.tag.clone(), c.workflow.clone(), c.owner.clone()),
+        (None, None) => Default::default(),
+    };
+    let commit = preflight
+        .as_ref()
+        .and_then(|p| p.git.commit.clone())
+        .or_else(|| context.as_ref().and_then(|c| c.git.commit.clone()));
+    let report = match &extras.report {
+        None => ReportState::Missing,
+        Some(ReportSource::NotStored { path, bytes }) => ReportState::NotStored {
+            path: path.clone(),
+            bytes: *bytes,
+        },
+        Some(ReportSource::Unread { path, why }) => ReportState::Invalid {
+            path: path.clone(),
+            problems: vec![report::Problem {
+                pointer: String::new(),
+                message: why.clone(),
+            }],
+        },
+        Some(ReportSource::Stored { path, bytes }) => {
+            match report::read(bytes, &input.config.report) {
+                Ok(report) => ReportState::Valid {
+                    path: path.clone(),
+                    report: Box::new(report),
+                },
+                Err(problems) => ReportState::Invalid {
+                    path: path.clone(),
+                    problems,
+                },
+            }
+        }
+    };
+    let mut view = View {
+        run,
+        extras,
+        status: StageStatus::of(run.status()),
+        tag,
+        workflow,
+        owner,
+        commit,
+        date: run.at().get(..10).unwrap_or("").to_string(),
+        report,
+        checks: None,
+        decision: run
+            .get(crate::record::Kind::Result)
+            .and_then(|_| input.board.tally(&run.run_id)),
+        paths: Paths::default(),
+    };
+    view.paths = base_paths(input.config, &view);
+    view
 }
 
 fn base_paths(config: &Config, view: &View<'_>) -> Paths {

@@ -209,13 +209,14 @@ impl<'b> Check<'b> {
             && digits.bytes().all(|d| d.is_ascii_digit())
             && (digits == "0" || !digits.starts_with('0'));
         if integer {
+            // serde_json reads `-0` as a double, written back as `0`.
+            if text == "-0" {
+                return false;
+            }
             let fits = match text.starts_with('-') {
                 true => text.parse::<i64>().is_ok(),
                 false => text.parse::<u64>().is_ok(),
             };
-            if text == "-0" {
-                return false;
-            }
             if fits {
                 return true;
             }

@@ -1090,14 +1090,19 @@ impl Snapshot<'_> {
         path: &str,
         bytes: u64,
     ) -> Result<Option<Result<Vec<u8>, u64>>, StoreError> {
-        let Some(item) = self.entry(path)?.filter(|i| !i.is_tree()) else {
-            return Ok(None);
-        };
-        let size = self.size(item.id)?;
-        if size != bytes {
-            return Ok(Some(Err(size)));
+        match self.entry(path)?.filter(|i| !i.is_tree()) {
+            Some(item) => self.blob_sized(item.id, bytes).map(Some),
+            None => Ok(None),
         }
-        Ok(Some(Ok(self.blob(item.id)?)))
+    }
+
+    /// The blob `id` if its size is `bytes`, else `Err(size)` without
+    /// reading it (see [`Snapshot::read_sized`]).
+    pub fn blob_sized(&self, id: ObjectId, bytes: u64) -> Result<Result<Vec<u8>, u64>, StoreError> {
+        match self.size(id)? {
+            size if size == bytes => Ok(Ok(self.blob(id)?)),
+            size => Ok(Err(size)),
+        }
     }
 
     /// The size of the object `id` from its header, without reading it.
