@@ -288,6 +288,7 @@ pub fn checks(input: &Input<'_>, view: &View<'_>) -> Vec<Check> {
                     .join("; ")
             ),
         ),
+        ReportState::Unread { path, why } => report_check(Outcome::Fail, format!("{path}: {why}")),
         ReportState::NotStored { path, bytes } => report_check(
             Outcome::Fail,
             format!("{path} ({bytes} bytes) is over products.max_bytes, so only its digest is in the ledger"),
@@ -685,6 +686,10 @@ fn remedy(input: &Input<'_>, view: &View<'_>, c: &Check, rerun: &str) -> (String
                 _ => format!("The command failed ({}). Read the log tail with `ledger show`, fix the cause, then rerun.", c.evidence),
             },
             rerun.to_string(),
+        ),
+        "report_valid" if matches!(view.report, ReportState::Unread { .. }) => (
+            "The stored report is not the one the run's result signs: the ledger was altered. Verify it and fetch an intact copy.".into(),
+            format!("ledger verify && ledger show {}", shell_quote(run_id)),
         ),
         "report_valid" => (
             format!(

@@ -132,6 +132,12 @@ pub enum ReportState {
         path: String,
         problems: Vec<Problem>,
     },
+    /// Stored at another size than the result signs: the ledger was
+    /// altered, and the report was not read.
+    Unread {
+        path: String,
+        why: String,
+    },
     Valid {
         path: String,
         report: Box<Report>,
@@ -328,6 +334,9 @@ pub fn project_reusing(
                 }
                 (None, ReportState::Invalid { .. }) => {
                     Some("the report does not match ledger.yaml report".into())
+                }
+                (None, ReportState::Unread { .. }) => {
+                    Some("the stored report is not the one the result signs".into())
                 }
                 (None, ReportState::Valid { .. }) => Some("the report path is unsafe".into()),
             },
@@ -655,12 +664,9 @@ fn view_of<'a>(input: &Input<'a>, run: &'a Run) -> View<'a> {
             path: path.clone(),
             bytes: *bytes,
         },
-        Some(ReportSource::Unread { path, why }) => ReportState::Invalid {
+        Some(ReportSource::Unread { path, why }) => ReportState::Unread {
             path: path.clone(),
-            problems: vec![report::Problem {
-                pointer: String::new(),
-                message: why.clone(),
-            }],
+            why: why.clone(),
         },
         Some(ReportSource::Stored { path, bytes }) => {
             match report::read(bytes, &input.config.report) {
