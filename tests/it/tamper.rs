@@ -563,7 +563,10 @@ fn huge_blobs_are_refused_by_their_size_before_they_are_read() {
             check.contains("the stored report is 314572800 bytes but the result signs"),
             "{check}"
         );
-        assert!(!check.contains("does not match ledger.yaml report"), "{check}");
+        assert!(
+            !check.contains("does not match ledger.yaml report"),
+            "{check}"
+        );
         // The remedy is the ledger's, not the workflow's.
         let plan = std::fs::read_to_string(env.repo.join(format!(
             "audit/workstation_runs/{run}/governance_remediation_plan.md"
