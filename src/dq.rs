@@ -36,6 +36,7 @@ pub struct Report {
     pub rules: Vec<RuleOutcome>,
 }
 
+#[derive(Clone)]
 struct Rule {
     name: String,
     failures: u64,
@@ -60,6 +61,15 @@ impl Rule {
         }
     }
 
+    /// Takes on the failures of the rows after this rule's (the lines are
+    /// the file's, and all later than this rule's).
+    fn absorb(&mut self, later: Rule) {
+        self.failures += later.failures;
+        let room = FIRST_LINES.saturating_sub(self.first_lines.len());
+        self.first_lines
+            .extend(later.first_lines.into_iter().take(room));
+    }
+
     fn done(self) -> RuleOutcome {
         RuleOutcome {
             passed: self.failures == 0,
@@ -71,31 +81,11 @@ impl Rule {
     }
 }
 
-/// A chunk of the file, as read.
-type Chunk = Vec<u8>;
-
-/// The parser's side of the reading thread: chunks in; spent buffers go back
-/// to the reader for reuse.
-struct Chunks {
-    rx: std::sync::mpsc::Receiver<Chunk>,
-    back: std::sync::mpsc::Sender<Chunk>,
-}
-
-impl Chunks {
-    fn next(&mut self) -> Option<Chunk> {
-        self.rx.recv().ok()
-    }
-
-    fn recycle(&self, chunk: Chunk) {
-        let _ = self.back.send(chunk);
-    }
-}
-
 /// A `Read` over what is left of the stream: `pending` bytes first, then the
 /// remaining chunks (the csv crate's input once the fast path hands over).
-struct Rest<'a> {
-    chunks: &'a mut Chunks,
-    current: Chunk,
+struct Rest<'s, S> {
+    pieces: &'s mut S,
+    current: Vec<u8>,
     at: usize,
     /// Bytes handed out so far.
     offset: u64,
@@ -119,10 +109,10 @@ struct Break {
     starts_with_newline: bool,
 }
 
-impl Rest<'_> {
-    fn new(chunks: &mut Chunks, current: Chunk) -> Rest<'_> {
+impl<'s, S> Rest<'s, S> {
+    fn new(pieces: &'s mut S, current: Vec<u8>) -> Rest<'s, S> {
         Rest {
-            chunks,
+            pieces,
             current,
             at: 0,
             offset: 0,
@@ -131,13 +121,13 @@ impl Rest<'_> {
     }
 }
 
-impl Read for Rest<'_> {
+impl<'a, S: Source<'a>> Read for Rest<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.current.len() {
-            match self.chunks.next() {
-                Some(chunk) => {
-                    let spent = std::mem::replace(&mut self.current, chunk);
-                    self.chunks.recycle(spent);
+            match self.pieces.next()? {
+                Some((piece, _)) => {
+                    let spent = std::mem::replace(&mut self.current, piece.bytes);
+                    self.pieces.recycle(spent);
                     self.at = 0;
                 }
                 None => return Ok(0),
@@ -187,40 +177,293 @@ fn line_at(breaks: &Breaks, position: &csv::Position) -> u64 {
     position.line() + skipped
 }
 
-/// Reads and hashes the whole file on its own thread, handing chunks to the
-/// parser while it listens; the digest always covers every byte.
-fn read_and_hash<R: Read + Send + 'static>(
-    mut file: R,
+/// A run of whole lines of the file, as the reading thread cut it.
+struct Piece {
+    /// Its place in the file: pieces are numbered from 0 in file order.
+    seq: u64,
+    bytes: Vec<u8>,
+    /// Newlines before it: the number of its first line is one more.
+    first_line: u64,
+    /// Ends with `\n`, or is the end of the file. Otherwise it is part of
+    /// one line longer than [`long_line`] allows, and the rest of the file
+    /// goes through the csv crate, which streams it.
+    whole_lines: bool,
+}
+
+/// A piece, and the rows a worker checked in it (`None`: the merging
+/// thread reads it itself).
+type Parsed<'a> = (Piece, Option<Box<Checker<'a>>>);
+
+/// Buffers in flight between the reading thread, the workers and the
+/// merging thread: bounds memory to this many pieces.
+const POOL: usize = 8;
+
+/// The longest run of bytes without a newline that is still cut as one
+/// piece.
+fn long_line(chunk_bytes: usize) -> usize {
+    chunk_bytes.max(CHUNK) * 4
+}
+
+/// Reads and hashes the file, cutting it into pieces of whole lines; the
+/// digest always covers every byte, read as pieces or not.
+struct Cutter<R> {
+    file: R,
     chunk_bytes: usize,
-) -> (
-    Chunks,
-    std::thread::JoinHandle<std::io::Result<(String, u64)>>,
-) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
-    let (back, spent) = std::sync::mpsc::channel::<Chunk>();
-    let reader = std::thread::spawn(move || {
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        let mut listening = true;
-        loop {
-            let mut chunk = spent.try_recv().unwrap_or_default();
-            chunk.resize(chunk_bytes.max(1), 0);
-            let n = match file.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
+    long: usize,
+    hasher: Sha256,
+    bytes: u64,
+    lines: u64,
+    seq: u64,
+    /// The unfinished line at the end of the previous piece.
+    carry: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: Read> Cutter<R> {
+    fn new(file: R, chunk_bytes: usize) -> Cutter<R> {
+        let chunk_bytes = chunk_bytes.max(1);
+        Cutter {
+            file,
+            chunk_bytes,
+            long: long_line(chunk_bytes),
+            hasher: Sha256::new(),
+            bytes: 0,
+            lines: 0,
+            seq: 0,
+            carry: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Reads once into `buf` past its end; 0 at the end of the file.
+    fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        let start = buf.len();
+        buf.resize(start + self.chunk_bytes, 0);
+        let n = loop {
+            match self.file.read(&mut buf[start..]) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            chunk.truncate(n);
-            hasher.update(&chunk);
-            bytes += n as u64;
-            if listening && tx.send(chunk).is_err() {
-                listening = false; // the parser stopped early; keep hashing
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e);
+                }
+            }
+        };
+        buf.truncate(start + n);
+        self.hasher.update(&buf[start..]);
+        self.bytes += n as u64;
+        self.eof |= n == 0;
+        Ok(n)
+    }
+
+    /// The next piece, read into `buf`: whole lines of at least one read,
+    /// the last of them complete unless the file ends or a line is over
+    /// [`long_line`]; `None` at the end of the file.
+    fn next_piece(&mut self, mut buf: Vec<u8>) -> std::io::Result<Option<Piece>> {
+        buf.clear();
+        buf.append(&mut self.carry);
+        while !self.eof {
+            let start = buf.len();
+            if self.read_more(&mut buf)? > 0
+                && (memchr::memchr(b'\n', &buf[start..]).is_some() || buf.len() >= self.long)
+            {
+                break;
             }
         }
-        Ok((hex(&hasher.finalize()), bytes))
-    });
-    (Chunks { rx, back }, reader)
+        if !self.eof {
+            if let Some(nl) = memchr::memrchr(b'\n', &buf) {
+                self.carry.extend_from_slice(&buf[nl + 1..]);
+                buf.truncate(nl + 1);
+            }
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let newlines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+        let piece = Piece {
+            seq: self.seq,
+            whole_lines: self.eof || buf.last() == Some(&b'\n'),
+            bytes: buf,
+            first_line: self.lines,
+        };
+        self.seq += 1;
+        self.lines += newlines;
+        Ok(Some(piece))
+    }
+
+    /// Reads and hashes the rest of the file, once nobody wants pieces.
+    fn hash_rest(&mut self, mut buf: Vec<u8>) -> std::io::Result<()> {
+        while !self.eof {
+            buf.clear();
+            self.read_more(&mut buf)?;
+        }
+        Ok(())
+    }
+
+    fn digest(self) -> (String, u64) {
+        (hex(&self.hasher.finalize()), self.bytes)
+    }
+}
+
+/// The reading thread: pieces go to the workers while anyone listens; the
+/// rest of the file is hashed all the same.
+fn read_and_hash<R: Read>(
+    mut cutter: Cutter<R>,
+    pieces: std::sync::mpsc::SyncSender<Piece>,
+    spent: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<(String, u64)> {
+    loop {
+        let buf = spent.recv().unwrap_or_default();
+        let Some(piece) = cutter.next_piece(buf)? else {
+            break;
+        };
+        if let Err(back) = pieces.send(piece) {
+            cutter.hash_rest(back.0.bytes)?; // the parser stopped early
+            break;
+        }
+    }
+    Ok(cutter.digest())
+}
+
+/// Where the merging thread takes its pieces from, in file order.
+trait Source<'a> {
+    fn next(&mut self) -> std::io::Result<Option<Parsed<'a>>>;
+    /// A spent piece's buffer, for reuse.
+    fn recycle(&mut self, bytes: Vec<u8>);
+}
+
+/// [`Threads::Cores`]: the file's digest, once `checker` has taken on
+/// every piece.
+fn threaded<'a, R: Read + Send>(
+    cutter: Cutter<R>,
+    checker: &mut Checker<'a>,
+    template: &std::sync::OnceLock<Checker<'a>>,
+    sequential: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<(String, u64)> {
+    use std::sync::{mpsc, Arc, Mutex};
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Piece>(POOL / 2);
+        let (back, spent) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..POOL {
+            let _ = back.send(Vec::with_capacity(cutter.chunk_bytes + (64 << 10)));
+        }
+        let reader = scope.spawn(move || read_and_hash(cutter, tx, spent));
+        // Only the workers hold the queue: when the last one is gone, the
+        // reading thread sees it and just hashes the rest.
+        let queue = Arc::new(Mutex::new(rx));
+        let (out, results) = mpsc::channel();
+        for _ in 0..workers {
+            let (queue, out) = (Arc::clone(&queue), out.clone());
+            scope.spawn(move || work(&queue, out, template, sequential));
+        }
+        drop((queue, out));
+        let mut pieces = Ordered {
+            rx: results,
+            early: std::collections::BTreeMap::new(),
+            next: 0,
+            back,
+        };
+        let scanned = scan(&mut pieces, checker, template, sequential);
+        drop(pieces);
+        let digest = reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked")));
+        scanned.and(digest)
+    })
+}
+
+/// Pieces read and checked on the calling thread, one after the other: the
+/// very pieces and merging of the threaded path, without threads.
+struct Inline<'t, 'a, R> {
+    cutter: Cutter<R>,
+    template: &'t std::sync::OnceLock<Checker<'a>>,
+    spare: Vec<u8>,
+    bounds: Vec<(usize, usize)>,
+}
+
+impl<'a, R: Read> Source<'a> for Inline<'_, 'a, R> {
+    fn next(&mut self) -> std::io::Result<Option<Parsed<'a>>> {
+        let Some(piece) = self.cutter.next_piece(std::mem::take(&mut self.spare))? else {
+            return Ok(None);
+        };
+        let part = check_piece(self.template, false, &piece, &mut self.bounds);
+        Ok(Some((piece, part)))
+    }
+
+    fn recycle(&mut self, bytes: Vec<u8>) {
+        self.spare = bytes;
+    }
+}
+
+/// A piece of plain lines checked against a blank copy of the header-bound
+/// checker, once there is one; `None` for the merging thread to read.
+fn check_piece<'a>(
+    template: &std::sync::OnceLock<Checker<'a>>,
+    sequential: bool,
+    piece: &Piece,
+    bounds: &mut Vec<(usize, usize)>,
+) -> Option<Box<Checker<'a>>> {
+    let template = template.get()?;
+    if sequential || !piece.whole_lines || needs_full_parser(&piece.bytes) {
+        return None;
+    }
+    let mut part = template.clone();
+    part.key_log = Some(KeyLog::default());
+    plain_piece(&mut part, piece, bounds);
+    Some(Box::new(part))
+}
+
+/// The merging thread's view of the workers' output: pieces in file order;
+/// spent buffers go back to the reading thread.
+struct Ordered<'a> {
+    rx: std::sync::mpsc::Receiver<Parsed<'a>>,
+    early: std::collections::BTreeMap<u64, Parsed<'a>>,
+    next: u64,
+    back: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl<'a> Source<'a> for Ordered<'a> {
+    fn next(&mut self) -> std::io::Result<Option<Parsed<'a>>> {
+        loop {
+            if let Some(parsed) = self.early.remove(&self.next) {
+                self.next += 1;
+                return Ok(Some(parsed));
+            }
+            let Ok(parsed) = self.rx.recv() else {
+                return Ok(None);
+            };
+            self.early.insert(parsed.0.seq, parsed);
+        }
+    }
+
+    fn recycle(&mut self, bytes: Vec<u8>) {
+        let _ = self.back.send(bytes);
+    }
+}
+
+/// A worker: checks the rows of each piece of plain lines against a blank
+/// copy of the header-bound checker, once the merging thread has read the
+/// header; hands anything else on unread.
+fn work<'a>(
+    queue: &std::sync::Mutex<std::sync::mpsc::Receiver<Piece>>,
+    out: std::sync::mpsc::Sender<Parsed<'a>>,
+    template: &std::sync::OnceLock<Checker<'a>>,
+    sequential: &std::sync::atomic::AtomicBool,
+) {
+    let mut bounds = Vec::new();
+    loop {
+        let next = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(piece) = next else { return };
+        let sequential = sequential.load(std::sync::atomic::Ordering::Relaxed);
+        let part = check_piece(template, sequential, &piece, &mut bounds);
+        if out.send((piece, part)).is_err() {
+            return;
+        }
+    }
 }
 
 /// Bytes per read.
@@ -242,6 +485,7 @@ pub fn parse_date(text: &[u8]) -> Option<Date> {
 
 /// An optional sign, then 1 to 18 digits (always fits an i64), or anything
 /// else i64 parses.
+#[inline]
 fn is_int(field: &[u8]) -> bool {
     let digits = field
         .strip_prefix(b"-")
@@ -251,41 +495,90 @@ fn is_int(field: &[u8]) -> bool {
         || std::str::from_utf8(field).is_ok_and(|s| s.parse::<i64>().is_ok())
 }
 
-/// A finite float: the common `[+-]digits[.digits]` with at most 15 digits
-/// exactly (Clinger's fast path: an exact integer divided by an exact power
-/// of ten rounds once, correctly), anything else through the standard parser.
-fn parse_f64(field: &[u8]) -> Option<f64> {
-    fast_f64(field).or_else(|| slow_f64(field))
+/// A number as read from a cell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Number {
+    /// `[+-]digits[.digits]` with 1 to 15 digits: `mantissa / 10^decimals`,
+    /// exactly (the double nearest to it is the value).
+    Exact {
+        negative: bool,
+        mantissa: u64,
+        decimals: u8,
+    },
+    /// Anything else the standard parser reads as a finite double.
+    Float(f64),
+}
+
+impl Number {
+    /// The double the cell denotes: for an exact decimal, the integer
+    /// divided by an exact power of ten rounds once, correctly (Clinger's
+    /// fast path).
+    #[cfg(test)]
+    fn value(self) -> f64 {
+        match self {
+            Number::Exact {
+                negative,
+                mantissa,
+                decimals,
+            } => {
+                let v = mantissa as f64 / POW10[usize::from(decimals)];
+                if negative {
+                    -v
+                } else {
+                    v
+                }
+            }
+            Number::Float(v) => v,
+        }
+    }
+}
+
+/// The largest mantissa of an exact decimal (15 digits).
+const MAX_MANTISSA: u64 = 999_999_999_999_999;
+
+/// A finite number: the common plain decimal exactly, in one pass, anything
+/// else through the standard parser.
+#[inline]
+fn parse_number(field: &[u8]) -> Option<Number> {
+    exact_decimal(field).or_else(|| slow_f64(field).map(Number::Float))
 }
 
 const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-fn fast_f64(field: &[u8]) -> Option<f64> {
+#[inline]
+fn exact_decimal(field: &[u8]) -> Option<Number> {
     let (negative, body) = match field.first()? {
         b'-' => (true, &field[1..]),
         b'+' => (false, &field[1..]),
         _ => (false, field),
     };
-    let (int, frac) = match memchr::memchr(b'.', body) {
-        Some(dot) => (&body[..dot], &body[dot + 1..]),
-        None => (body, &body[body.len()..]),
-    };
-    let digits = int.len() + frac.len();
-    if digits == 0 || digits > 15 {
+    if body.len() > 16 {
         return None;
     }
     let mut mantissa = 0u64;
-    for &b in int.iter().chain(frac) {
+    let mut digits = 0u8;
+    let mut dot = None;
+    for &b in body {
         let d = b.wrapping_sub(b'0');
-        if d > 9 {
+        if d <= 9 {
+            mantissa = mantissa * 10 + u64::from(d);
+            digits += 1;
+        } else if b == b'.' && dot.is_none() {
+            dot = Some(digits);
+        } else {
             return None;
         }
-        mantissa = mantissa * 10 + u64::from(d);
     }
-    let value = mantissa as f64 / POW10[frac.len()];
-    Some(if negative { -value } else { value })
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    Some(Number::Exact {
+        negative,
+        mantissa,
+        decimals: dot.map_or(0, |at| digits - at),
+    })
 }
 
 fn slow_f64(field: &[u8]) -> Option<f64> {
@@ -296,6 +589,7 @@ fn slow_f64(field: &[u8]) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+#[inline]
 fn is_null(field: &[u8]) -> bool {
     // Most fields are longer than any null spelling and not padded.
     if field.len() > 4
@@ -323,28 +617,53 @@ pub fn check(
     as_of: Option<Date>,
 ) -> std::io::Result<Report> {
     let file = std::fs::File::open(path)?;
-    check_reader(file, CHUNK, rel, rules, as_of)
+    check_reader(file, CHUNK, Threads::Cores, rel, rules, as_of)
+}
+
+/// How [`check_reader`] spreads the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// A reading and hashing thread, and a worker per core checking pieces
+    /// of the file while the calling thread merges their findings in order.
+    Cores,
+    /// The same pieces checked and merged on the calling thread alone (for
+    /// the fuzz target: the same report, without thread start-up per call).
+    Inline,
 }
 
 /// [`check`] over any reader, read `chunk_bytes` at a time. The report never
-/// depends on `chunk_bytes`: lines, quoted fields and UTF-8 sequences split
-/// across reads are joined (the fuzz target `dq_csv` holds it to that).
-pub fn check_reader<R: Read + Send + 'static>(
+/// depends on `chunk_bytes` or `threads`: lines, quoted fields and UTF-8
+/// sequences split across reads are joined, and pieces checked apart merge
+/// into what one pass finds (the fuzz target `dq_csv` holds it to that).
+pub fn check_reader<R: Read + Send>(
     input: R,
     chunk_bytes: usize,
+    threads: Threads,
     rel: &str,
     rules: &DqSection,
     as_of: Option<Date>,
 ) -> std::io::Result<Report> {
-    let (mut chunks, reader) = read_and_hash(input, chunk_bytes);
     let as_of = as_of.or(rules.staleness.as_ref().and_then(|s| s.as_of));
     let mut checker = Checker::new(rules, as_of);
-    scan(&mut chunks, &mut checker);
-    drop(chunks);
+    let template = std::sync::OnceLock::new();
+    let sequential = std::sync::atomic::AtomicBool::new(false);
+    let cutter = Cutter::new(input, chunk_bytes);
+    let (sha256, bytes) = match threads {
+        Threads::Inline => {
+            let mut pieces = Inline {
+                cutter,
+                template: &template,
+                spare: Vec::new(),
+                bounds: Vec::new(),
+            };
+            scan(&mut pieces, &mut checker, &template, &sequential)?;
+            let mut cutter = pieces.cutter;
+            cutter.hash_rest(pieces.spare)?;
+            cutter.digest()
+        }
+        Threads::Cores => threaded(cutter, &mut checker, &template, &sequential)?,
+    };
     let (rows, outcomes) = checker.finish();
-    let (sha256, bytes) = reader
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked")))?;
     let passed = outcomes.iter().all(|r| r.passed);
     Ok(Report {
         passed,
@@ -384,7 +703,18 @@ impl<'t> Fields<'t> {
 #[allow(clippy::disallowed_types)] // membership only: the outcome never depends on its order
 type KeySet = std::collections::HashSet<Box<[u8]>>;
 
-/// Every rule's state while rows stream past.
+/// A worker's unique-key values, in row order, for the merging thread to
+/// look up in one set: the keys joined, and where each ends with its line.
+#[derive(Clone, Default)]
+struct KeyLog {
+    bytes: Vec<u8>,
+    ends: Vec<(usize, u64)>,
+}
+
+/// Every rule's state while rows stream past. A worker checks a piece of the
+/// file with a blank copy ([`Checker::blank`]); the merging thread takes on
+/// its outcome in file order ([`Checker::absorb`]).
+#[derive(Clone)]
 struct Checker<'a> {
     rules: &'a DqSection,
     as_of: Option<Date>,
@@ -400,12 +730,15 @@ struct Checker<'a> {
     key_columns: Vec<usize>,
     unique_rule: Option<Rule>,
     keys: KeySet,
-    ranges: Vec<(usize, f64, f64, Rule)>,
+    ranges: Vec<(usize, Bounds, Rule)>,
     /// (column name, index, null count), by name.
     nulls: Vec<(String, usize, u64)>,
-    /// What each column is checked for, and the columns that are.
-    plan: Vec<ColumnPlan>,
-    active: Vec<usize>,
+    /// The columns some rule reads, by type: each kind is checked in a loop
+    /// of its own, with no per-cell dispatch on the type.
+    floats: Vec<ColumnPlan>,
+    ints: Vec<ColumnPlan>,
+    dates: Vec<ColumnPlan>,
+    others: Vec<ColumnPlan>,
     date_col: Option<usize>,
     date_parse: Rule,
     sorted_rule: Rule,
@@ -416,15 +749,157 @@ struct Checker<'a> {
     /// The previous row's date text and value: dates repeat row after row.
     date_memo: (Vec<u8>, Option<Date>),
     rows: u64,
+    /// The first date read, and its line (where a piece meets the one before).
+    first_date: Option<(Date, u64)>,
+    /// In a worker: the unique-key values, kept for the merging thread.
+    key_log: Option<KeyLog>,
+    /// The header line and its fields' bounds, to bind a blank copy.
+    header_line: (Vec<u8>, Vec<(usize, usize)>),
 }
 
 /// The rules that read one column (indices into the checker's rule lists).
 #[derive(Clone, Debug, Default)]
 struct ColumnPlan {
+    column: usize,
     typed: Option<usize>,
     not_null: Vec<usize>,
     ranges: Vec<usize>,
     null_count: Option<usize>,
+}
+
+/// A range rule's bounds, also as intervals of the exact decimal form: for
+/// a sign and a count `k` of decimals, the mantissas `m` whose value
+/// `m / 10^k`, rounded to the nearest double, lies within `[min, max]`. A
+/// plain decimal is then checked without a division and with the very
+/// verdict the double would give.
+#[derive(Clone, Debug)]
+struct Bounds {
+    min: f64,
+    max: f64,
+    /// `[negative][k]`: the mantissas within, `(first, last)`; empty when
+    /// `first > last`.
+    exact: [[(u64, u64); 16]; 2],
+}
+
+impl Bounds {
+    fn new(min: f64, max: f64) -> Bounds {
+        let mut exact = [[(1, 0); 16]; 2];
+        for (negative, row) in exact.iter_mut().enumerate() {
+            // -x lies in [min, max] exactly when x lies in [-max, -min].
+            let (lo, hi) = if negative == 1 {
+                (-max, -min)
+            } else {
+                (min, max)
+            };
+            for (k, slot) in row.iter_mut().enumerate() {
+                // The value is monotone in the mantissa, so each end is a
+                // partition point.
+                let value = |m: u64| m as f64 / POW10[k];
+                let first = partition_point(MAX_MANTISSA + 1, |m| value(m) < lo);
+                let end = partition_point(MAX_MANTISSA + 1, |m| value(m) <= hi);
+                if first < end {
+                    *slot = (first, end - 1);
+                }
+            }
+        }
+        Bounds { min, max, exact }
+    }
+
+    fn holds(&self, number: Number) -> bool {
+        match number {
+            Number::Exact {
+                negative,
+                mantissa,
+                decimals,
+            } => {
+                let (first, last) = self.exact[usize::from(negative)][usize::from(decimals)];
+                mantissa >= first && mantissa <= last
+            }
+            Number::Float(v) => v >= self.min && v <= self.max,
+        }
+    }
+}
+
+/// The first `m` in `0..end` for which `before(m)` is false (`before` holds
+/// on a prefix).
+fn partition_point(end: u64, before: impl Fn(u64) -> bool) -> u64 {
+    let (mut lo, mut hi) = (0, end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A cell that is null counts against not-null and the null fraction;
+/// otherwise its trimmed text.
+#[inline]
+fn present<'t>(
+    raw: &'t [u8],
+    plan: &ColumnPlan,
+    not_null: &mut [(usize, Rule)],
+    nulls: &mut [(String, usize, u64)],
+    line: u64,
+) -> Option<&'t [u8]> {
+    // Most cells are neither padded nor short enough to spell a null.
+    if raw.len() > 4 && !raw[0].is_ascii_whitespace() && !raw[raw.len() - 1].is_ascii_whitespace() {
+        return Some(raw);
+    }
+    if !is_null(raw) {
+        return Some(raw.trim_ascii());
+    }
+    for &r in &plan.not_null {
+        not_null[r].1.fail(line);
+    }
+    if let Some(n) = plan.null_count {
+        nulls[n].2 += 1;
+    }
+    None
+}
+
+/// The range rules of a column, on a cell read as `number` (`None`: not a
+/// number, which no range holds).
+#[inline]
+fn check_ranges(
+    plan: &ColumnPlan,
+    number: Option<Number>,
+    ranges: &mut [(usize, Bounds, Rule)],
+    line: u64,
+) {
+    for &r in &plan.ranges {
+        let (_, bounds, rule) = &mut ranges[r];
+        if !number.is_some_and(|n| bounds.holds(n)) {
+            rule.fail(line);
+        }
+    }
+}
+
+/// A cell that is not of its column's type.
+#[inline]
+fn fail_type(plan: &ColumnPlan, typed: &mut [(usize, ColumnType, Rule)], line: u64) {
+    if let Some(t) = plan.typed {
+        typed[t].2.fail(line);
+    }
+}
+
+/// Whether two short texts are equal, without a call for the common sizes.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word = |t: &[u8], at: usize| {
+            u64::from_le_bytes(t[at..at + 8].try_into().expect("eight bytes"))
+        };
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
 }
 
 impl<'a> Checker<'a> {
@@ -455,8 +930,10 @@ impl<'a> Checker<'a> {
             keys: KeySet::default(),
             ranges: Vec::new(),
             nulls: Vec::new(),
-            plan: Vec::new(),
-            active: Vec::new(),
+            floats: Vec::new(),
+            ints: Vec::new(),
+            dates: Vec::new(),
+            others: Vec::new(),
             date_col: None,
             date_parse: Rule::new("date_parse", "dates are YYYY-MM-DD"),
             sorted_rule: Rule::new("date_sorted", "dates never go back"),
@@ -476,11 +953,75 @@ impl<'a> Checker<'a> {
             max_date: None,
             date_memo: (Vec::new(), None),
             rows: 0,
+            first_date: None,
+            key_log: None,
+            header_line: (Vec::new(), Vec::new()),
         }
+    }
+
+    /// A checker bound to the same header with nothing read yet.
+    fn blank(&self) -> Checker<'a> {
+        let mut blank = Checker::new(self.rules, self.as_of);
+        let (text, bounds) = &self.header_line;
+        blank.header(Fields { text, bounds });
+        blank
+    }
+
+    /// Takes on what a blank copy found in the rows that follow this
+    /// checker's: counts add up, first lines follow on, and the dates and
+    /// keys are checked across the seam. The header's own findings (missing
+    /// columns, unknown names) are this checker's alone.
+    fn absorb(&mut self, later: Checker<'a>) {
+        self.rows += later.rows;
+        self.stopped |= later.stopped;
+        if later.csv_rule.failures > 0 {
+            self.csv_rule.detail.clone_from(&later.csv_rule.detail);
+        }
+        self.csv_rule.absorb(later.csv_rule);
+        for (mine, theirs) in self.typed.iter_mut().zip(later.typed) {
+            mine.2.absorb(theirs.2);
+        }
+        for (mine, theirs) in self.not_null.iter_mut().zip(later.not_null) {
+            mine.1.absorb(theirs.1);
+        }
+        if let (Some(rule), Some(log)) = (&mut self.unique_rule, later.key_log) {
+            let mut start = 0;
+            for (end, line) in log.ends {
+                if !self.keys.insert(log.bytes[start..end].into()) {
+                    rule.fail(line);
+                }
+                start = end;
+            }
+        }
+        for (mine, theirs) in self.ranges.iter_mut().zip(later.ranges) {
+            mine.2.absorb(theirs.2);
+        }
+        for (mine, theirs) in self.nulls.iter_mut().zip(later.nulls) {
+            mine.2 += theirs.2;
+        }
+        self.date_parse.absorb(later.date_parse);
+        if let (Some(prev), Some((first, line))) = (self.last_date, later.first_date) {
+            if first < prev {
+                self.sorted_rule.fail(line);
+            } else if self
+                .gap_days
+                .is_some_and(|g| (first - prev).whole_days() > i64::from(g))
+            {
+                self.gap_rule.fail(line);
+            }
+        }
+        self.sorted_rule.absorb(later.sorted_rule);
+        self.gap_rule.absorb(later.gap_rule);
+        if self.first_date.is_none() {
+            self.first_date = later.first_date;
+        }
+        self.last_date = later.last_date.or(self.last_date);
+        self.max_date = self.max_date.max(later.max_date);
     }
 
     /// Binds the rules to the header's columns.
     fn header(&mut self, fields: Fields<'_>) {
+        self.header_line = (fields.text.to_vec(), fields.bounds.to_vec());
         let header: Vec<String> = fields
             .iter()
             .map(|f| String::from_utf8_lossy(f).trim().to_string())
@@ -530,8 +1071,10 @@ impl<'a> Checker<'a> {
             match index(name) {
                 Some(i) => self.ranges.push((
                     i,
-                    range.min.unwrap_or(f64::NEG_INFINITY),
-                    range.max.unwrap_or(f64::INFINITY),
+                    Bounds::new(
+                        range.min.unwrap_or(f64::NEG_INFINITY),
+                        range.max.unwrap_or(f64::INFINITY),
+                    ),
                     Rule::new(
                         format!("range:{name}"),
                         format!("{name} within [{}, {}]", show(range.min), show(range.max)),
@@ -554,28 +1097,40 @@ impl<'a> Checker<'a> {
             }
             i
         });
-        self.plan = vec![ColumnPlan::default(); header.len()];
-        for (t, (c, _, _)) in self.typed.iter().enumerate() {
-            self.plan[*c].typed = Some(t);
-        }
-        for (r, (c, _)) in self.not_null.iter().enumerate() {
-            self.plan[*c].not_null.push(r);
-        }
-        for (r, (c, _, _, _)) in self.ranges.iter().enumerate() {
-            self.plan[*c].ranges.push(r);
-        }
-        for (n, (_, c, _)) in self.nulls.iter().enumerate() {
-            self.plan[*c].null_count = Some(n);
-        }
-        self.active = (0..header.len())
-            .filter(|&c| {
-                let p = &self.plan[c];
-                p.typed.is_some()
-                    || !p.not_null.is_empty()
-                    || !p.ranges.is_empty()
-                    || p.null_count.is_some()
+        let mut plan: Vec<ColumnPlan> = (0..header.len())
+            .map(|column| ColumnPlan {
+                column,
+                ..ColumnPlan::default()
             })
             .collect();
+        for (t, (c, _, _)) in self.typed.iter().enumerate() {
+            plan[*c].typed = Some(t);
+        }
+        for (r, (c, _)) in self.not_null.iter().enumerate() {
+            plan[*c].not_null.push(r);
+        }
+        for (r, (c, _, _)) in self.ranges.iter().enumerate() {
+            plan[*c].ranges.push(r);
+        }
+        for (n, (_, c, _)) in self.nulls.iter().enumerate() {
+            plan[*c].null_count = Some(n);
+        }
+        for p in plan {
+            let kind = p.typed.map(|t| self.typed[t].1);
+            let group = match kind {
+                Some(ColumnType::Float) => &mut self.floats,
+                Some(ColumnType::Int) => &mut self.ints,
+                Some(ColumnType::Date) => &mut self.dates,
+                Some(ColumnType::String) | None => &mut self.others,
+            };
+            if p.typed.is_some()
+                || !p.not_null.is_empty()
+                || !p.ranges.is_empty()
+                || p.null_count.is_some()
+            {
+                group.push(p);
+            }
+        }
     }
 
     /// Reading stops at a malformed line.
@@ -602,78 +1157,91 @@ impl<'a> Checker<'a> {
     /// Checks one data row (valid UTF-8, as many fields as the header).
     fn row(&mut self, fields: Fields<'_>, line: u64) {
         self.rows += 1;
-        // One pass over the columns some rule reads: null or not, type, range.
-        for &c in &self.active {
-            let plan = &self.plan[c];
-            let raw = fields.get(c);
-            if is_null(raw) {
-                for &r in &plan.not_null {
-                    self.not_null[r].1.fail(line);
-                }
-                if let Some(n) = plan.null_count {
-                    self.nulls[n].2 += 1;
-                }
+        let Checker {
+            typed,
+            not_null,
+            nulls,
+            ranges,
+            date_memo,
+            ..
+        } = self;
+        for plan in &self.floats {
+            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
                 continue;
+            };
+            let number = parse_number(f);
+            if number.is_none() {
+                fail_type(plan, typed, line);
             }
-            let f = raw.trim_ascii();
-            let mut number = None;
-            if let Some(t) = plan.typed {
-                let (_, kind, rule) = &mut self.typed[t];
-                let ok = match kind {
-                    ColumnType::Float => {
-                        number = parse_f64(f);
-                        number.is_some()
-                    }
-                    ColumnType::Date => {
-                        if self.date_memo.0 != f {
-                            self.date_memo = (f.to_vec(), parse_date(f));
-                        }
-                        self.date_memo.1.is_some()
-                    }
-                    ColumnType::Int => is_int(f),
-                    ColumnType::String => true,
-                };
-                if !ok {
-                    rule.fail(line);
-                }
+            check_ranges(plan, number, ranges, line);
+        }
+        for plan in &self.ints {
+            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
+                continue;
+            };
+            if !is_int(f) {
+                fail_type(plan, typed, line);
             }
-            for &r in &plan.ranges {
-                let (_, lo, hi, rule) = &mut self.ranges[r];
-                let v = number.or_else(|| parse_f64(f));
-                if !v.is_some_and(|v| v >= *lo && v <= *hi) {
-                    rule.fail(line);
-                }
+            if !plan.ranges.is_empty() {
+                check_ranges(plan, parse_number(f), ranges, line);
+            }
+        }
+        for plan in &self.dates {
+            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
+                continue;
+            };
+            if !same(&date_memo.0, f) {
+                *date_memo = (f.to_vec(), parse_date(f));
+            }
+            if date_memo.1.is_none() {
+                fail_type(plan, typed, line);
+            }
+            if !plan.ranges.is_empty() {
+                check_ranges(plan, parse_number(f), ranges, line);
+            }
+        }
+        for plan in &self.others {
+            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
+                continue;
+            };
+            if !plan.ranges.is_empty() {
+                check_ranges(plan, parse_number(f), ranges, line);
             }
         }
         if let Some(rule) = &mut self.unique_rule {
             if self.key_columns.len() == self.rules.unique_key.len() {
-                let mut key = Vec::new();
+                let mut own = KeyLog::default();
+                let log = self.key_log.as_mut().unwrap_or(&mut own);
                 for &i in &self.key_columns {
-                    key.extend_from_slice(fields.get(i));
-                    key.push(0x1f);
+                    log.bytes.extend_from_slice(fields.get(i));
+                    log.bytes.push(0x1f);
                 }
-                if !self.keys.insert(key.into_boxed_slice()) {
+                log.ends.push((log.bytes.len(), line));
+                // Without a log to keep, the key is looked up at once.
+                if self.key_log.is_none() && !self.keys.insert(own.bytes.into_boxed_slice()) {
                     rule.fail(line);
                 }
             }
         }
         if let Some(i) = self.date_col {
             let f = fields.get(i).trim_ascii();
-            if self.date_memo.0 != f {
+            if !same(&self.date_memo.0, f) {
                 self.date_memo = (f.to_vec(), parse_date(f));
             }
             match self.date_memo.1 {
                 None => self.date_parse.fail(line),
                 Some(d) => {
-                    if let Some(prev) = self.last_date {
-                        if d < prev {
-                            self.sorted_rule.fail(line);
-                        } else if self
-                            .gap_days
-                            .is_some_and(|g| (d - prev).whole_days() > i64::from(g))
+                    match self.last_date {
+                        Some(prev) if d < prev => self.sorted_rule.fail(line),
+                        Some(prev)
+                            if self
+                                .gap_days
+                                .is_some_and(|g| (d - prev).whole_days() > i64::from(g)) =>
                         {
-                            self.gap_rule.fail(line);
+                            self.gap_rule.fail(line)
                         }
+                        Some(_) => {}
+                        None => self.first_date = Some((d, line)),
                     }
                     self.last_date = Some(d);
                     self.max_date = self.max_date.max(Some(d));
@@ -711,7 +1279,7 @@ impl<'a> Checker<'a> {
         }
         out.extend(self.not_null.into_iter().map(|(_, r)| r.done()));
         out.extend(self.unique_rule.map(Rule::done));
-        out.extend(self.ranges.into_iter().map(|(_, _, _, r)| r.done()));
+        out.extend(self.ranges.into_iter().map(|(_, _, r)| r.done()));
         if let Some(max) = rules.max_null_fraction {
             for (name, _, count) in self.nulls {
                 let mut r = Rule::new(
@@ -768,52 +1336,55 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Streams the chunks through `checker`. Plain lines (no quote, no lone CR)
-/// are split on commas directly; from the first chunk that holds a quote or a
-/// lone CR on, the rest goes through the csv crate, which knows every corner
-/// of RFC 4180. Both read the same rows with the same line numbers.
-fn scan(chunks: &mut Chunks, checker: &mut Checker<'_>) {
-    let mut lines = 0u64; // lines consumed so far
-    let mut carry: Vec<u8> = Vec::new(); // an unfinished line
-    let mut bounds: Vec<(usize, usize)> = Vec::new();
-    let mut after_cr = false; // the last chunk ended with `\r`
-    while let Some(chunk) = chunks.next() {
-        // A lone CR split across two reads counts too (found by fuzzing).
-        let lone_cr = after_cr && chunk.first().is_some_and(|&b| b != b'\n');
-        after_cr = chunk.last() == Some(&b'\r');
-        if lone_cr || needs_full_parser(&chunk) {
-            let mut current = std::mem::take(&mut carry);
-            current.extend_from_slice(&chunk);
-            chunks.recycle(chunk);
-            let mut rest = Rest::new(chunks, current);
-            return scan_csv(&mut rest, checker, lines);
+/// Streams the pieces through `checker`, in file order. Plain lines (no
+/// quote, no lone CR) are split on commas directly, by the workers once the
+/// header is known; from the first piece that holds a quote or a lone CR on,
+/// the rest goes through the csv crate, which knows every corner of RFC 4180.
+/// Both read the same rows with the same line numbers.
+fn scan<'a>(
+    pieces: &mut impl Source<'a>,
+    checker: &mut Checker<'a>,
+    template: &std::sync::OnceLock<Checker<'a>>,
+    sequential: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
+    let mut bounds = Vec::new();
+    while let Some((piece, part)) = pieces.next()? {
+        match part {
+            Some(part) => checker.absorb(*part),
+            None if !piece.whole_lines || needs_full_parser(&piece.bytes) => {
+                sequential.store(true, std::sync::atomic::Ordering::Relaxed);
+                let offset = piece.first_line;
+                let mut rest = Rest::new(pieces, piece.bytes);
+                return scan_csv(&mut rest, checker, offset);
+            }
+            None => {
+                plain_piece(checker, &piece, &mut bounds);
+                if checker.columns.is_some() && template.get().is_none() {
+                    let _ = template.set(checker.blank());
+                }
+            }
         }
-        let Some(last_nl) = memchr::memrchr(b'\n', &chunk) else {
-            carry.extend_from_slice(&chunk);
-            chunks.recycle(chunk);
-            continue;
-        };
-        // The line that began in an earlier chunk.
-        let mut from = 0;
-        if !carry.is_empty() {
-            let nl = memchr::memchr(b'\n', &chunk).expect("the chunk has a newline");
-            carry.extend_from_slice(&chunk[..nl]);
-            lines += 1;
-            plain_line(checker, &carry, lines, &mut bounds);
-            carry.clear();
-            from = nl + 1;
-        }
-        if !checker.stopped && from <= last_nl {
-            lines = plain_lines(checker, &chunk[from..=last_nl], lines, &mut bounds);
-        }
+        pieces.recycle(piece.bytes);
         if checker.stopped {
-            return;
+            return Ok(());
         }
-        carry.extend_from_slice(&chunk[last_nl + 1..]);
-        chunks.recycle(chunk);
     }
-    if !carry.is_empty() {
-        plain_line(checker, &carry, lines + 1, &mut bounds);
+    Ok(())
+}
+
+/// A piece of plain lines: each ends with `\n` but the file's last.
+fn plain_piece(checker: &mut Checker<'_>, piece: &Piece, bounds: &mut Vec<(usize, usize)>) {
+    let block = &piece.bytes[..];
+    let mut lines = piece.first_line;
+    let tail = match memchr::memrchr(b'\n', block) {
+        Some(nl) => {
+            lines = plain_lines(checker, &block[..=nl], lines, bounds);
+            &block[nl + 1..]
+        }
+        None => block,
+    };
+    if !checker.stopped && !tail.is_empty() {
+        plain_line(checker, tail, lines + 1, bounds);
     }
 }
 
@@ -825,6 +1396,9 @@ struct Separators<'b> {
     at: usize,
     /// Separator bits (the high bit of each matching byte) left in it.
     mask: u64,
+    /// The bits of `mask` that are newlines, so that telling the two apart
+    /// reads no byte.
+    newlines: u64,
 }
 
 impl<'b> Separators<'b> {
@@ -835,8 +1409,9 @@ impl<'b> Separators<'b> {
             block,
             at: 0,
             mask: 0,
+            newlines: 0,
         };
-        s.mask = s.word_mask(0);
+        (s.mask, s.newlines) = s.word_mask(0);
         s
     }
 
@@ -845,7 +1420,8 @@ impl<'b> Separators<'b> {
         !(((x & Self::LOW7).wrapping_add(Self::LOW7)) | x | Self::LOW7)
     }
 
-    fn word_mask(&self, at: usize) -> u64 {
+    /// The separators and the newlines in the word at `at`.
+    fn word_mask(&self, at: usize) -> (u64, u64) {
         let w = match self.block.get(at..at + 8) {
             Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("eight bytes")),
             None => {
@@ -855,24 +1431,29 @@ impl<'b> Separators<'b> {
                 u64::from_le_bytes(word)
             }
         };
-        Self::zero_bytes(w ^ 0x2c2c_2c2c_2c2c_2c2c) | Self::zero_bytes(w ^ 0x0a0a_0a0a_0a0a_0a0a)
+        let newlines = Self::zero_bytes(w ^ 0x0a0a_0a0a_0a0a_0a0a);
+        (
+            Self::zero_bytes(w ^ 0x2c2c_2c2c_2c2c_2c2c) | newlines,
+            newlines,
+        )
     }
 }
 
+/// A separator's position, and whether it is a newline (else a comma).
 impl Iterator for Separators<'_> {
-    type Item = usize;
+    type Item = (usize, bool);
 
-    fn next(&mut self) -> Option<usize> {
+    fn next(&mut self) -> Option<(usize, bool)> {
         while self.mask == 0 {
             self.at += 8;
             if self.at >= self.block.len() {
                 return None;
             }
-            self.mask = self.word_mask(self.at);
+            (self.mask, self.newlines) = self.word_mask(self.at);
         }
-        let byte = self.mask.trailing_zeros() as usize / 8;
+        let bit = self.mask.trailing_zeros();
         self.mask &= self.mask - 1;
-        Some(self.at + byte)
+        Some((self.at + bit as usize / 8, self.newlines >> bit & 1 == 1))
     }
 }
 
@@ -890,8 +1471,8 @@ fn plain_lines(
     let mut line_start = 0;
     let mut field_start = 0;
     bounds.clear();
-    for at in Separators::new(block) {
-        if block[at] == b',' {
+    for (at, newline) in Separators::new(block) {
+        if !newline {
             bounds.push((field_start, at));
             field_start = at + 1;
             continue;
@@ -963,7 +1544,11 @@ fn plain_line(
 
 /// The csv crate's reading of the rest of the stream; `offset` lines were
 /// consumed before it.
-fn scan_csv(reader: &mut Rest<'_>, checker: &mut Checker<'_>, offset: u64) {
+fn scan_csv<'a>(
+    reader: &mut Rest<'_, impl Source<'a>>,
+    checker: &mut Checker<'_>,
+    offset: u64,
+) -> std::io::Result<()> {
     let breaks = reader.breaks.clone();
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -976,7 +1561,14 @@ fn scan_csv(reader: &mut Rest<'_>, checker: &mut Checker<'_>, offset: u64) {
     loop {
         match csv.read_byte_record(&mut record) {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return Ok(()),
+            // The file could not be read: not a finding, an error.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(match e.into_kind() {
+                    csv::ErrorKind::Io(e) => e,
+                    other => std::io::Error::other(format!("{other:?}")),
+                });
+            }
             Err(e) => {
                 let at = offset
                     + e.position()
@@ -986,7 +1578,7 @@ fn scan_csv(reader: &mut Rest<'_>, checker: &mut Checker<'_>, offset: u64) {
                 } else {
                     checker.malformed(at, format!("line {at}: {e}; reading stopped"));
                 }
-                return;
+                return Ok(());
             }
         }
         line = offset
@@ -1003,7 +1595,7 @@ fn scan_csv(reader: &mut Rest<'_>, checker: &mut Checker<'_>, offset: u64) {
             None => checker.header(fields),
             Some(expected) if fields.len() != expected => {
                 checker.ragged(line, fields.len(), expected);
-                return;
+                return Ok(());
             }
             Some(_) if std::str::from_utf8(record.as_slice()).is_err() => {
                 checker.invalid_utf8(line)
@@ -1235,19 +1827,102 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                 text.push(char::from(b'0' + (next() % 10) as u8));
             }
             let want = text.parse::<f64>().ok();
-            let got = parse_f64(text.as_bytes());
+            let got = parse_number(text.as_bytes()).map(Number::value);
             assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{text:?}");
         }
-        for bad in ["", "-", ".", "+.", "1.2.3", "1,5", "0x10", " 1"] {
-            assert_eq!(fast_f64(bad.as_bytes()), None, "{bad:?}");
+        for bad in [
+            "",
+            "-",
+            ".",
+            "+.",
+            "1.2.3",
+            "1,5",
+            "0x10",
+            " 1",
+            "1234567890123456",
+        ] {
+            assert_eq!(exact_decimal(bad.as_bytes()), None, "{bad:?}");
         }
         // Outside the fast path, the standard parser decides.
-        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        assert_eq!(parse_number(b"1e3"), Some(Number::Float(1000.0)));
         assert_eq!(
-            parse_f64(b"0.1234567890123456789"),
-            Some(0.123_456_789_012_345_68)
+            parse_number(b"0.1234567890123456789"),
+            Some(Number::Float(0.123_456_789_012_345_68))
         );
-        assert_eq!(parse_f64(b"inf"), None);
+        assert_eq!(parse_number(b"inf"), None);
+    }
+
+    /// A range holds an exact decimal, looked up by its mantissa, exactly
+    /// when the double it denotes lies within the bounds: on random
+    /// decimals, and on the decimals next to each bound at every precision.
+    #[test]
+    fn exact_range_checks_agree_with_comparing_doubles() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let ends = [
+            f64::NEG_INFINITY,
+            -1e9,
+            -1.0,
+            -0.3,
+            -1e-7,
+            -0.0,
+            0.0,
+            0.1,
+            0.3,
+            1.0,
+            2.5,
+            123.456,
+            0.123_456_789_012_345_68,
+            9.999_999_999_999_99e14,
+            f64::INFINITY,
+        ];
+        for &min in &ends {
+            for &max in &ends {
+                let bounds = Bounds::new(min, max);
+                let mut texts: Vec<String> = Vec::new();
+                for end in [min, max] {
+                    if !end.is_finite() {
+                        continue;
+                    }
+                    for decimals in 0..=15usize {
+                        let text = format!("{end:.decimals$}");
+                        let Some(Number::Exact { mantissa, .. }) = exact_decimal(text.as_bytes())
+                        else {
+                            continue;
+                        };
+                        let sign = if end.is_sign_negative() { "-" } else { "" };
+                        for m in [mantissa.saturating_sub(1), mantissa, mantissa + 1] {
+                            let digits = format!("{m:0>width$}", width = decimals + 1);
+                            let (int, frac) = digits.split_at(digits.len() - decimals);
+                            texts.push(format!("{sign}{int}.{frac}"));
+                        }
+                    }
+                }
+                for _ in 0..2_000 {
+                    let int = next() % 2_000;
+                    let frac = next() % 1_000_000;
+                    let sign = if next() % 2 == 0 { "-" } else { "" };
+                    texts.push(format!("{sign}{int}.{frac:06}"));
+                    texts.push(format!("{sign}{int}"));
+                }
+                for text in &texts {
+                    let Some(number) = parse_number(text.as_bytes()) else {
+                        continue;
+                    };
+                    let v = number.value();
+                    assert_eq!(
+                        bounds.holds(number),
+                        v >= min && v <= max,
+                        "{text} in [{min}, {max}]"
+                    );
+                }
+            }
+        }
     }
 
     /// The fast path and the csv crate (taking over at the first quote or
@@ -1333,8 +2008,9 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                     [b',', b'\n', b'a', 0x2d, 0x0b, 0xac, 0x8a, 0x00][(seed >> 61) as usize]
                 })
                 .collect();
-            let want: Vec<usize> = (0..len)
+            let want: Vec<(usize, bool)> = (0..len)
                 .filter(|&i| matches!(block[i], b',' | b'\n'))
+                .map(|i| (i, block[i] == b'\n'))
                 .collect();
             assert_eq!(
                 Separators::new(&block).collect::<Vec<_>>(),
@@ -1373,17 +2049,18 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
             "\n\r\n\ndate,factor\n\n\n\"x\",y,z\n",
             "date,factor\r\r\n\"x\",y,z\r\n",
         ] {
-            let at = |chunk: usize| {
+            let at = |chunk: usize, threads: Threads| {
                 check_reader(
                     std::io::Cursor::new(text.as_bytes().to_vec()),
                     chunk,
+                    threads,
                     "in.csv",
                     &rules,
                     None,
                 )
                 .unwrap()
             };
-            let whole = at(CHUNK);
+            let whole = at(CHUNK, Threads::Inline);
             if text.contains("\"x\",y,z") {
                 // The ragged row is on line 7 (after blank lines) or 2 (a
                 // lone CR ends a record but not a line, as for `wc -l`).
@@ -1392,7 +2069,94 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                 assert_eq!(csv.first_lines, [want], "{text:?}");
             }
             for chunk in 1..=9 {
-                assert_eq!(at(chunk), whole, "{text:?} read {chunk} bytes at a time");
+                for threads in [Threads::Inline, Threads::Cores] {
+                    assert_eq!(
+                        at(chunk, threads),
+                        whole,
+                        "{text:?} read {chunk} bytes at a time, {threads:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Pieces checked by the workers and merged in file order give the very
+    /// report one sequential pass gives, on a file that fails every rule
+    /// here and there: duplicate keys far apart, dates that go back or jump
+    /// across a seam, nulls, bad numbers, bad UTF-8.
+    #[test]
+    fn pieces_checked_in_parallel_merge_into_the_sequential_report() {
+        let rules = rules();
+        let mut text = String::from("date,factor,ret,n\n");
+        let mut day = time::macros::date!(2026 - 01 - 01);
+        let mut bytes = text.clone().into_bytes();
+        for i in 0..40_000u64 {
+            if i % 7 == 0 {
+                day = day.next_day().unwrap();
+            }
+            let date = match (i % 9_973, i % 10_007) {
+                (_, 3) => "2026-01-02".to_string(), // with f0: line 2's key
+                (5, _) => "2025-12-31".to_string(), // goes back
+                (6, _) => (day + time::Duration::days(9)).to_string(), // a gap, then back
+                (7, _) => "2026-13-01".to_string(),
+                _ => day.to_string(),
+            };
+            let factor = match i % 10_007 {
+                3 => "f0".to_string(), // the key of line 2 again, much later
+                4 => String::new(),
+                _ => format!("f{i}"),
+            };
+            let ret = match i % 4_001 {
+                1 => "1.5".to_string(),
+                2 => "x".to_string(),
+                3 => "NA".to_string(),
+                _ => format!("{:.4}", (i % 200) as f64 / 100.0 - 1.0),
+            };
+            let line = format!("{date},{factor},{ret},{i}\n");
+            bytes.extend_from_slice(line.as_bytes());
+            if i % 15_013 == 8 {
+                bytes.extend_from_slice(b"2026-02-01,\xff\xfe,0.1,1\n");
+            }
+        }
+        text.clear();
+        let check_at = |chunk: usize, threads: Threads| {
+            check_reader(
+                std::io::Cursor::new(bytes.clone()),
+                chunk,
+                threads,
+                "in.csv",
+                &rules,
+                None,
+            )
+            .unwrap()
+        };
+        let whole = check_at(bytes.len() + 1, Threads::Inline);
+        let failing: Vec<&str> = whole
+            .rules
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.rule.as_str())
+            .collect();
+        for rule in [
+            "csv",
+            "type:date",
+            "type:ret",
+            "not_null:factor",
+            "unique_key",
+            "range:ret",
+            "date_parse",
+            "date_sorted",
+            "date_gap",
+        ] {
+            assert!(failing.contains(&rule), "{rule} passed: {whole:?}");
+        }
+        for chunk in [1, 50, 1 << 12, 100_003, 1 << 20] {
+            for threads in [Threads::Inline, Threads::Cores] {
+                assert_eq!(
+                    check_at(chunk, threads),
+                    whole,
+                    "read {chunk} bytes at a time, {threads:?}"
+                );
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The CSV data-quality gate: any bytes give a report (malformed CSV is a
 //! failure with a line number, never a panic), and the report does not
 //! depend on how the input was split into reads: the first byte picks a
-//! read size of 1 to 64 bytes, compared with reading it whole.
+//! read size of 1 to 64 bytes, compared with reading it whole. Both run
+//! inline (no threads): split reads make pieces that are checked apart and
+//! merged, exactly as the workers' are; unit tests run the threads.
 #![no_main]
 
 use std::io::Cursor;
@@ -30,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let whole = ledger::dq::check_reader(
         Cursor::new(csv.to_vec()),
         1 << 20,
+        ledger::dq::Threads::Inline,
         "input.csv",
         &config.dq,
         None,
@@ -38,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let split = ledger::dq::check_reader(
         Cursor::new(csv.to_vec()),
         usize::from(first % 64) + 1,
+        ledger::dq::Threads::Inline,
         "input.csv",
         &config.dq,
         None,
