@@ -238,18 +238,12 @@ impl<R: Read> Cutter<R> {
     /// Reads once into `buf` past its end; 0 at the end of the file.
     fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         let start = buf.len();
-        buf.resize(start + self.chunk_bytes, 0);
-        let n = loop {
-            match self.file.read(&mut buf[start..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(e);
-                }
-            }
-        };
-        buf.truncate(start + n);
+        // Into spare capacity: files and memory are read without zeroing
+        // the buffer first.
+        buf.reserve(self.chunk_bytes);
+        let n = (&mut self.file)
+            .take(self.chunk_bytes as u64)
+            .read_to_end(buf)?;
         self.hasher.update(&buf[start..]);
         self.bytes += n as u64;
         self.eof |= n == 0;
