@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::history::{self, Run, Status};
+use crate::index::Index;
 use crate::journal::{self, Draft};
 use crate::proc::Here;
 use crate::record::kinds::{CommandPredicate, LogDigest, ResultPredicate};
@@ -27,32 +28,31 @@ pub struct Recovered {
     pub log_bytes: u64,
 }
 
-/// Runs of this machine that are aborted and not yet closed. Only runs
-/// without a `result` file are read at all, so a ledger of closed runs costs
-/// one tree listing per run and no record parsing.
+/// Runs of this machine that are aborted and not yet closed. The run index
+/// names the candidates (runs whose records end at `started`), so a ledger
+/// of closed runs costs one listing of `runs` and no run is read; each
+/// candidate is then read from the ledger itself, which decides.
 pub fn pending(store: &Store, here: &Here) -> Result<Vec<Run>, Error> {
-    let Some(tip) = store.tip()? else {
+    let index = Index::load(store)?;
+    let Some(tip) = index.tip else {
         return Ok(Vec::new());
     };
     let snapshot = store.snapshot(tip)?;
-    let result_file = Kind::Result.file_name();
     let this_repository = store.repository_id();
     let mut out = Vec::new();
-    for item in snapshot.list("runs")?.unwrap_or_default() {
-        let path = format!("runs/{}", item.name);
-        let open = snapshot
-            .list(&path)?
-            .is_some_and(|files| !files.iter().any(|f| f.name == result_file));
-        if open {
-            let run = history::load_run(&snapshot, &item.name)?;
-            // A run another repository on this machine supervises is that
-            // repository's to close (it may hold the result unpushed).
-            let ours = run
-                .started()
-                .is_none_or(|s| s.repository.as_deref().is_none_or(|r| r == this_repository));
-            if ours && run.status_here(here) == Status::Aborted {
-                out.push(run);
-            }
+    for row in index
+        .rows
+        .iter()
+        .filter(|r| r.state.status == Status::Running)
+    {
+        let run = history::load_run(&snapshot, row.run_id())?;
+        // A run another repository on this machine supervises is that
+        // repository's to close (it may hold the result unpushed).
+        let ours = run
+            .started()
+            .is_none_or(|s| s.repository.as_deref().is_none_or(|r| r == this_repository));
+        if ours && run.result().is_none() && run.status_here(here) == Status::Aborted {
+            out.push(run);
         }
     }
     Ok(out)

@@ -154,6 +154,12 @@ fn kill_9_at_random_moments_never_loses_a_record() {
         let out = env.ledger(&["verify"]);
         assert_eq!(out.code, 0, "kill {i} after {delay:?}: {out:?}");
     }
+    // The run index as it stands before the last run (`recover` takes its
+    // candidates from the index; an index that predates the run must not
+    // hide it).
+    env.ok(&["log"]);
+    let index = env.repo.join(".git/ledger/runs-index.jsonl");
+    let stale = std::fs::read(&index).expect("log wrote the run index");
     // One more, killed for certain while its command runs.
     let mut child = spawn_run(&env, "last", "echo a; sleep 0.5; echo b");
     wait_for_log(&env, "last", "a\n");
@@ -170,6 +176,7 @@ fn kill_9_at_random_moments_never_loses_a_record() {
     let log = env.ok(&["log"]).stdout;
     assert!(log.lines().next().unwrap().starts_with("aborted "), "{log}");
 
+    std::fs::write(&index, stale).unwrap();
     let recovered: Value = serde_json::from_str(&env.ok(&["recover", "--json"]).stdout).unwrap();
     let closed: Vec<&str> = recovered
         .as_array()
