@@ -239,8 +239,9 @@ impl<R: Read> Cutter<R> {
     fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         let start = buf.len();
         // Into spare capacity: files and memory are read without zeroing
-        // the buffer first.
-        buf.reserve(self.chunk_bytes);
+        // the buffer first. The pool's buffers have room for a whole read;
+        // a fresh one grows as the read needs (a small file costs little).
+        buf.reserve(self.chunk_bytes.min(1 << 16));
         let n = (&mut self.file)
             .take(self.chunk_bytes as u64)
             .read_to_end(buf)?;
@@ -1547,7 +1548,7 @@ fn scan_csv<'a>(
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .buffer_capacity(1 << 20)
+        .buffer_capacity(1 << 16)
         .from_reader(reader);
     let mut record = csv::ByteRecord::new();
     let mut bounds: Vec<(usize, usize)> = Vec::new();
