@@ -2,6 +2,11 @@
 //! one streaming pass over a CSV file (the file is hashed in the same pass),
 //! plus an optional external command. Pure: returns the outcome, writes nothing.
 //!
+//! The pass is spread over the cores: one thread reads and hashes the file
+//! and cuts it into pieces of whole lines, workers check the pieces, and the
+//! calling thread merges their findings in file order, so the report is the
+//! one a single thread reading line by line would give ([`Threads`]).
+//!
 //! Malformed input (no header, ragged rows, invalid UTF-8, an empty file) is a
 //! failed `csv` rule with the line number, never a crash. Dates are ISO
 //! `YYYY-MM-DD`; staleness is measured against a date from the config or the
