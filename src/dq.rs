@@ -86,8 +86,8 @@ impl Rule {
     }
 }
 
-/// A `Read` over what is left of the stream: `pending` bytes first, then the
-/// remaining chunks (the csv crate's input once the fast path hands over).
+/// A `Read` over what is left of the stream: the `current` piece first, then
+/// the pieces after it (the csv crate's input once the fast path hands over).
 struct Rest<'s, S> {
     pieces: &'s mut S,
     current: Vec<u8>,
@@ -378,6 +378,7 @@ fn threaded<'a, R: Read + Send>(
 struct Inline<'t, 'a, R> {
     cutter: Cutter<R>,
     template: &'t std::sync::OnceLock<Checker<'a>>,
+    sequential: &'t std::sync::atomic::AtomicBool,
     spare: Vec<u8>,
     bounds: Vec<(usize, usize)>,
 }
@@ -387,7 +388,8 @@ impl<'a, R: Read> Source<'a> for Inline<'_, 'a, R> {
         let Some(piece) = self.cutter.next_piece(std::mem::take(&mut self.spare))? else {
             return Ok(None);
         };
-        let part = check_piece(self.template, false, &piece, &mut self.bounds);
+        let sequential = self.sequential.load(std::sync::atomic::Ordering::Relaxed);
+        let part = check_piece(self.template, sequential, &piece, &mut self.bounds);
         Ok(Some((piece, part)))
     }
 
@@ -589,15 +591,9 @@ fn slow_f64(field: &[u8]) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// Empty or blank, or `NA`, `NaN`, `null` in any case, padded or not.
 #[inline]
 fn is_null(field: &[u8]) -> bool {
-    // Most fields are longer than any null spelling and not padded.
-    if field.len() > 4
-        && !field[0].is_ascii_whitespace()
-        && !field[field.len() - 1].is_ascii_whitespace()
-    {
-        return false;
-    }
     let t = field.trim_ascii();
     match t.len() {
         0 => true,
@@ -653,6 +649,7 @@ pub fn check_reader<R: Read + Send>(
             let mut pieces = Inline {
                 cutter,
                 template: &template,
+                sequential: &sequential,
                 spare: Vec::new(),
                 bounds: Vec::new(),
             };
@@ -886,6 +883,16 @@ fn fail_type(plan: &ColumnPlan, typed: &mut [(usize, ColumnType, Rule)], line: u
     }
 }
 
+/// The date `text` spells, through `memo` (the previous cell's text and
+/// date: dates repeat row after row).
+#[inline]
+fn remembered_date(memo: &mut (Vec<u8>, Option<Date>), text: &[u8]) -> Option<Date> {
+    if !same(&memo.0, text) {
+        *memo = (text.to_vec(), parse_date(text));
+    }
+    memo.1
+}
+
 /// Whether two short texts are equal, without a call for the common sizes.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -1001,14 +1008,7 @@ impl<'a> Checker<'a> {
         }
         self.date_parse.absorb(later.date_parse);
         if let (Some(prev), Some((first, line))) = (self.last_date, later.first_date) {
-            if first < prev {
-                self.sorted_rule.fail(line);
-            } else if self
-                .gap_days
-                .is_some_and(|g| (first - prev).whole_days() > i64::from(g))
-            {
-                self.gap_rule.fail(line);
-            }
+            self.date_step(prev, first, line);
         }
         self.sorted_rule.absorb(later.sorted_rule);
         self.gap_rule.absorb(later.gap_rule);
@@ -1017,6 +1017,18 @@ impl<'a> Checker<'a> {
         }
         self.last_date = later.last_date.or(self.last_date);
         self.max_date = self.max_date.max(later.max_date);
+    }
+
+    /// The date rules between consecutive dates: `date` on `line` after `prev`.
+    fn date_step(&mut self, prev: Date, date: Date, line: u64) {
+        if date < prev {
+            self.sorted_rule.fail(line);
+        } else if self
+            .gap_days
+            .is_some_and(|g| (date - prev).whole_days() > i64::from(g))
+        {
+            self.gap_rule.fail(line);
+        }
     }
 
     /// Binds the rules to the header's columns.
@@ -1190,10 +1202,7 @@ impl<'a> Checker<'a> {
             let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
                 continue;
             };
-            if !same(&date_memo.0, f) {
-                *date_memo = (f.to_vec(), parse_date(f));
-            }
-            if date_memo.1.is_none() {
+            if remembered_date(date_memo, f).is_none() {
                 fail_type(plan, typed, line);
             }
             if !plan.ranges.is_empty() {
@@ -1224,23 +1233,11 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(i) = self.date_col {
-            let f = fields.get(i).trim_ascii();
-            if !same(&self.date_memo.0, f) {
-                self.date_memo = (f.to_vec(), parse_date(f));
-            }
-            match self.date_memo.1 {
+            match remembered_date(&mut self.date_memo, fields.get(i).trim_ascii()) {
                 None => self.date_parse.fail(line),
                 Some(d) => {
                     match self.last_date {
-                        Some(prev) if d < prev => self.sorted_rule.fail(line),
-                        Some(prev)
-                            if self
-                                .gap_days
-                                .is_some_and(|g| (d - prev).whole_days() > i64::from(g)) =>
-                        {
-                            self.gap_rule.fail(line)
-                        }
-                        Some(_) => {}
+                        Some(prev) => self.date_step(prev, d, line),
                         None => self.first_date = Some((d, line)),
                     }
                     self.last_date = Some(d);

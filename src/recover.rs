@@ -51,6 +51,8 @@ pub fn pending(store: &Store, here: &Here) -> Result<Vec<Run>, Error> {
         let ours = run
             .started()
             .is_none_or(|s| s.repository.as_deref().is_none_or(|r| r == this_repository));
+        // The ledger decides, not the index: a run with any result (an
+        // index row could be stale or altered) is never closed twice.
         if ours && run.result().is_none() && run.status_here(here) == Status::Aborted {
             out.push(run);
         }
