@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::config::is_relative_inside;
 use crate::files::FileDigest;
-use crate::history::History;
+use crate::history::Run;
 use crate::journal;
 use crate::project::{self, Options, Projection, ReportSource, RunExtras};
 use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
@@ -47,7 +47,8 @@ pub struct Computed {
     pub verified_since: Option<String>,
     /// Run documents already written to the work tree as they were
     /// rendered (they are among the projection's known documents).
-    early: BTreeMap<String, (Written, Option<stat_cache::Entry>)>,
+    /// Sorted by path, with the status of each after writing.
+    early: Vec<(Written, Option<stat_cache::Entry>)>,
     /// The stat cache as this call found it (empty without the cache), for
     /// [`write_tracked`].
     stats: StatCache,
@@ -209,48 +210,20 @@ fn compute_inner(
     let mut phases = crate::clock::Phases::start();
     let store = &ws.store;
     let tip = gix::ObjectId::from_hex(report.head.as_bytes()).expect("verify reports a commit id");
-    let history = History {
-        tip: Some(tip.to_string()),
-        runs,
-    };
     let mut by_run: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
     for f in &report.findings {
         if let Some(run) = &f.run {
             by_run.entry(run).or_default().push(f);
         }
     }
-    let (git_dir, ref_name) = (store.git_dir(), store.ref_name());
-    let config = &ws.config;
-    let parts = crate::par::chunks(&history.runs, 64, |part| {
-        let store = crate::store::Store::open_git_dir(git_dir, ref_name)?;
-        let snapshot = store.snapshot(tip)?;
-        let mut out = Vec::with_capacity(part.len());
-        for run in part {
-            let mut e = load_extras(&snapshot, config, run)?;
-            snapshot.forget(&format!("runs/{}", run.run_id));
-            let findings = by_run.get(run.run_id.as_str()).map_or(&[][..], |f| f);
-            // Verify has already hashed the stored log against the result.
-            let has = |code: &str| findings.iter().any(|f| f.code == code);
-            e.log_matches = run
-                .result()
-                .filter(|r| r.log.stored && !has("missing_log"))
-                .map(|_| !has("log_mismatch"));
-            e.integrity = findings
-                .iter()
-                .map(|f| match &f.record {
-                    Some(r) => format!("{r}: {} [{}]", f.message, f.code),
-                    None => format!("{} [{}]", f.message, f.code),
-                })
-                .collect();
-            out.push((run.run_id.clone(), e));
-        }
-        Ok::<_, Error>(out)
-    });
-    let mut extras = BTreeMap::new();
-    for part in parts {
-        extras.extend(part?);
-    }
-    phases.mark("load extras");
+    let source = LedgerRuns {
+        git_dir: store.git_dir(),
+        ref_name: store.ref_name(),
+        tip,
+        config: &ws.config,
+        runs: &runs,
+        findings: &by_run,
+    };
     let trust_name = trust
         .writers
         .path
@@ -261,10 +234,9 @@ fn compute_inner(
     let remote = remote_state(ws, tip)?;
     let board = crate::committee::Board::new(&ws.config.committee, decisions);
     let input = project::Input {
-        history: &history,
+        runs: &source,
         board: &board,
         config: &ws.config,
-        extras: &extras,
         trust_file: &trust_name,
         remote: remote.as_ref(),
         options,
@@ -277,7 +249,7 @@ fn compute_inner(
         false => StatCache::default(),
     };
     let root = &ws.root;
-    let early = std::sync::Mutex::new(BTreeMap::new());
+    let early = std::sync::Mutex::new(Vec::new());
     let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<FileDigest>, Error> {
         let mut safe_dirs = std::collections::BTreeSet::new();
         let mut digests = Vec::with_capacity(batch.len());
@@ -289,7 +261,7 @@ fn compute_inner(
                 sha256,
                 bytes: bytes.len() as u64,
             });
-            done.push((rel, (written, entry)));
+            done.push((written, entry));
         }
         early.lock().expect("no writer panicked").extend(done);
         Ok(digests)
@@ -315,31 +287,37 @@ fn compute_inner(
     } else {
         project::project_reusing(&input, None, sink)?
     };
-    let early = early.into_inner().expect("no writer panicked");
+    let mut early = early.into_inner().expect("no writer panicked");
+    early.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
     phases.mark("project");
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
-        let Some(run) = history.find(tag) else {
+        let entries = &projection.entries;
+        let found = entries.iter().find(|e| e.run_id == tag).or_else(|| {
+            let tagged = |e: &&project::Entry| !tag.is_empty() && e.tag == tag;
+            entries.iter().rev().find(tagged)
+        });
+        let Some(run) = found else {
             return Err(Error::input(
                 "--tag",
                 format!("no run with tag or id {tag:?} in the ledger"),
             ));
         };
-        let keep: Vec<String> = projection
-            .runs
-            .iter()
-            .filter(|r| r.run_id == run.run_id)
-            .flat_map(|r| r.paths.all().cloned())
+        let run_id = run.run_id.clone();
+        let keep: Vec<String> = run
+            .paths
+            .all()
+            .cloned()
             .chain([ws.config.finalize.stage_audit_log.clone()])
             .collect();
         projection.files.retain(|path, _| keep.contains(path));
-        projection.known.retain(|path, _| keep.contains(path));
+        projection.known.retain(|f| keep.contains(&f.path));
         projection.run_keys.clear();
-        projection.runs.retain(|r| r.run_id == run.run_id);
+        projection.entries.retain(|e| e.run_id == run_id);
     }
     Ok(Computed {
         head: tip.to_string(),
-        runs: history.runs.len(),
+        runs: runs.len(),
         config_sha256,
         options,
         projection,
@@ -389,6 +367,57 @@ fn remote_state(
         ahead,
         diverged,
     }))
+}
+
+/// The verified ledger's runs for the projection: each read from the tip
+/// (or as verify held it) with its stored report and inputs, and what
+/// verify found about it.
+struct LedgerRuns<'a> {
+    git_dir: &'a Path,
+    ref_name: &'a str,
+    tip: gix::ObjectId,
+    config: &'a crate::config::Config,
+    runs: &'a [verify::RunRef],
+    findings: &'a BTreeMap<&'a str, Vec<&'a Finding>>,
+}
+
+impl project::RunSource for LedgerRuns<'_> {
+    fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    fn read(
+        &self,
+        which: &[usize],
+        each: &mut dyn FnMut(usize, Run, RunExtras) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let store = crate::store::Store::open_git_dir(self.git_dir, self.ref_name)?;
+        let snapshot = store.snapshot(self.tip)?;
+        for (k, &i) in which.iter().enumerate() {
+            let run = self.runs[i].read(&snapshot)?;
+            let mut e = load_extras(&snapshot, self.config, &run)?;
+            snapshot.forget(&format!("runs/{}", run.run_id));
+            let findings = self
+                .findings
+                .get(run.run_id.as_str())
+                .map_or(&[][..], |f| f);
+            // Verify has already hashed the stored log against the result.
+            let has = |code: &str| findings.iter().any(|f| f.code == code);
+            e.log_matches = run
+                .result()
+                .filter(|r| r.log.stored && !has("missing_log"))
+                .map(|_| !has("log_mismatch"));
+            e.integrity = findings
+                .iter()
+                .map(|f| match &f.record {
+                    Some(r) => format!("{r}: {} [{}]", f.message, f.code),
+                    None => format!("{} [{}]", f.message, f.code),
+                })
+                .collect();
+            each(k, run, e)?;
+        }
+        Ok(())
+    }
 }
 
 fn load_extras(
@@ -573,7 +602,7 @@ pub struct Written {
 /// Writes the projection's files: a new file directly (`create_new`), an
 /// existing one that differs atomically (temp file + rename), on every core.
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
-    Ok(write_known(root, projection, &StatCache::default(), &BTreeMap::new())?.0)
+    Ok(write_known(root, projection, &StatCache::default(), Vec::new())?.0)
 }
 
 /// [`write()`] for `finalize` in the work tree: files `.git/ledger/written.jsonl`
@@ -582,15 +611,16 @@ pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error
 /// read nor written.
 pub fn write_tracked(
     ws: &Workspace,
-    computed: &Computed,
+    computed: &mut Computed,
     cache: bool,
 ) -> Result<Vec<Written>, Error> {
+    let early = std::mem::take(&mut computed.early);
     let projection = &computed.projection;
     let git_dir = ws.store.git_dir();
     // The stat cache compute loaded (with `cache`), not read a second time.
     let none = StatCache::default();
     let known = if cache { &computed.stats } else { &none };
-    let (written, entries) = write_known(&ws.root, projection, known, &computed.early)?;
+    let (written, entries) = write_known(&ws.root, projection, known, early)?;
     if cache {
         StatCache::save(git_dir, &ws.root, &entries);
         RunDocs::save(git_dir, &ws.root, &projection.run_keys, &entries);
@@ -602,7 +632,7 @@ fn write_known(
     root: &Path,
     projection: &Projection,
     known: &StatCache,
-    early: &BTreeMap<String, (Written, Option<stat_cache::Entry>)>,
+    early: Vec<(Written, Option<stat_cache::Entry>)>,
 ) -> Result<(Vec<Written>, Vec<stat_cache::Entry>), Error> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
     let _progress = crate::progress::begin("write: files", entries.len());
@@ -626,10 +656,13 @@ fn write_known(
     }
     // Known documents were written as they were rendered (`early`), or
     // proved on disk by `known` when they were taken.
-    for path in projection.known.keys() {
-        if let Some((written, entry)) = early.get(path) {
-            out.push(written.clone());
-            stats.extend(entry.clone());
+    // Both sorted by path; `early` names some of the known documents.
+    let mut early = early.into_iter().peekable();
+    for path in projection.known.iter().map(|f| &f.path) {
+        while early.next_if(|(w, _)| &w.path < path).is_some() {}
+        if let Some((written, entry)) = early.next_if(|(w, _)| &w.path == path) {
+            out.push(written);
+            stats.extend(entry);
             continue;
         }
         out.push(Written {
@@ -779,10 +812,10 @@ pub(crate) fn safe_path(
     Ok(path)
 }
 
-/// The digests of the projection's files (rendered and known), sorted by path.
-pub fn digests(projection: &Projection) -> Vec<FileDigest> {
+/// The digests of the projection's rendered files (not its known ones), by path.
+fn rendered_digests(projection: &Projection) -> Vec<FileDigest> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
-    let mut all = crate::par::chunks(&entries, 256, |part| {
+    crate::par::chunks(&entries, 256, |part| {
         part.iter()
             .map(|(path, bytes)| FileDigest {
                 path: path.to_string(),
@@ -791,10 +824,22 @@ pub fn digests(projection: &Projection) -> Vec<FileDigest> {
             })
             .collect::<Vec<_>>()
     })
-    .concat();
-    all.extend(projection.known.values().cloned());
-    all.sort_by(|a, b| a.path.cmp(&b.path));
-    all
+    .concat()
+}
+
+/// Two lists of digests, each sorted by path, as one sorted list.
+fn merge_by_path<'f>(
+    a: &'f [FileDigest],
+    b: impl Iterator<Item = &'f FileDigest>,
+) -> impl Iterator<Item = &'f FileDigest> {
+    let mut a = a.iter().peekable();
+    let mut b = b.peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.path <= y.path => a.next(),
+        (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, None) => None,
+    })
 }
 
 /// The newest `finalize` record at `snapshot`: (finalize id, predicate).
@@ -867,13 +912,14 @@ pub fn record(
     computed: &Computed,
 ) -> Result<Recorded, Error> {
     let mut phases = crate::clock::Phases::start();
-    let files = digests(&computed.projection);
+    let rendered = rendered_digests(&computed.projection);
     phases.mark("record: digests");
-    let manifest = crate::record::manifest_bytes(&files);
+    let files = || merge_by_path(&rendered, computed.projection.known.iter());
+    let manifest = crate::record::manifest_bytes(files());
     let digest = crate::record::ManifestDigest {
         sha256: canon::sha256_hex(&manifest),
-        files: files.len() as u64,
-        bytes: files.iter().map(|f| f.bytes).sum(),
+        files: files().count() as u64,
+        bytes: files().map(|f| f.bytes).sum(),
     };
     let tip = ws.store.require_tip()?;
     if let Some((id, newest)) = newest(&ws.store.snapshot(tip)?)? {

@@ -166,18 +166,50 @@ pub fn verify(store: &Store, trust: &Trust, here: &Here) -> Result<Report, Error
     verify_all(store, trust, here, false).map(|v| v.report)
 }
 
-/// A whole verification with what it read, so a caller need not read the
-/// ledger twice.
+/// A whole verification with what a caller needs to read the runs after
+/// it: each run by name, held parsed only where verify found fault with it.
 #[derive(Clone, Debug)]
 pub struct Verified {
     pub report: Report,
-    /// Every run as read, oldest first by (first record time, run id).
-    pub runs: Vec<Run>,
+    /// Every run directory, in name order.
+    pub runs: Vec<RunRef>,
     /// The decisions that passed every check, in file order.
     pub decisions: Vec<Decision>,
 }
 
-/// [`verify`], also returning the runs and the accepted decisions.
+/// A run directory as verification left it for readers after it.
+#[derive(Clone, Debug)]
+pub struct RunRef {
+    pub run_id: String,
+    /// The run as verify read it, kept when verify found fault with it: its
+    /// unreadable files are then those verify reported.
+    pub held: Option<Run>,
+    /// Whether its records were proved small and canonical at this tip, so
+    /// that they can be parsed without those checks
+    /// ([`crate::history::load_run_with`]).
+    pub proven: bool,
+}
+
+impl RunRef {
+    /// The run: the one held, or read from `snapshot` (the verified tip).
+    pub fn read(
+        &self,
+        snapshot: &crate::store::Snapshot<'_>,
+    ) -> Result<Run, crate::store::StoreError> {
+        match &self.held {
+            Some(run) => Ok(run.clone()),
+            None => {
+                let run = crate::history::load_run_with(snapshot, &self.run_id, self.proven)?;
+                snapshot.forget(&format!("runs/{}", self.run_id));
+                Ok(run)
+            }
+        }
+    }
+}
+
+/// [`verify`], also returning how to read the runs and the accepted
+/// decisions. Holds no clean run: a ledger of any size is read again, run
+/// by run, by who needs its records.
 pub fn verify_with_runs(store: &Store, trust: &Trust, here: &Here) -> Result<Verified, Error> {
     verify_all(store, trust, here, true)
 }
@@ -230,7 +262,7 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
     phases.mark("verify: commits");
     let checked = check_runs_parallel(store, tip, trust, here, &run_names, keep)?;
     phases.mark("verify: runs");
-    let mut views = Vec::with_capacity(checked.len());
+    let mut views = Vec::with_capacity(if keep { checked.len() } else { 0 });
     for run in checked {
         runs += 1;
         ctx.findings.extend(run.findings);
@@ -241,7 +273,13 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
             });
         }
         records.extend(run.links);
-        views.extend(run.view);
+        if keep {
+            views.push(RunRef {
+                run_id: run.run_id,
+                proven: run.view.is_none(),
+                held: run.view,
+            });
+        }
     }
     let finalize_records = check_top_files(&mut ctx, &snapshot, Kind::Finalize)?;
     let all: Vec<(&str, &Parsed)> = finalize_records
@@ -261,7 +299,6 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
     phases.mark("verify: chains");
 
     let record_count = records.len();
-    views.sort_by(|a, b| (a.at(), &a.run_id).cmp(&(b.at(), &b.run_id)));
     let counts = Counts {
         commits: commits.len(),
         runs,
@@ -279,31 +316,45 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
 }
 
 /// `verify --policy`: every committee run (by tag prefix) must be approved.
-pub fn check_policy(board: &crate::committee::Board, runs: &[Run]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for run in runs {
+/// Reads the runs of `verified` one at a time, in ledger order (first
+/// record time, run id).
+pub fn check_policy(
+    store: &Store,
+    board: &crate::committee::Board,
+    verified: &Verified,
+) -> Result<Vec<Finding>, Error> {
+    let tip = gix::ObjectId::from_hex(verified.report.head.as_bytes())
+        .expect("verify reports a commit id");
+    let snapshot = store.snapshot(tip)?;
+    let mut committee_runs = Vec::new();
+    for r in &verified.runs {
+        let run = r.read(&snapshot)?;
         let tag = run
             .preflight()
             .map(|p| p.tag)
             .or_else(|| run.context().map(|c| c.tag))
             .unwrap_or_default();
-        if !board.is_committee_run(&tag) {
-            continue;
+        if board.is_committee_run(&tag) {
+            committee_runs.push((run.at().to_string(), run.run_id, tag));
         }
-        let Some(tally) = board.tally(&run.run_id) else {
+    }
+    committee_runs.sort();
+    let mut out = Vec::new();
+    for (_, run_id, tag) in committee_runs {
+        let Some(tally) = board.tally(&run_id) else {
             continue;
         };
         if tally.standing != crate::committee::Standing::Approved {
             out.push(Finding {
                 code: "not_approved".into(),
-                run: Some(run.run_id.clone()),
+                run: Some(run_id),
                 record: None,
                 commit: None,
                 message: format!("committee run {tag} is {}", tally.label()),
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// Only the `decisions/` directory at the tip: each decision's signatures
@@ -542,7 +593,8 @@ pub fn verify_extension(
 /// [`verify_with_runs`] of a ledger whose ancestor `base` was verified
 /// before, with `base_findings`: only what the tip adds is verified
 /// ([`verify_extension`], which also proves that nothing of `base` changed);
-/// the other runs are read, not verified again, and keep their findings.
+/// the other runs keep their findings. No run is read here: the report's
+/// `aborted` names only aborted runs among those the tip added or changed.
 /// `None` when the addition itself has a finding: then only a whole
 /// verification reports everything it implies (a rewritten record breaks
 /// chains far from it), and the caller does that.
@@ -582,41 +634,22 @@ pub fn verify_since(
         .filter(|f| f.run.as_deref().is_none_or(|r| !changed.contains(r)))
         .collect();
     findings.extend(extension.findings);
-    let git_dir = store.git_dir().to_path_buf();
-    let ref_name = store.ref_name().to_string();
-    let parts = crate::par::chunks(&names, 64, |part| -> Result<Vec<Run>, Error> {
-        let store = Store::open_git_dir(&git_dir, &ref_name)?;
-        let snapshot = store.snapshot(tip)?;
-        part.iter()
-            .map(|(name, _)| {
-                // Unchanged since the verified base: its records were
-                // proved small and canonical then, byte for byte.
-                let proven = !changed.contains(name.as_str()) && !faulted.contains(name);
-                let run = crate::history::load_run_with(&snapshot, name, proven)?;
-                snapshot.forget(&format!("runs/{name}"));
-                Ok(run)
-            })
-            .collect()
-    });
-    let mut runs = Vec::with_capacity(names.len());
-    for part in parts {
-        runs.extend(part?);
-    }
-    runs.sort_by(|a, b| (a.at(), &a.run_id).cmp(&(b.at(), &b.run_id)));
-    phases.mark("verify since: read runs");
-    let aborted = runs
+    let runs: Vec<RunRef> = names
         .iter()
-        .filter(|r| r.status_here(here) == Status::Aborted)
-        .map(|r| Aborted {
-            run_id: r.run_id.clone(),
-            recovered: r.get(Kind::Result).is_some(),
+        .map(|(name, _)| RunRef {
+            run_id: name.clone(),
+            held: None,
+            // Unchanged since the verified base: its records were proved
+            // small and canonical then, byte for byte. A run verify found
+            // fault with is read in full again, sizes first.
+            proven: !changed.contains(name.as_str()) && !faulted.contains(name),
         })
         .collect();
+    phases.mark("verify since: runs");
     let (decisions, _) = check_decisions(store, trust)?;
     let report = Report {
         ok: findings.is_empty(),
         findings,
-        aborted,
         runs: runs.len(),
         decisions: decisions.len(),
         ..extension
@@ -736,7 +769,7 @@ fn check_chain_extension(
 /// One run checked by a worker: its findings, in the order found.
 struct CheckedRun {
     run_id: String,
-    /// The parsed run, when the caller keeps runs.
+    /// The parsed run, when the caller keeps runs and this one has findings.
     view: Option<Run>,
     /// Its records' chain entries.
     links: Vec<Link>,
@@ -825,7 +858,7 @@ fn check_one_run(
         run_id: run_id.to_string(),
         links: view.records.values().map(Link::of).collect(),
         has_result: view.get(Kind::Result).is_some(),
-        view: keep.then_some(view),
+        view: (keep && !ctx.findings.is_empty()).then_some(view),
         findings: ctx.findings,
         aborted,
     })

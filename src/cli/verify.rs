@@ -63,7 +63,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         let board = crate::committee::Board::new(&ws.config.committee, verified.decisions.clone());
         report
             .findings
-            .extend(crate::verify::check_policy(&board, &verified.runs));
+            .extend(crate::verify::check_policy(&ws.store, &board, &verified)?);
         report.ok = report.findings.is_empty();
     }
     if let Some(checkpoint) = &args.since {

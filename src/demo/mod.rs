@@ -242,7 +242,7 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
     }
     let trust_file = crate::trust::Trust::writers(TrustFile::load(&trust)?);
     writeln!(note, "\ndemo: ledger finalize").ok();
-    let computed = crate::finalize::compute(
+    let mut computed = crate::finalize::compute(
         &ws,
         &trust_file,
         crate::project::Options::default(),
@@ -250,7 +250,7 @@ pub fn demo(dir: &Path, note: &mut dyn Write) -> Result<Demo, Error> {
         true,
         true,
     )?;
-    crate::finalize::write_tracked(&ws, &computed, true)?;
+    crate::finalize::write_tracked(&ws, &mut computed, true)?;
     let finalize =
         crate::finalize::record(&ws, &signer, &identity, crate::clock::now()?, &computed)?;
     let documents = computed.projection.paths();

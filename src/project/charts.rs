@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{failures, Input, StageStatus, View};
+use super::{failures, Entry, Input, StageStatus};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 280.0;
@@ -30,7 +30,7 @@ pub struct Chart {
 }
 
 /// Every chart of the ledger, in page order.
-pub fn charts(input: &Input<'_>, views: &[View<'_>]) -> Vec<Chart> {
+pub fn charts(input: &Input<'_>, views: &[Entry]) -> Vec<Chart> {
     vec![
         metric_chart(input, views),
         pass_rate_chart(views),
@@ -39,7 +39,7 @@ pub fn charts(input: &Input<'_>, views: &[View<'_>]) -> Vec<Chart> {
     ]
 }
 
-fn metric_chart(input: &Input<'_>, views: &[View<'_>]) -> Chart {
+fn metric_chart(input: &Input<'_>, views: &[Entry]) -> Chart {
     let primary = &input.config.report.primary_metric;
     let mut series: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for v in views {
@@ -61,7 +61,7 @@ fn metric_chart(input: &Input<'_>, views: &[View<'_>]) -> Chart {
     }
 }
 
-fn pass_rate_chart(views: &[View<'_>]) -> Chart {
+fn pass_rate_chart(views: &[Entry]) -> Chart {
     let mut by_factor: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for v in views {
         if let Some(r) = v.report.report() {
@@ -90,7 +90,7 @@ fn pass_rate_chart(views: &[View<'_>]) -> Chart {
     }
 }
 
-fn failure_chart(views: &[View<'_>]) -> Chart {
+fn failure_chart(views: &[Entry]) -> Chart {
     let mut patterns = failures::patterns(views);
     patterns.sort_by(|a, b| b.count.cmp(&a.count).then(a.gate.cmp(&b.gate)));
     let bars: Vec<(String, f64, String)> = patterns
@@ -112,12 +112,12 @@ fn failure_chart(views: &[View<'_>]) -> Chart {
     }
 }
 
-fn duration_chart(views: &[View<'_>]) -> Chart {
+fn duration_chart(views: &[Entry]) -> Chart {
     let ended: Vec<(String, f64)> = views
         .iter()
         .filter_map(|v| {
-            let r = v.run.result()?;
-            Some((v.tag.clone(), r.duration_ms as f64 / 1000.0))
+            let ms = v.duration_ms?;
+            Some((v.tag.clone(), ms as f64 / 1000.0))
         })
         .collect();
     let skip = ended.len().saturating_sub(MAX_BARS);

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::markdown::{Align, Doc, Inline};
-use super::{StageStatus, View};
+use super::{Entry, StageStatus, View};
 
 /// One group of failures.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,11 +116,11 @@ pub fn failures_of(view: &View<'_>) -> Vec<(String, String)> {
 }
 
 /// The patterns, most frequent first, then by gate and reason.
-pub fn patterns(views: &[View<'_>]) -> Vec<Pattern> {
+pub fn patterns(views: &[Entry]) -> Vec<Pattern> {
     let mut groups: BTreeMap<(String, String), Pattern> = BTreeMap::new();
     for v in views {
         let factor = v.report.report().map(|r| r.factor.clone());
-        for (gate, reason) in failures_of(v) {
+        for (gate, reason) in v.failures.iter().cloned() {
             let seen = (v.date.clone(), v.tag.clone());
             let p = groups
                 .entry((gate.clone(), reason.clone()))
@@ -131,7 +131,7 @@ pub fn patterns(views: &[View<'_>]) -> Vec<Pattern> {
                     first: seen.clone(),
                     last: seen.clone(),
                     factors: Vec::new(),
-                    example_run: v.run.run_id.clone(),
+                    example_run: v.run_id.clone(),
                 });
             p.count += 1;
             p.last = seen;

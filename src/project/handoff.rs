@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::markdown::{Doc, Inline};
 use super::queue::Plan;
-use super::{Input, StageStatus, View};
+use super::{Entry, Input, StageStatus};
 
 /// Where the local ledger stands against the configured remote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -50,7 +50,7 @@ pub struct Handoff {
     pub note: &'static str,
 }
 
-pub fn handoff(input: &Input<'_>, views: &[View<'_>], plan: &Plan) -> Handoff {
+pub fn handoff(input: &Input<'_>, views: &[Entry], plan: &Plan) -> Handoff {
     let remote = input.remote;
     let mut blocking = Vec::new();
     let awaiting_decision = views
@@ -59,7 +59,7 @@ pub fn handoff(input: &Input<'_>, views: &[View<'_>], plan: &Plan) -> Handoff {
         .filter_map(|v| {
             let t = v.decision.as_ref()?;
             (t.standing == crate::committee::Standing::Pending).then(|| Awaiting {
-                run_id: v.run.run_id.clone(),
+                run_id: v.run_id.clone(),
                 tag: v.tag.clone(),
                 standing: t.label(),
             })
@@ -68,17 +68,14 @@ pub fn handoff(input: &Input<'_>, views: &[View<'_>], plan: &Plan) -> Handoff {
     for v in views.iter().filter(|v| v.status == StageStatus::InProgress) {
         blocking.push(Blocker {
             reason: "run_in_progress",
-            detail: format!("{} ({}) has not ended", v.run.run_id, v.tag),
+            detail: format!("{} ({}) has not ended", v.run_id, v.tag),
         });
     }
     for v in views {
         if v.governance_passed() == Some(false) && v.paths.remediation_md.is_none() {
             blocking.push(Blocker {
                 reason: "governance_without_plan",
-                detail: format!(
-                    "{} fails governance and has no remediation plan",
-                    v.run.run_id
-                ),
+                detail: format!("{} fails governance and has no remediation plan", v.run_id),
             });
         }
     }

@@ -20,8 +20,12 @@ nav{font-size:.9rem;margin-bottom:1rem}figure{margin:1.5rem 0}svg{max-width:100%
 
 /// The site: repository-like relative paths to bytes.
 pub fn site(input: &Input<'_>, projection: &Projection, head: &str) -> BTreeMap<String, Vec<u8>> {
-    let views = super::views(input);
-    let per_run: BTreeSet<&String> = projection.runs.iter().flat_map(|r| r.paths.all()).collect();
+    let views = &projection.entries;
+    let per_run: BTreeSet<&String> = projection
+        .entries
+        .iter()
+        .flat_map(|e| e.paths.all())
+        .collect();
     let mut files = BTreeMap::new();
     for (path, bytes) in &projection.files {
         match path.strip_suffix(".md") {
@@ -46,7 +50,7 @@ pub fn site(input: &Input<'_>, projection: &Projection, head: &str) -> BTreeMap<
         escape(head)
     );
     body.push_str("<h2>Charts</h2>\n");
-    for chart in charts::charts(input, &views) {
+    for chart in charts::charts(input, views) {
         body.push_str(&format!(
             "<figure id=\"chart-{}\">\n{}</figure>\n",
             chart.id, chart.svg

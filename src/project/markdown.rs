@@ -172,6 +172,49 @@ impl Doc {
         join_blocks(&mut out, &render_blocks(&pending));
         out
     }
+
+    /// [`Doc::render`] of this document followed by a table of `count`
+    /// rows that `rows` makes a piece at a time (given each piece's range),
+    /// so that a long table's rows are never all in memory: the same bytes
+    /// as rendering the document with that table added (tested).
+    pub fn render_with_table(
+        &self,
+        header: &[(&str, Align)],
+        count: usize,
+        rows: impl Fn(std::ops::Range<usize>) -> Vec<Vec<Cell>>,
+    ) -> String {
+        self.render_with_table_in(TABLE_PIECE, header, count, rows)
+    }
+
+    fn render_with_table_in(
+        &self,
+        piece: usize,
+        header: &[(&str, Align)],
+        count: usize,
+        rows: impl Fn(std::ops::Range<usize>) -> Vec<Vec<Cell>>,
+    ) -> String {
+        let mut out = self.render_in(piece);
+        let header: Vec<(String, Align)> =
+            header.iter().map(|(h, a)| (h.to_string(), *a)).collect();
+        let mut start: usize = 0;
+        loop {
+            let end = count.min(start.saturating_add(piece));
+            let part = Block::Table {
+                header: header.clone(),
+                rows: rows(start..end),
+            };
+            let text = render_blocks(&[&part]);
+            match start {
+                0 => join_blocks(&mut out, &text),
+                // The header row and the delimiter row are the first piece's.
+                _ => out.extend(text.split_inclusive('\n').skip(2)),
+            }
+            start = end;
+            if start >= count {
+                return out;
+            }
+        }
+    }
 }
 
 /// The most table rows comrak prints at once ([`Doc::render_in`]).
@@ -395,6 +438,32 @@ mod tests {
         last.table(&header, (0..9).map(row).collect());
         assert_eq!(last.render_in(2), last.render_in(usize::MAX));
         assert_eq!(tables(&last.render_in(2))[0].len(), 10);
+    }
+
+    #[test]
+    fn a_table_made_in_pieces_prints_as_one_given_whole() {
+        let row = |i: usize| -> Vec<Cell> {
+            vec![
+                vec![Inline::text(format!("r{i} | `x` <b>\nline"))],
+                vec![Inline::link(format!("l{i}"), format!("a/{i}.md"))],
+            ]
+        };
+        let header = [("A", Align::Left), ("B", Align::Right)];
+        for count in [0, 1, 2, 7, 9] {
+            let mut head = Doc::new();
+            head.heading(1, "Title").text("before");
+            let mut whole = Doc::new();
+            whole
+                .heading(1, "Title")
+                .text("before")
+                .table(&header, (0..count).map(row).collect());
+            let want = whole.render_in(usize::MAX);
+            for piece in [1, 2, 3, 7, usize::MAX] {
+                let got =
+                    head.render_with_table_in(piece, &header, count, |r| r.map(row).collect());
+                assert_eq!(got, want, "{count} rows in pieces of {piece}");
+            }
+        }
     }
 
     /// Reads every table of `md` with an independent parser: rows of cell texts.

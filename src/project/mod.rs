@@ -1,8 +1,14 @@
 //! Projections: every audit document as a pure function of (ledger history,
 //! ledger.yaml). Nothing here reads git, the clock, the environment or the
-//! disk: the caller hands over the parsed runs and what it read of their
-//! stored files ([`RunExtras`]), and gets file paths and bytes back. The same
-//! input gives byte-identical files on any machine, any day, in any zone.
+//! disk: the caller hands over a [`RunSource`] that reads the parsed runs
+//! and what it read of their stored files ([`RunExtras`]), and gets file
+//! paths and bytes back. The same input gives byte-identical files on any
+//! machine, any day, in any zone.
+//!
+//! Runs are read in two passes and never all held at once: the first makes
+//! each run's small [`Entry`] (what the ledger-wide documents read), the
+//! second reads again, one at a time per core, the runs whose own documents
+//! must be rendered. A ledger of any size costs its entries in memory.
 //!
 //! Order is always (first record time, run id); times are the records' UTC
 //! times; numbers from reports are printed as the report wrote them.
@@ -24,7 +30,7 @@ use serde::Serialize;
 
 use crate::config::{is_relative_inside, Config};
 use crate::files::FileDigest;
-use crate::history::{History, Run, Status};
+use crate::history::{Run, Status};
 use report::{Problem, Report};
 
 /// What the caller read of a run's stored files.
@@ -67,14 +73,34 @@ pub struct Options {
     pub require_final_summary: bool,
 }
 
+/// Reads the ledger's runs for a projection, in any order the source
+/// likes: the projection sorts them.
+pub trait RunSource: Sync {
+    /// How many runs there are; they are numbered `0..len()`.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the runs numbered in `which`, in that order (a number may
+    /// come twice), handing each to `each` with its position in `which`
+    /// and what was read of its stored files. Called from several threads
+    /// at once, each with its own `which`.
+    fn read(
+        &self,
+        which: &[usize],
+        each: &mut dyn FnMut(usize, Run, RunExtras) -> Result<(), crate::Error>,
+    ) -> Result<(), crate::Error>;
+}
+
 /// Everything a projection reads.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Input<'a> {
-    pub history: &'a History,
+    pub runs: &'a dyn RunSource,
     /// Verified committee decisions and the policy.
     pub board: &'a crate::committee::Board,
     pub config: &'a Config,
-    pub extras: &'a BTreeMap<String, RunExtras>,
     /// Where verify's trust came from, for evidence texts.
     pub trust_file: &'a str,
     /// The configured remote's state, for handoff readiness.
@@ -219,6 +245,99 @@ impl View<'_> {
     }
 }
 
+/// What the ledger-wide documents read of one run: small and owned, so
+/// that every run's entry can be held while runs themselves are read,
+/// rendered and dropped.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub run_id: String,
+    /// Time of the run's first record: with the run id, the ledger order.
+    pub at: String,
+    /// The run's number in the [`RunSource`].
+    pub source: usize,
+    pub status: StageStatus,
+    pub tag: String,
+    pub workflow: String,
+    pub owner: String,
+    pub commit: Option<String>,
+    /// `YYYY-MM-DD` of the run's first record (UTC).
+    pub date: String,
+    pub report: ReportState,
+    pub decision: Option<crate::committee::Tally>,
+    pub paths: Paths,
+    /// The governance checks the run failed; `None` while it is in progress.
+    pub failed: Option<Vec<governance::Check>>,
+    /// The DQ column of the stage audit log.
+    pub dq: String,
+    /// The DQ input file, for the next-run plan.
+    pub dq_input: Option<String>,
+    pub threads: Option<u32>,
+    pub argv: Option<Vec<String>>,
+    pub result_id: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// Every failure of the run: (gate, normalized reason).
+    pub failures: Vec<(String, String)>,
+    /// [`view_digest`] without the paths, when the caller reuses documents.
+    digest: String,
+}
+
+impl Entry {
+    /// The entry of `view`, whose checks are computed with its own paths
+    /// (before shared directories are resolved): which checks fail does not
+    /// depend on a path's name, only on whether the path exists, and
+    /// resolving renames paths without removing any.
+    fn of(input: &Input<'_>, view: &View<'_>, source: usize, digest: bool) -> Entry {
+        let run = view.run;
+        let failed = (view.status != StageStatus::InProgress).then(|| {
+            governance::checks(input, view)
+                .into_iter()
+                .filter(|c| c.outcome == governance::Outcome::Fail)
+                .collect()
+        });
+        let result = run.result();
+        Entry {
+            run_id: run.run_id.clone(),
+            at: run.at().to_string(),
+            source,
+            status: view.status,
+            tag: view.tag.clone(),
+            workflow: view.workflow.clone(),
+            owner: view.owner.clone(),
+            commit: view.commit.clone(),
+            date: view.date.clone(),
+            report: view.report.clone(),
+            decision: view.decision.clone(),
+            paths: view.paths.clone(),
+            failed,
+            dq: docs::dq_text(view),
+            dq_input: run.data_quality().map(|d| d.input.path),
+            threads: run.context().and_then(|c| c.threads),
+            argv: governance::argv(run),
+            result_id: run.get(crate::record::Kind::Result).map(|p| p.id.clone()),
+            duration_ms: result.map(|r| r.duration_ms),
+            failures: failures::failures_of(view),
+            digest: if digest {
+                view_digest(view)
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    pub fn governance_passed(&self) -> Option<bool> {
+        self.failed.as_ref().map(Vec::is_empty)
+    }
+
+    pub fn failed_checks(&self) -> usize {
+        self.failed.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The factor of its valid report.
+    fn factor(&self) -> Option<&str> {
+        self.report.report().map(|r| r.factor.as_str())
+    }
+}
+
 /// What `finalize` prints per run: the secretary's checklist.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RunOutline {
@@ -239,11 +358,14 @@ pub struct Projection {
     /// Repository-relative path to file bytes.
     pub files: BTreeMap<String, Vec<u8>>,
     /// Documents not rendered because the caller proved them already on disk
-    /// with these digests ([`Reuse`]); never shares a path with `files`.
-    pub known: BTreeMap<String, FileDigest>,
+    /// with these digests ([`Reuse`]), sorted by path; never shares a path
+    /// with `files`.
+    pub known: Vec<FileDigest>,
     /// With [`Reuse`]: each run's document key and its documents' paths.
     pub run_keys: Vec<(String, Vec<String>)>,
-    pub runs: Vec<RunOutline>,
+    /// Every run's entry, in ledger order ([`Entry::outline`] for the
+    /// checklist).
+    pub entries: Vec<Entry>,
 }
 
 impl Projection {
@@ -252,7 +374,7 @@ impl Projection {
         let mut paths: Vec<String> = self
             .files
             .keys()
-            .chain(self.known.keys())
+            .chain(self.known.iter().map(|f| &f.path))
             .cloned()
             .collect();
         paths.sort();
@@ -299,15 +421,15 @@ pub fn project_reusing(
     sink: Option<Sink<'_>>,
 ) -> Result<Projection, crate::Error> {
     let mut phases = crate::clock::Phases::start();
-    let views = views(input);
-    phases.mark("project: views");
+    let entries = entries(input, reuse.is_some())?;
+    phases.mark("project: entries");
     // The stage audit log, the largest ledger-wide document, on a thread of
     // its own while this one renders the other ledger-wide documents and
     // then the runs' documents on every core.
     let (mut files, (rendered, known, run_keys)) = std::thread::scope(|scope| {
-        let log = scope.spawn(|| docs::stage_audit_log(input, &views).into_bytes());
-        let others = ledger_documents(input, &views);
-        let run_docs = run_documents(input, &views, reuse, sink);
+        let log = scope.spawn(|| docs::stage_audit_log(input, &entries).into_bytes());
+        let others = ledger_documents(input, &entries);
+        let run_docs = run_documents(input, &entries, reuse, sink);
         let mut files = BTreeMap::new();
         files.insert(
             input.config.finalize.stage_audit_log.clone(),
@@ -318,15 +440,25 @@ pub fn project_reusing(
     })?;
     files.extend(rendered);
     phases.mark("project: documents");
-    let runs = views
-        .iter()
-        .map(|v| RunOutline {
-            run_id: v.run.run_id.clone(),
-            tag: v.tag.clone(),
-            status: v.status,
-            governance_passed: v.governance_passed(),
-            failed_checks: v.failed_checks(),
-            no_summary: match (&v.paths.summary, &v.report) {
+    Ok(Projection {
+        files,
+        known,
+        run_keys,
+        entries,
+    })
+}
+
+impl Entry {
+    /// What `finalize` prints of the run.
+    pub fn outline(&self) -> RunOutline {
+        let e = self;
+        RunOutline {
+            run_id: e.run_id.clone(),
+            tag: e.tag.clone(),
+            status: e.status,
+            governance_passed: e.governance_passed(),
+            failed_checks: e.failed_checks(),
+            no_summary: match (&e.paths.summary, &e.report) {
                 (Some(_), _) => None,
                 (None, ReportState::Missing) => Some("no report among the run's products".into()),
                 (None, ReportState::NotStored { .. }) => {
@@ -340,20 +472,14 @@ pub fn project_reusing(
                 }
                 (None, ReportState::Valid { .. }) => Some("the report path is unsafe".into()),
             },
-            paths: v.paths.clone(),
-        })
-        .collect();
-    Ok(Projection {
-        files,
-        known,
-        run_keys,
-        runs,
-    })
+            paths: e.paths.clone(),
+        }
+    }
 }
 
 /// The ledger-wide documents but the stage audit log: the registry,
 /// candidate queue, next-run plan, handoff readiness and failure patterns.
-fn ledger_documents(input: &Input<'_>, views: &[View<'_>]) -> BTreeMap<String, Vec<u8>> {
+fn ledger_documents(input: &Input<'_>, views: &[Entry]) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let registry = &input.config.finalize.registry_dir;
     files.insert(
@@ -430,10 +556,10 @@ fn sha256_json<T: Serialize>(value: &T) -> String {
     crate::record::canon::sha256_hex(&bytes)
 }
 
-/// SHA-256 over everything of a view its documents are rendered from: the
-/// run's records (ids and signatures), what could not be read, what was read
-/// of its stored files (by digest), verify's findings about it, the
-/// committee's tally and the document paths.
+/// SHA-256 over everything of a view its documents are rendered from but
+/// the document paths ([`entry_digest`] adds those): the run's records (ids
+/// and signatures), what could not be read, what was read of its stored
+/// files (by digest), verify's findings about it and the committee's tally.
 fn view_digest(view: &View<'_>) -> String {
     use crate::record::canon::sha256_hex;
     #[derive(Serialize)]
@@ -448,7 +574,6 @@ fn view_digest(view: &View<'_>) -> String {
         inputs: BTreeMap<&'d String, String>,
         status: StageStatus,
         decision: &'d Option<crate::committee::Tally>,
-        paths: &'d Paths,
     }
     let run = view.run;
     let e = view.extras;
@@ -477,87 +602,146 @@ fn view_digest(view: &View<'_>) -> String {
         inputs: e.inputs.iter().map(|(p, b)| (p, sha256_hex(b))).collect(),
         status: view.status,
         decision: &view.decision,
-        paths: &view.paths,
     })
 }
 
+/// SHA-256 over an entry's view digest and its document paths (final,
+/// after shared directories are resolved).
+fn entry_digest(entry: &Entry) -> String {
+    sha256_json(&(&entry.digest, &entry.paths))
+}
+
+/// Documents rendered (path, bytes).
+type Rendered = Vec<(String, Vec<u8>)>;
+
 /// Documents, documents known on disk, and run keys, as [`run_documents`]
 /// returns them.
-type RunDocuments = (
-    Vec<(String, Vec<u8>)>,
-    BTreeMap<String, FileDigest>,
-    Vec<(String, Vec<String>)>,
-);
+type RunDocuments = (Rendered, Vec<FileDigest>, Vec<(String, Vec<String>)>);
 
 /// Every run's own documents (final summary, run review, governance check
 /// and remediation plan), rendered on every core: each run's documents
 /// depend on that run and the one before it of the same factor only. With
-/// `reuse`, a run whose documents it has is not rendered; with `sink`, the
-/// documents rendered go there in batches and come back as known.
+/// `reuse`, a run whose documents it has is not rendered (nor read again);
+/// with `sink`, the documents rendered go there in batches and come back
+/// as known.
 fn run_documents(
     input: &Input<'_>,
-    views: &[View<'_>],
+    entries: &[Entry],
     reuse: Option<(&str, Reuse<'_>)>,
     sink: Option<Sink<'_>>,
 ) -> Result<RunDocuments, crate::Error> {
-    let indices: Vec<usize> = (0..views.len()).collect();
-    // Each view's digest once, though it enters two keys (its own run's and
-    // the next run of its factor's).
-    let digests: Vec<String> = match reuse {
-        Some(_) => crate::par::chunks(views, 64, |part| {
-            part.iter().map(view_digest).collect::<Vec<_>>()
-        })
-        .concat(),
-        None => Vec::new(),
-    };
-    let _progress = crate::progress::begin("finalize: run documents", views.len());
-    let parts = crate::par::chunks(&indices, 64, |part| {
-        let mut out = Vec::new();
-        let mut known = Vec::new();
-        let mut keys = Vec::new();
-        // Rendered documents go to the sink once there are `at` of them.
-        let flush =
-            |out: &mut Vec<(String, Vec<u8>)>, known: &mut Vec<FileDigest>, at: usize| match sink {
-                Some(sink) if out.len() >= at => {
-                    known.extend(sink(std::mem::take(out))?);
-                    Ok(())
+    let previous = previous_of_factor(entries);
+    let mut known = Vec::new();
+    let mut keys = Vec::new();
+    let mut todo = Vec::new();
+    match reuse {
+        Some((salt, reuse)) => {
+            // Each entry's digest once, though it enters two keys (its own
+            // run's and the next run of its factor's).
+            let digests: Vec<String> = crate::par::chunks(entries, 64, |part| {
+                part.iter().map(entry_digest).collect::<Vec<_>>()
+            })
+            .concat();
+            for (i, e) in entries.iter().enumerate() {
+                let previous_digest = previous[i].map(|p| digests[p].as_str());
+                let key = run_key(salt, input, &digests[i], previous_digest);
+                match reuse(&key) {
+                    Some(files) => {
+                        keys.push((key, files.iter().map(|f| f.path.clone()).collect()));
+                        known.extend(files);
+                    }
+                    None => {
+                        keys.push((key, e.paths.all().cloned().collect()));
+                        todo.push(i);
+                    }
                 }
-                _ => Ok::<(), crate::Error>(()),
-            };
-        for (n, &i) in part.iter().enumerate() {
-            if n % 64 == 63 {
+            }
+        }
+        None => todo.extend(0..entries.len()),
+    }
+    let _progress = crate::progress::begin("finalize: run documents", todo.len());
+    let parts = crate::par::chunks(&todo, 64, |part| {
+        render_part(input, entries, &previous, part, sink)
+    });
+    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // Each document's digest is held once: a 100,000-run ledger has 600,000.
+    known.reserve_exact(parts.iter().map(|(_, k)| k.len()).sum());
+    let mut files = Vec::new();
+    for (f, k) in parts {
+        files.extend(f);
+        known.extend(k);
+    }
+    known.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((files, known, keys))
+}
+
+/// Renders the documents of the runs numbered `part` (ascending entry
+/// indices), reading each run and, where it is not at hand, the previous
+/// run of its factor. Holds the newest run read of each factor.
+fn render_part(
+    input: &Input<'_>,
+    entries: &[Entry],
+    previous: &[Option<usize>],
+    part: &[usize],
+    sink: Option<Sink<'_>>,
+) -> Result<(Rendered, Vec<FileDigest>), crate::Error> {
+    // What to read, in order: (entry, whether to render it). A previous
+    // run is read first when the newest run of its factor read so far is
+    // another one.
+    let mut plan: Vec<(usize, bool)> = Vec::with_capacity(part.len());
+    let mut newest: BTreeMap<&str, usize> = BTreeMap::new();
+    for &i in part {
+        if let Some(p) = previous[i] {
+            let factor = entries[p].factor().expect("a previous run has a report");
+            if newest.get(factor) != Some(&p) {
+                plan.push((p, false));
+                newest.insert(factor, p);
+            }
+        }
+        plan.push((i, true));
+        if let Some(factor) = entries[i].factor() {
+            newest.insert(factor, i);
+        }
+    }
+    let which: Vec<usize> = plan.iter().map(|&(i, _)| entries[i].source).collect();
+    let mut held: BTreeMap<String, (usize, Run, RunExtras)> = BTreeMap::new();
+    let (mut out, mut known) = (Vec::new(), Vec::new());
+    let mut rendered = 0;
+    input.runs.read(&which, &mut |k, run, extras| {
+        let (i, render) = plan[k];
+        let entry = &entries[i];
+        if render {
+            let mut view = view_of(input, &run, &extras);
+            view.paths = entry.paths.clone();
+            if view.status != StageStatus::InProgress {
+                view.checks = Some(governance::checks(input, &view));
+            }
+            let before = previous[i].map(|p| {
+                let factor = entries[p].factor().expect("a previous run has a report");
+                let (at, run, extras) = &held[factor];
+                debug_assert_eq!(*at, p, "the plan reads each previous run first");
+                let mut view = view_of(input, run, extras);
+                view.paths = entries[p].paths.clone();
+                view
+            });
+            render_run(input, &view, before.as_ref(), &mut out);
+            rendered += 1;
+            if rendered % 64 == 0 {
                 crate::progress::inc(64);
             }
-            flush(&mut out, &mut known, SINK_BATCH)?;
-            let view = &views[i];
-            let before = previous_of_factor(&views[..i], view);
-            let previous = before.map(|p| &views[p]);
-            if let Some((salt, reuse)) = reuse {
-                let previous_digest = before.map(|p| digests[p].as_str());
-                let key = run_key(salt, input, &digests[i], previous_digest);
-                if let Some(files) = reuse(&key) {
-                    keys.push((key, files.iter().map(|f| f.path.clone()).collect()));
-                    known.extend(files);
-                    continue;
-                }
-                let first = out.len();
-                render_run(input, view, previous, &mut out);
-                keys.push((key, out[first..].iter().map(|(p, _)| p.clone()).collect()));
-                continue;
+            if let Some(sink) = sink.filter(|_| out.len() >= SINK_BATCH) {
+                known.extend(sink(std::mem::take(&mut out))?);
             }
-            render_run(input, view, previous, &mut out);
         }
-        flush(&mut out, &mut known, 1)?;
-        Ok::<_, crate::Error>((out, known, keys))
-    });
-    let (mut files, mut known, mut keys) = (Vec::new(), BTreeMap::new(), Vec::new());
-    for part in parts {
-        let (f, k, r) = part?;
-        files.extend(f);
-        known.extend(k.into_iter().map(|d| (d.path.clone(), d)));
-        keys.extend(r);
+        if let Some(factor) = entry.factor() {
+            held.insert(factor.to_string(), (i, run, extras));
+        }
+        Ok(())
+    })?;
+    if let Some(sink) = sink.filter(|_| !out.is_empty()) {
+        known.extend(sink(std::mem::take(&mut out))?);
     }
-    Ok((files, known, keys))
+    Ok((out, known))
 }
 
 /// One run's documents, appended to `out`.
@@ -603,50 +787,49 @@ fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-/// The index of the newest earlier run with a valid report of the same factor.
-fn previous_of_factor(earlier: &[View<'_>], view: &View<'_>) -> Option<usize> {
-    let factor = &view.report.report()?.factor;
-    earlier
+/// For each entry, the newest earlier entry with a valid report of the
+/// same factor.
+fn previous_of_factor(entries: &[Entry]) -> Vec<Option<usize>> {
+    let mut newest: BTreeMap<&str, usize> = BTreeMap::new();
+    entries
         .iter()
-        .rposition(|v| v.report.report().is_some_and(|r| &r.factor == factor))
+        .enumerate()
+        .map(|(i, e)| {
+            let factor = e.factor()?;
+            newest.insert(factor, i)
+        })
+        .collect()
 }
 
-/// Builds the per-run views, oldest first, with document paths assigned.
-pub fn views<'a>(input: &Input<'a>) -> Vec<View<'a>> {
-    // Each run's view on every core, in order; only the shared directories
-    // below look across runs.
-    let runs: &'a [Run] = &input.history.runs;
-    let indices: Vec<usize> = (0..runs.len()).collect();
-    let parts = crate::par::chunks(&indices, 64, |part| {
-        part.iter()
-            .map(|&i| view_of(input, &runs[i]))
-            .collect::<Vec<View<'a>>>()
+/// Every run's entry, oldest first, with document paths assigned: the
+/// runs are read on every core, one at a time per core.
+fn entries(input: &Input<'_>, digest: bool) -> Result<Vec<Entry>, crate::Error> {
+    let all: Vec<usize> = (0..input.runs.len()).collect();
+    let _progress = crate::progress::begin("finalize: read runs", all.len());
+    let parts = crate::par::chunks(&all, 64, |part| {
+        let mut out = Vec::with_capacity(part.len());
+        input.runs.read(part, &mut |k, run, extras| {
+            let view = view_of(input, &run, &extras);
+            out.push(Entry::of(input, &view, part[k], digest));
+            if out.len() % 64 == 0 {
+                crate::progress::inc(64);
+            }
+            Ok(())
+        })?;
+        Ok::<_, crate::Error>(out)
     });
-    let mut views: Vec<View<'a>> = parts.into_iter().flatten().collect();
-    resolve_shared_dirs(input.config, &mut views);
-    let checks = crate::par::chunks(&views, 64, |part| {
-        part.iter()
-            .map(|view| {
-                (view.status != StageStatus::InProgress).then(|| governance::checks(input, view))
-            })
-            .collect::<Vec<_>>()
-    });
-    for (view, checks) in views.iter_mut().zip(checks.into_iter().flatten()) {
-        view.checks = checks;
+    let mut entries = Vec::with_capacity(all.len());
+    for part in parts {
+        entries.extend(part?);
     }
-    views
+    entries.sort_by(|a, b| (&a.at, &a.run_id).cmp(&(&b.at, &b.run_id)));
+    resolve_shared_dirs(input.config, &mut entries);
+    Ok(entries)
 }
 
 /// One run's view, with its own document paths (before shared directories
 /// are resolved) and no governance checks yet.
-fn view_of<'a>(input: &Input<'a>, run: &'a Run) -> View<'a> {
-    static EMPTY: RunExtras = RunExtras {
-        report: None,
-        log_matches: None,
-        integrity: Vec::new(),
-        inputs: BTreeMap::new(),
-    };
-    let extras = input.extras.get(&run.run_id).unwrap_or(&EMPTY);
+fn view_of<'a>(input: &Input<'_>, run: &'a Run, extras: &'a RunExtras) -> View<'a> {
     let preflight = run.preflight();
     let context = run.context();
     let (tag, workflow, owner) = match (&preflight, &context) {
@@ -723,7 +906,7 @@ fn base_paths(config: &Config, view: &View<'_>) -> Paths {
 /// When several runs wrote their report into one directory (a rerun with the
 /// same output folder), the newest run's documents keep the plain names and
 /// earlier runs' get their run id inserted: `<stem>.<run_id>.md`.
-fn resolve_shared_dirs(config: &Config, views: &mut [View<'_>]) {
+fn resolve_shared_dirs(config: &Config, views: &mut [Entry]) {
     let mut owner_of: BTreeMap<String, usize> = BTreeMap::new();
     for (i, v) in views.iter().enumerate() {
         if let Some(s) = &v.paths.summary {
@@ -738,7 +921,7 @@ fn resolve_shared_dirs(config: &Config, views: &mut [View<'_>]) {
             continue;
         }
         let dir = parent(&summary).to_string();
-        let id = &v.run.run_id;
+        let id = &v.run_id;
         v.paths.summary = Some(join(&dir, &with_id(&config.finalize.summary_name, id)));
         v.paths.review = Some(join(&dir, &with_id(&config.finalize.review_name, id)));
     }

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::failures::failures_of;
-use super::governance::{argv, shell_line, Outcome};
+use super::governance::shell_line;
 use super::markdown::{Align, Doc, Inline};
-use super::{Input, StageStatus, View};
+use super::{Entry, Input, StageStatus};
 
 /// A factor's place in the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -60,11 +59,11 @@ fn text(v: Option<&Value>) -> String {
 
 /// Every factor with a valid report, ranked: queued by score (then by the
 /// primary metric, then by name), then ready, then promoted, then parked.
-pub fn candidates(input: &Input<'_>, views: &[View<'_>]) -> Vec<Candidate> {
+pub fn candidates(input: &Input<'_>, views: &[Entry]) -> Vec<Candidate> {
     let weights = &input.config.finalize.queue;
     let primary = &input.config.report.primary_metric;
     let higher = input.config.report.higher_is_better;
-    let mut by_factor: BTreeMap<&str, Vec<&View<'_>>> = BTreeMap::new();
+    let mut by_factor: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
     let mut top_cost: Option<f64> = None;
     for v in views {
         if let Some(r) = v.report.report() {
@@ -95,7 +94,7 @@ pub fn candidates(input: &Input<'_>, views: &[View<'_>]) -> Vec<Candidate> {
                 factor: factor.to_string(),
                 state: State::Queued,
                 score: 0,
-                last_run: last.run.run_id.clone(),
+                last_run: last.run_id.clone(),
                 last_tag: last.tag.clone(),
                 primary_metric: metric,
                 reason: String::new(),
@@ -125,9 +124,9 @@ pub fn candidates(input: &Input<'_>, views: &[View<'_>]) -> Vec<Candidate> {
             let k = weights.park_after.max(1);
             if runs.len() >= k {
                 let recent = &runs[runs.len() - k..];
-                let mut shared: Vec<(String, String)> = failures_of(recent[0]);
+                let mut shared: Vec<(String, String)> = recent[0].failures.clone();
                 for v in &recent[1..] {
-                    let these = failures_of(v);
+                    let these = &v.failures;
                     shared.retain(|p| these.contains(p));
                 }
                 if let Some((gate, reason)) = shared.into_iter().min() {
@@ -308,7 +307,7 @@ pub struct Plan {
 }
 
 /// The plan for the top queued candidate.
-pub fn plan(input: &Input<'_>, views: &[View<'_>], candidates: &[Candidate]) -> Plan {
+pub fn plan(input: &Input<'_>, views: &[Entry], candidates: &[Candidate]) -> Plan {
     let queued: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.state == State::Queued)
@@ -338,7 +337,7 @@ pub fn plan(input: &Input<'_>, views: &[View<'_>], candidates: &[Candidate]) -> 
             "no factor is queued: every factor is ready for promotion, promoted or parked".into();
         return plan;
     };
-    let Some(view) = views.iter().find(|v| v.run.run_id == top.last_run) else {
+    let Some(view) = views.iter().find(|v| v.run_id == top.last_run) else {
         return plan;
     };
     let report = view.report.report().expect("queued runs have a report");
@@ -373,16 +372,20 @@ pub fn plan(input: &Input<'_>, views: &[View<'_>], candidates: &[Candidate]) -> 
         "--owner".into(),
         view.owner.clone(),
     ];
-    if let Some(t) = view.run.context().and_then(|c| c.threads) {
+    if let Some(t) = view.threads {
         words.extend(["--threads".into(), t.to_string()]);
     }
-    let dq = view.run.data_quality().map(|d| d.input.path);
+    let dq = view.dq_input.clone();
     if let Some(p) = &dq {
         words.extend(["--dq-input-csv".into(), p.clone()]);
     }
     words.extend(["--freeze-file".into(), freeze.clone()]);
     words.push("--".into());
-    words.extend(argv(view.run).unwrap_or_else(|| vec!["<command>".into()]));
+    words.extend(
+        view.argv
+            .clone()
+            .unwrap_or_else(|| vec!["<command>".into()]),
+    );
     plan.prerequisites.push(format!(
         "create the freeze file {freeze} at commit {short} (its name pins the commit)"
     ));
@@ -402,19 +405,14 @@ pub fn plan(input: &Input<'_>, views: &[View<'_>], candidates: &[Candidate]) -> 
             view.workflow
         ));
     }
-    for c in view
-        .checks
-        .iter()
-        .flatten()
-        .filter(|c| c.outcome == Outcome::Fail)
-    {
+    for c in view.failed.iter().flatten() {
         plan.prerequisites.push(format!(
             "open remediation item of {}: {} ({})",
             view.tag, c.title, c.evidence
         ));
     }
     plan.factor = Some(top.factor.clone());
-    plan.based_on_run = Some(view.run.run_id.clone());
+    plan.based_on_run = Some(view.run_id.clone());
     plan.workflow = Some(view.workflow.clone());
     plan.tag = Some(tag);
     plan.strategy = report.strategy.clone();

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::markdown::{Align, Doc, Inline};
-use super::{Input, View};
-use crate::record::Kind;
+use super::{Entry, Input};
 
 /// A value as the report wrote it; empty when absent.
 fn text(v: Option<&Value>) -> String {
@@ -21,7 +20,7 @@ fn text(v: Option<&Value>) -> String {
 /// `factor_experiment_registry.csv`: RFC 4180 through the csv crate, columns
 /// in a fixed order, then one `metric:<name>` column per metric any report
 /// names, sorted by name.
-pub fn registry_csv(views: &[View<'_>]) -> Vec<u8> {
+pub fn registry_csv(views: &[Entry]) -> Vec<u8> {
     let mut metric_names: Vec<&String> = views
         .iter()
         .filter_map(|v| v.report.report())
@@ -65,7 +64,7 @@ pub fn registry_csv(views: &[View<'_>]) -> Vec<u8> {
             .map(|c| text(Some(c)))
             .collect();
         let mut row = vec![
-            v.run.run_id.clone(),
+            v.run_id.clone(),
             v.tag.clone(),
             v.date.clone(),
             v.owner.clone(),
@@ -86,31 +85,26 @@ pub fn registry_csv(views: &[View<'_>]) -> Vec<u8> {
                 .unwrap_or_default(),
         ];
         row.extend(metric_names.iter().map(|m| text(r.metrics.get(*m))));
-        row.push(
-            v.run
-                .get(Kind::Result)
-                .map(|p| p.id.clone())
-                .unwrap_or_default(),
-        );
+        row.push(v.result_id.clone().unwrap_or_default());
         out.write_record(&row).expect("writing CSV to memory");
     }
     out.into_inner().expect("a Vec writer cannot fail")
 }
 
 /// `factor_experiment_leaderboard.md`.
-pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
+pub fn leaderboard(input: &Input<'_>, views: &[Entry]) -> String {
     let primary = &input.config.report.primary_metric;
     let higher = input.config.report.higher_is_better;
     // Runs with a valid report, by factor, oldest first.
-    let mut by_factor: BTreeMap<&str, Vec<&View<'_>>> = BTreeMap::new();
+    let mut by_factor: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
     for v in views {
         if let Some(r) = v.report.report() {
             by_factor.entry(r.factor.as_str()).or_default().push(v);
         }
     }
-    struct Line<'v, 'a> {
+    struct Line<'v> {
         factor: &'v str,
-        best: Option<(f64, &'v View<'a>)>,
+        best: Option<(f64, &'v Entry)>,
         runs: usize,
         passed: usize,
         latest: String,
@@ -118,10 +112,10 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
         /// The newest run of the factor the committee approved.
         promoted: Option<&'v str>,
     }
-    let mut lines: Vec<Line<'_, '_>> = by_factor
+    let mut lines: Vec<Line<'_>> = by_factor
         .iter()
         .map(|(factor, runs)| {
-            let mut best: Option<(f64, &View<'_>)> = None;
+            let mut best: Option<(f64, &Entry)> = None;
             for v in runs {
                 if let Some(m) = v.report.report().and_then(|r| r.metric(primary)) {
                     let better = best.is_none_or(|(b, _)| if higher { m > b } else { m < b });
@@ -168,7 +162,7 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
     // Best first (by the primary metric's direction), factors without a
     // number last, ties by factor name.
     lines.sort_by(|a, b| {
-        let key = |l: &Line<'_, '_>| l.best.map(|(m, _)| if higher { -m } else { m });
+        let key = |l: &Line<'_>| l.best.map(|(m, _)| if higher { -m } else { m });
         match (key(a), key(b)) {
             (Some(x), Some(y)) => x.total_cmp(&y).then(a.factor.cmp(b.factor)),
             (Some(_), None) => std::cmp::Ordering::Less,
@@ -189,7 +183,7 @@ pub fn leaderboard(input: &Input<'_>, views: &[View<'_>]) -> String {
             let (best, run) = match l.best {
                 Some((_, v)) => (
                     text(v.report.report().and_then(|r| r.metrics.get(primary))),
-                    vec![Inline::code(&v.run.run_id)],
+                    vec![Inline::code(&v.run_id)],
                 ),
                 None => ("—".into(), vec![Inline::text("—")]),
             };

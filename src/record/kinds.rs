@@ -272,7 +272,7 @@ pub struct ManifestDigest {
 }
 
 /// The manifest bytes of `files` (sorted by path).
-pub fn manifest_bytes(files: &[FileDigest]) -> Vec<u8> {
+pub fn manifest_bytes<'f>(files: impl IntoIterator<Item = &'f FileDigest>) -> Vec<u8> {
     // The members in canonical (sorted) order, written compactly: serde_json
     // escapes strings and writes integers as canonical JSON does, so each
     // line is the file digest's canonical form (tested) without building
@@ -283,7 +283,7 @@ pub fn manifest_bytes(files: &[FileDigest]) -> Vec<u8> {
         path: &'f str,
         sha256: &'f str,
     }
-    let mut out = Vec::with_capacity(files.len() * 128);
+    let mut out = Vec::new();
     for f in files {
         let line = Line {
             bytes: f.bytes,

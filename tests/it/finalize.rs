@@ -1154,6 +1154,59 @@ fn finalize_reuses_what_it_verified_and_still_sees_a_rewritten_record() {
     assert_ok(env.ledger(&["finalize", "--check"]));
 }
 
+/// Runs whose documents must be rendered again are read again, each with
+/// the previous run of its factor (itself maybe not rendered): rendering
+/// some runs of a ledger on two threads gives the bytes of rendering all.
+#[test]
+fn rendering_some_runs_again_gives_the_bytes_of_rendering_all() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("gen");
+    assert_ok(env.ledger(&["generate", dir.to_str().unwrap(), "--runs", "300"]));
+    let finalize = |extra: &[&str]| -> Value {
+        let mut args = vec!["finalize", "--json"];
+        args.extend_from_slice(extra);
+        let mut cmd = env.command(&args);
+        cmd.current_dir(&dir).env_remove("LEDGER_KEY");
+        let out: crate::common::Run = cmd.output().unwrap().into();
+        assert_eq!(out.code, 0, "{out:?}");
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let paths = written_paths(&finalize(&["--no-cache"]));
+    let want = projection_files(&dir, &paths);
+    finalize(&[]);
+    let reviews: Vec<&String> = paths
+        .iter()
+        .filter(|p| p.ends_with("run_review.md"))
+        .collect();
+    assert!(reviews.len() > 200, "{}", reviews.len());
+    let mut removed = Vec::new();
+    for (i, path) in reviews.into_iter().enumerate() {
+        if i % 3 != 0 {
+            std::fs::remove_file(dir.join(path)).unwrap();
+            removed.push(path.clone());
+        }
+    }
+    let outcome = finalize(&[]);
+    let mut changed: Vec<String> = outcome["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["changed"] == true)
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    changed.sort();
+    removed.sort();
+    assert_eq!(changed, removed, "only the missing reviews are written");
+    let got = projection_files(&dir, &paths);
+    for (path, bytes) in &want {
+        assert!(
+            got.get(path) == Some(bytes),
+            "{path} differs after rendering it alone"
+        );
+    }
+    assert_eq!(got.len(), want.len());
+}
+
 #[test]
 fn finalize_document_caches_never_change_a_result() {
     let env = TestEnv::init();
