@@ -1,9 +1,10 @@
 //! The files of ledger's caches under `<git dir>/ledger/`: one JSON header
 //! line, then one JSON line per row. They only save time: a file that is
 //! missing, from another version or does not parse reads as absent, and a
-//! file that cannot be written is left alone.
+//! file that cannot be written is left alone. Both ways stream, line by
+//! line: a 100,000-run ledger's caches are hundreds of megabytes of text.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -16,12 +17,25 @@ pub fn read<H: DeserializeOwned, R: DeserializeOwned>(
 ) -> Option<(std::fs::Metadata, H, Vec<R>)> {
     let file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
-    let text = std::io::read_to_string(file).ok()?;
-    let mut lines = text.lines();
-    let header = serde_json::from_str(lines.next()?).ok()?;
-    let rows = lines
-        .map(|l| serde_json::from_str(l).ok())
-        .collect::<Option<Vec<R>>>()?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = String::new();
+    // Whether there was a next line (read without its line ending); `None`
+    // on a read error, invalid UTF-8 included.
+    let mut next = |line: &mut String| -> Option<bool> {
+        line.clear();
+        let more = reader.read_line(line).ok()? > 0;
+        let end = line.trim_end_matches(['\n', '\r']).len();
+        line.truncate(end);
+        Some(more)
+    };
+    if !next(&mut line)? {
+        return None;
+    }
+    let header = serde_json::from_str(&line).ok()?;
+    let mut rows = Vec::new();
+    while next(&mut line)? {
+        rows.push(serde_json::from_str(&line).ok()?);
+    }
     Some((meta, header, rows))
 }
 
@@ -31,27 +45,38 @@ pub fn write<H: Serialize, R: Serialize>(
     header: &H,
     rows: impl IntoIterator<Item = R>,
 ) {
-    let mut bytes = serde_json::to_vec(header).expect("a cache header serializes");
-    bytes.push(b'\n');
-    for row in rows {
-        serde_json::to_writer(&mut bytes, &row).expect("a cache row serializes");
-        bytes.push(b'\n');
-    }
-    write_bytes(path, &bytes);
+    write_with(path, |out| {
+        serde_json::to_writer(&mut *out, header)?;
+        out.write_all(b"\n")?;
+        for row in rows {
+            serde_json::to_writer(&mut *out, &row)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    });
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
 /// reader never sees half of it; failures are ignored (a cache that cannot
 /// be written only costs time later).
 pub fn write_bytes(path: &Path, bytes: &[u8]) {
+    write_with(path, |out| Ok(out.write_all(bytes)?));
+}
+
+type Out = BufWriter<std::fs::File>;
+
+fn write_with(path: &Path, fill: impl FnOnce(&mut Out) -> Result<(), Box<dyn std::error::Error>>) {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let written = path
-        .parent()
-        .map(std::fs::create_dir_all)
-        .transpose()
-        .and_then(|_| std::fs::File::create(&tmp))
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let written = (|| -> Result<(), Box<dyn std::error::Error>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+        fill(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -35,6 +35,9 @@ pub struct Computed {
     /// The ledger commit read.
     pub head: String,
     pub runs: usize,
+    /// What `finalize` prints of each run (the projection's entries are
+    /// dropped once the documents are rendered).
+    pub outlines: Vec<project::RunOutline>,
     pub config_sha256: String,
     pub options: Options,
     pub projection: Projection,
@@ -48,7 +51,7 @@ pub struct Computed {
     /// Run documents already written to the work tree as they were
     /// rendered (they are among the projection's known documents).
     /// Sorted by path, with the status of each after writing.
-    early: Vec<(Written, Option<stat_cache::Entry>)>,
+    early: Vec<(Written, Option<stat_cache::Stat>)>,
     /// The stat cache as this call found it (empty without the cache), for
     /// [`write_tracked`].
     stats: StatCache,
@@ -261,7 +264,7 @@ fn compute_inner(
                 sha256,
                 bytes: bytes.len() as u64,
             });
-            done.push((written, entry));
+            done.push((written, entry.as_ref().map(stat_cache::Entry::stat)));
         }
         early.lock().expect("no writer panicked").extend(done);
         Ok(digests)
@@ -315,9 +318,14 @@ fn compute_inner(
         projection.run_keys.clear();
         projection.entries.retain(|e| e.run_id == run_id);
     }
+    let outlines = std::mem::take(&mut projection.entries)
+        .iter()
+        .map(project::Entry::outline)
+        .collect();
     Ok(Computed {
         head: tip.to_string(),
         runs: runs.len(),
+        outlines,
         config_sha256,
         options,
         projection,
@@ -391,32 +399,48 @@ impl project::RunSource for LedgerRuns<'_> {
         which: &[usize],
         each: &mut dyn FnMut(usize, Run, RunExtras) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let store = crate::store::Store::open_git_dir(self.git_dir, self.ref_name)?;
-        let snapshot = store.snapshot(self.tip)?;
-        for (k, &i) in which.iter().enumerate() {
-            let run = self.runs[i].read(&snapshot)?;
-            let mut e = load_extras(&snapshot, self.config, &run)?;
-            snapshot.forget(&format!("runs/{}", run.run_id));
-            let findings = self
-                .findings
-                .get(run.run_id.as_str())
-                .map_or(&[][..], |f| f);
-            // Verify has already hashed the stored log against the result.
-            let has = |code: &str| findings.iter().any(|f| f.code == code);
-            e.log_matches = run
-                .result()
-                .filter(|r| r.log.stored && !has("missing_log"))
-                .map(|_| !has("log_mismatch"));
-            e.integrity = findings
-                .iter()
-                .map(|f| match &f.record {
-                    Some(r) => format!("{r}: {} [{}]", f.message, f.code),
-                    None => format!("{} [{}]", f.message, f.code),
-                })
-                .collect();
-            each(k, run, e)?;
+        for (n, piece) in which.chunks(crate::store::RUNS_PER_HANDLE).enumerate() {
+            let store = crate::store::Store::open_git_dir(self.git_dir, self.ref_name)?;
+            let snapshot = store.snapshot(self.tip)?;
+            let first = n * crate::store::RUNS_PER_HANDLE;
+            for (j, &i) in piece.iter().enumerate() {
+                self.read_one(&snapshot, first + j, i, each)?;
+            }
         }
         Ok(())
+    }
+}
+
+impl LedgerRuns<'_> {
+    /// Reads run `i` (position `k` in the caller's list) and hands it on.
+    fn read_one(
+        &self,
+        snapshot: &Snapshot<'_>,
+        k: usize,
+        i: usize,
+        each: &mut dyn FnMut(usize, Run, RunExtras) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let run = self.runs[i].read(snapshot)?;
+        let mut e = load_extras(snapshot, self.config, &run)?;
+        snapshot.forget(&format!("runs/{}", run.run_id));
+        let findings = self
+            .findings
+            .get(run.run_id.as_str())
+            .map_or(&[][..], |f| f);
+        // Verify has already hashed the stored log against the result.
+        let has = |code: &str| findings.iter().any(|f| f.code == code);
+        e.log_matches = run
+            .result()
+            .filter(|r| r.log.stored && !has("missing_log"))
+            .map(|_| !has("log_mismatch"));
+        e.integrity = findings
+            .iter()
+            .map(|f| match &f.record {
+                Some(r) => format!("{r}: {} [{}]", f.message, f.code),
+                None => format!("{} [{}]", f.message, f.code),
+            })
+            .collect();
+        each(k, run, e)
     }
 }
 
@@ -614,16 +638,18 @@ pub fn write_tracked(
     computed: &mut Computed,
     cache: bool,
 ) -> Result<Vec<Written>, Error> {
+    // What only writing needs is taken out of `computed` and dropped here,
+    // before the record is made.
     let early = std::mem::take(&mut computed.early);
-    let projection = &computed.projection;
-    let git_dir = ws.store.git_dir();
+    let run_keys = std::mem::take(&mut computed.projection.run_keys);
     // The stat cache compute loaded (with `cache`), not read a second time.
-    let none = StatCache::default();
-    let known = if cache { &computed.stats } else { &none };
-    let (written, entries) = write_known(&ws.root, projection, known, early)?;
+    let known = std::mem::take(&mut computed.stats);
+    let git_dir = ws.store.git_dir();
+    let (written, entries) = write_known(&ws.root, &computed.projection, &known, early)?;
+    drop(known);
     if cache {
         StatCache::save(git_dir, &ws.root, &entries);
-        RunDocs::save(git_dir, &ws.root, &projection.run_keys, &entries);
+        RunDocs::save(git_dir, &ws.root, &run_keys, &entries);
     }
     Ok(written)
 }
@@ -632,7 +658,7 @@ fn write_known(
     root: &Path,
     projection: &Projection,
     known: &StatCache,
-    early: Vec<(Written, Option<stat_cache::Entry>)>,
+    early: Vec<(Written, Option<stat_cache::Stat>)>,
 ) -> Result<(Vec<Written>, Vec<stat_cache::Entry>), Error> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
     let _progress = crate::progress::begin("write: files", entries.len());
@@ -658,9 +684,11 @@ fn write_known(
     // proved on disk by `known` when they were taken.
     // Both sorted by path; `early` names some of the known documents.
     let mut early = early.into_iter().peekable();
-    for path in projection.known.iter().map(|f| &f.path) {
+    for f in &projection.known {
+        let path = &f.path;
         while early.next_if(|(w, _)| &w.path < path).is_some() {}
-        if let Some((written, entry)) = early.next_if(|(w, _)| &w.path == path) {
+        if let Some((written, stat)) = early.next_if(|(w, _)| &w.path == path) {
+            let entry = stat.map(|s| stat_cache::Entry::with(path.clone(), f.sha256.clone(), s));
             out.push(written);
             stats.extend(entry);
             continue;
@@ -827,6 +855,12 @@ fn rendered_digests(projection: &Projection) -> Vec<FileDigest> {
     .concat()
 }
 
+/// A little over the bytes of `f`'s manifest line: its path and digest, the
+/// JSON around them and the byte count (escapes in a path aside).
+fn manifest_line_bytes(f: &FileDigest) -> usize {
+    f.path.len() + f.sha256.len() + 64
+}
+
 /// Two lists of digests, each sorted by path, as one sorted list.
 fn merge_by_path<'f>(
     a: &'f [FileDigest],
@@ -915,7 +949,7 @@ pub fn record(
     let rendered = rendered_digests(&computed.projection);
     phases.mark("record: digests");
     let files = || merge_by_path(&rendered, computed.projection.known.iter());
-    let manifest = crate::record::manifest_bytes(files());
+    let manifest = crate::record::manifest_bytes(files(), files().map(manifest_line_bytes).sum());
     let digest = crate::record::ManifestDigest {
         sha256: canon::sha256_hex(&manifest),
         files: files().count() as u64,

@@ -155,15 +155,16 @@ fn read_rows(
     }
     let (git_dir, ref_name) = (store.git_dir().to_path_buf(), store.ref_name().to_string());
     let parts = crate::par::chunks(stale, 64, |part| -> Result<Vec<Row>, StoreError> {
-        let store = Store::open_git_dir(&git_dir, &ref_name)?;
-        let snapshot = store.snapshot(tip)?;
-        part.iter()
-            .map(|(name, tree)| {
-                let row = Row::of(&history::load_run(&snapshot, name)?, tree);
+        let mut rows = Vec::with_capacity(part.len());
+        for piece in part.chunks(crate::store::RUNS_PER_HANDLE) {
+            let store = Store::open_git_dir(&git_dir, &ref_name)?;
+            let snapshot = store.snapshot(tip)?;
+            for (name, tree) in piece {
+                rows.push(Row::of(&history::load_run(&snapshot, name)?, tree));
                 snapshot.forget(&format!("runs/{name}"));
-                Ok(row)
-            })
-            .collect()
+            }
+        }
+        Ok(rows)
     });
     let mut rows = Vec::with_capacity(stale.len());
     for part in parts {

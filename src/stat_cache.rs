@@ -38,6 +38,17 @@ pub struct Entry {
     ino: u64,
 }
 
+/// An [`Entry`] without its path and digest, for holders that keep those
+/// already (finalize's list of the files it wrote).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    dev: u64,
+    ino: u64,
+}
+
 impl Entry {
     pub fn new(path: &str, sha256: &str, meta: &Metadata) -> Entry {
         Entry {
@@ -48,6 +59,35 @@ impl Entry {
             ctime: (meta.ctime(), meta.ctime_nsec()),
             dev: meta.dev(),
             ino: meta.ino(),
+        }
+    }
+
+    pub fn with(path: String, sha256: String, stat: Stat) -> Entry {
+        let Stat {
+            size,
+            mtime,
+            ctime,
+            dev,
+            ino,
+        } = stat;
+        Entry {
+            path,
+            sha256,
+            size,
+            mtime,
+            ctime,
+            dev,
+            ino,
+        }
+    }
+
+    pub fn stat(&self) -> Stat {
+        Stat {
+            size: self.size,
+            mtime: self.mtime,
+            ctime: self.ctime,
+            dev: self.dev,
+            ino: self.ino,
         }
     }
 
@@ -71,7 +111,8 @@ struct Header {
 /// The entries of the last save, and the cache file's own modification time.
 #[derive(Debug, Default)]
 pub struct StatCache {
-    entries: BTreeMap<String, Entry>,
+    /// Sorted by path.
+    entries: Vec<Entry>,
     stamp: (i64, i64),
 }
 
@@ -94,9 +135,10 @@ impl StatCache {
     }
 
     fn read(path: &Path, root: &Path) -> Option<StatCache> {
-        let (meta, entries) = read_for::<Entry>(path, root)?;
+        let (meta, mut entries) = read_for::<Entry>(path, root)?;
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         Some(StatCache {
-            entries: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
+            entries,
             stamp: (meta.mtime(), meta.mtime_nsec()),
         })
     }
@@ -104,14 +146,17 @@ impl StatCache {
     /// The entry for `rel` when the file (whose status is `meta`) provably
     /// still holds content with digest `sha256`.
     pub fn unchanged(&self, rel: &str, meta: &Metadata, sha256: &str) -> Option<&Entry> {
-        self.entries
-            .get(rel)
+        self.entry(rel)
             .filter(|e| e.sha256 == sha256 && e.matches(meta) && e.mtime < self.stamp)
     }
 
     /// The entry of `rel`, whatever the file is now.
     pub fn entry(&self, rel: &str) -> Option<&Entry> {
-        self.entries.get(rel)
+        let at = self
+            .entries
+            .binary_search_by(|e| e.path.as_str().cmp(rel))
+            .ok()?;
+        Some(&self.entries[at])
     }
 
     /// Replaces the cache with `entries` (best effort: a cache that cannot

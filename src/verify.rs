@@ -797,17 +797,18 @@ fn check_runs_parallel(
     let ref_name = store.ref_name().to_string();
     let _progress = crate::progress::begin("verify: runs", names.len());
     let parts = crate::par::chunks(names, 64, |part| -> Result<Vec<CheckedRun>, Error> {
-        let store = Store::open_git_dir(&git_dir, &ref_name)?;
-        let snapshot = store.snapshot(tip)?;
         let mut keys = KeyCache::new();
-        part.iter()
-            .map(|n| {
-                let checked = check_one_run(&snapshot, trust, here, n, &mut keys, keep);
+        let mut out = Vec::with_capacity(part.len());
+        for piece in part.chunks(store::RUNS_PER_HANDLE) {
+            let store = Store::open_git_dir(&git_dir, &ref_name)?;
+            let snapshot = store.snapshot(tip)?;
+            for n in piece {
+                out.push(check_one_run(&snapshot, trust, here, n, &mut keys, keep)?);
                 snapshot.forget(&format!("runs/{n}"));
                 crate::progress::inc(1);
-                checked
-            })
-            .collect()
+            }
+        }
+        Ok(out)
     });
     let mut out = Vec::with_capacity(names.len());
     for part in parts {

@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use super::{CliError, Env};
 use crate::finalize::{self, Difference, Recorded, Skipped, Written};
-use crate::project::{Entry, Options, StageStatus};
+use crate::project::{Options, RunOutline, StageStatus};
 use crate::workspace::Workspace;
 
 /// Render every audit document from the ledger, and record what was written.
@@ -203,7 +203,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     } else {
         None
     };
-    let checklist = checklist(&ws, &computed.projection.entries, &written);
+    let checklist = checklist(&ws, &computed.outlines, &written);
     if args.json {
         super::json(
             &Outcome {
@@ -268,7 +268,7 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
 
 /// The secretary's checklist; a document is present when this finalize
 /// wrote it or found it up to date (`written`).
-fn checklist(ws: &Workspace, entries: &[Entry], written: &[finalize::Written]) -> Vec<Item> {
+fn checklist(ws: &Workspace, runs: &[RunOutline], written: &[finalize::Written]) -> Vec<Item> {
     let written: std::collections::BTreeSet<&str> =
         written.iter().map(|w| w.path.as_str()).collect();
     let present = |p: &str| written.contains(p);
@@ -277,7 +277,7 @@ fn checklist(ws: &Workspace, entries: &[Entry], written: &[finalize::Written]) -
         run_id: None,
         text: format!("{} present", ws.config.finalize.stage_audit_log),
     }];
-    for r in entries.iter().map(Entry::outline) {
+    for r in runs {
         items.push(Item {
             ok: true,
             run_id: None,

@@ -288,10 +288,12 @@ impl Entry {
     /// resolving renames paths without removing any.
     fn of(input: &Input<'_>, view: &View<'_>, source: usize, digest: bool) -> Entry {
         let run = view.run;
+        // A new list: collecting in place would keep every check's room.
         let failed = (view.status != StageStatus::InProgress).then(|| {
             governance::checks(input, view)
-                .into_iter()
+                .iter()
                 .filter(|c| c.outcome == governance::Outcome::Fail)
+                .cloned()
                 .collect()
         });
         let result = run.result();
@@ -363,8 +365,7 @@ pub struct Projection {
     pub known: Vec<FileDigest>,
     /// With [`Reuse`]: each run's document key and its documents' paths.
     pub run_keys: Vec<(String, Vec<String>)>,
-    /// Every run's entry, in ledger order ([`Entry::outline`] for the
-    /// checklist).
+    /// Every run's entry, in ledger order.
     pub entries: Vec<Entry>,
 }
 

@@ -272,7 +272,12 @@ pub struct ManifestDigest {
 }
 
 /// The manifest bytes of `files` (sorted by path).
-pub fn manifest_bytes<'f>(files: impl IntoIterator<Item = &'f FileDigest>) -> Vec<u8> {
+/// `capacity`: the bytes to reserve (a good guess saves a large manifest's
+/// copies while it grows).
+pub fn manifest_bytes<'f>(
+    files: impl IntoIterator<Item = &'f FileDigest>,
+    capacity: usize,
+) -> Vec<u8> {
     // The members in canonical (sorted) order, written compactly: serde_json
     // escapes strings and writes integers as canonical JSON does, so each
     // line is the file digest's canonical form (tested) without building
@@ -283,7 +288,7 @@ pub fn manifest_bytes<'f>(files: impl IntoIterator<Item = &'f FileDigest>) -> Ve
         path: &'f str,
         sha256: &'f str,
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity);
     for f in files {
         let line = Line {
             bytes: f.bytes,
@@ -370,9 +375,9 @@ mod tests {
             want.push(b'\n');
         }
         assert_eq!(
-            String::from_utf8(manifest_bytes(&files)).unwrap(),
+            String::from_utf8(manifest_bytes(&files, 0)).unwrap(),
             String::from_utf8(want).unwrap()
         );
-        assert_eq!(parse_manifest(&manifest_bytes(&files)), Some(files));
+        assert_eq!(parse_manifest(&manifest_bytes(&files, 0)), Some(files));
     }
 }
