@@ -274,16 +274,16 @@ fn compute_inner(
         // A run's documents are not rendered again when the run documents
         // cache has its key and the stat cache proves every one of its
         // files on disk with the recorded digest.
-        let docs = RunDocs::load(ws.store.git_dir(), &ws.root);
+        let docs = std::sync::Mutex::new(RunDocs::load(ws.store.git_dir(), &ws.root));
         let known = |key: &str| -> Option<Vec<FileDigest>> {
-            let files = docs.get(key)?;
+            let files = docs.lock().expect("no reader panicked").take(key)?;
             files
                 .iter()
                 .all(|f| {
                     std::fs::symlink_metadata(root.join(&f.path))
                         .is_ok_and(|m| stats.unchanged(&f.path, &m, &f.sha256).is_some())
                 })
-                .then(|| files.to_vec())
+                .then_some(files)
         };
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
         project::project_reusing(&input, Some((&salt, &known)), sink)?
@@ -949,9 +949,9 @@ pub fn record(
     let rendered = rendered_digests(&computed.projection);
     phases.mark("record: digests");
     let files = || merge_by_path(&rendered, computed.projection.known.iter());
-    let manifest = crate::record::manifest_bytes(files(), files().map(manifest_line_bytes).sum());
+    // Hashed as it is printed: the bytes are made only for a new record.
     let digest = crate::record::ManifestDigest {
-        sha256: canon::sha256_hex(&manifest),
+        sha256: crate::record::manifest_sha256(files()),
         files: files().count() as u64,
         bytes: files().map(|f| f.bytes).sum(),
     };
@@ -979,6 +979,7 @@ pub fn record(
         Subject::sha256("finalize-manifest", &predicate.manifest.sha256),
     ];
     phases.mark("record: newest");
+    let manifest = crate::record::manifest_bytes(files(), files().map(manifest_line_bytes).sum());
     let id = journal::single_id(at, Kind::Finalize, &predicate);
     let sealed = journal::append_single(
         &ws.store,

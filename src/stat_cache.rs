@@ -198,8 +198,10 @@ impl RunDocs {
         })
     }
 
-    pub fn get(&self, key: &str) -> Option<&[FileDigest]> {
-        self.by_key.get(key).map(Vec::as_slice)
+    /// The documents of `key`, taken out of the cache (a large ledger's
+    /// documents are then held once, by whoever took them).
+    pub fn take(&mut self, key: &str) -> Option<Vec<FileDigest>> {
+        self.by_key.remove(key)
     }
 
     /// Replaces the cache with the runs of `run_keys` (key, document paths)

@@ -278,6 +278,23 @@ pub fn manifest_bytes<'f>(
     files: impl IntoIterator<Item = &'f FileDigest>,
     capacity: usize,
 ) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    write_manifest(files, &mut out).expect("writing to memory cannot fail");
+    out
+}
+
+/// SHA-256 (hex) of the manifest bytes of `files`, without holding them.
+pub fn manifest_sha256<'f>(files: impl IntoIterator<Item = &'f FileDigest>) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    write_manifest(files, &mut hasher).expect("hashing cannot fail");
+    super::canon::hex(&hasher.finalize())
+}
+
+fn write_manifest<'f>(
+    files: impl IntoIterator<Item = &'f FileDigest>,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     // The members in canonical (sorted) order, written compactly: serde_json
     // escapes strings and writes integers as canonical JSON does, so each
     // line is the file digest's canonical form (tested) without building
@@ -288,17 +305,16 @@ pub fn manifest_bytes<'f>(
         path: &'f str,
         sha256: &'f str,
     }
-    let mut out = Vec::with_capacity(capacity);
     for f in files {
         let line = Line {
             bytes: f.bytes,
             path: &f.path,
             sha256: &f.sha256,
         };
-        serde_json::to_writer(&mut out, &line).expect("writing to memory cannot fail");
-        out.push(b'\n');
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
     }
-    out
+    Ok(())
 }
 
 /// Parses manifest bytes; `None` when a line is not a file digest.
@@ -377,6 +393,11 @@ mod tests {
         assert_eq!(
             String::from_utf8(manifest_bytes(&files, 0)).unwrap(),
             String::from_utf8(want).unwrap()
+        );
+        assert_eq!(
+            manifest_sha256(&files),
+            crate::record::canon::sha256_hex(&manifest_bytes(&files, 0)),
+            "hashed as printed"
         );
         assert_eq!(parse_manifest(&manifest_bytes(&files, 0)), Some(files));
     }
