@@ -10,6 +10,10 @@
 //! by another version of ledger, for another ref, or that does not parse is
 //! rebuilt. The index is never a source of truth: `verify`, `finalize` and
 //! `pull` read the ledger itself, and deleting the file only costs time.
+//!
+//! Beside it, `runs-log.jsonl` holds the same rows with only what `ledger
+//! log` prints (no log tails, hosts or times), under the same header:
+//! written with the index, read by `log` when its header names the tip.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use crate::store::{Snapshot, Store, StoreError};
 /// Bumped whenever a row's meaning changes.
 const FORMAT: u32 = 1;
 const FILE_NAME: &str = "runs-index.jsonl";
+const LOG_FILE_NAME: &str = "runs-log.jsonl";
 
 /// One run, as its records say (no liveness check, whole recorded log tail).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +50,98 @@ impl Row {
 
     pub fn run_id(&self) -> &str {
         &self.state.run_id
+    }
+}
+
+/// One run as `ledger log` shows it: a [`Row`] without what only `status`,
+/// `show` and `monitor` read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRow {
+    pub at: String,
+    pub run_id: String,
+    pub status: Status,
+    pub workflow: String,
+    pub tag: String,
+    pub owner: String,
+    pub code: Option<i32>,
+}
+
+impl LogRow {
+    fn of(row: &Row) -> LogRow {
+        let s = &row.state;
+        LogRow {
+            at: row.at.clone(),
+            run_id: s.run_id.clone(),
+            status: s.status,
+            workflow: s.workflow.clone(),
+            tag: s.tag.clone(),
+            owner: s.owner.clone(),
+            code: s.code,
+        }
+    }
+
+    /// The status `ledger log` shows: a `running` run whose supervisor is
+    /// provably gone from this machine is `aborted` (which reads the run
+    /// at `tip`).
+    pub fn status_here(
+        &self,
+        store: &Store,
+        tip: Option<gix::ObjectId>,
+        here: &crate::proc::Here,
+    ) -> Result<Status, StoreError> {
+        Ok(match (self.status, tip) {
+            (Status::Running, Some(tip)) => {
+                history::load_run(&store.snapshot(tip)?, &self.run_id)?.status_here(here)
+            }
+            (status, _) => status,
+        })
+    }
+}
+
+/// The runs as `ledger log` shows them, oldest first, and the tip they
+/// are of: from `runs-log.jsonl` when it is of the tip, else from the
+/// index ([`Index::load`], which writes both files).
+pub fn log_rows(store: &Store) -> Result<(Option<gix::ObjectId>, Vec<LogRow>), StoreError> {
+    let Some(tip) = store.tip()? else {
+        return Ok((None, Vec::new()));
+    };
+    if let Some(rows) = read_log(&log_path(store), &header(store, tip)) {
+        return Ok((Some(tip), rows));
+    }
+    let index = Index::load(store)?;
+    Ok((index.tip, index.rows.iter().map(LogRow::of).collect()))
+}
+
+fn header(store: &Store, tip: gix::ObjectId) -> Header {
+    Header {
+        format: FORMAT,
+        tool: env!("CARGO_PKG_VERSION").into(),
+        ref_name: store.ref_name().into(),
+        tip: tip.to_string(),
+    }
+}
+
+fn log_path(store: &Store) -> PathBuf {
+    store.git_dir().join("ledger").join(LOG_FILE_NAME)
+}
+
+/// The rows of the log file when its header is `expected`.
+fn read_log(path: &Path, expected: &Header) -> Option<Vec<LogRow>> {
+    let (_, header, rows) = crate::cache_file::read::<Header, LogRow>(path)?;
+    (header == *expected).then_some(rows)
+}
+
+/// Writes the log file of `rows` unless it is there already for `header`
+/// (its first line alone is read to tell).
+fn save_log(store: &Store, header: &Header, rows: &[Row]) {
+    let path = log_path(store);
+    let current = std::fs::File::open(&path).ok().and_then(|f| {
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut first).ok()?;
+        serde_json::from_str::<Header>(first.trim_end()).ok()
+    });
+    if current.as_ref() != Some(header) {
+        crate::cache_file::write(&path, header, rows.iter().map(LogRow::of));
     }
 }
 
@@ -74,14 +171,10 @@ impl Index {
             return Ok(Index::default());
         };
         let path = path(store);
-        let header = Header {
-            format: FORMAT,
-            tool: env!("CARGO_PKG_VERSION").into(),
-            ref_name: store.ref_name().into(),
-            tip: tip.to_string(),
-        };
+        let header = header(store, tip);
         let (cached_tip, cached) = read(&path, &header).unwrap_or_default();
         if cached_tip.as_deref() == Some(header.tip.as_str()) {
+            save_log(store, &header, &cached);
             return Ok(Index {
                 tip: Some(tip),
                 rows: cached,
@@ -90,6 +183,7 @@ impl Index {
         }
         let index = Index::refresh(store, tip, cached)?;
         crate::cache_file::write(&path, &header, &index.rows);
+        save_log(store, &header, &index.rows);
         Ok(index)
     }
 
@@ -183,20 +277,4 @@ fn read(path: &Path, expected: &Header) -> Option<(Option<String>, Vec<Row>)> {
     ((header.format, &header.tool, &header.ref_name)
         == (expected.format, &expected.tool, &expected.ref_name))
         .then_some((Some(header.tip), rows))
-}
-
-impl Row {
-    /// The status `ledger log` shows: a `running` run whose supervisor is
-    /// provably gone from this machine is `aborted` (which reads the run).
-    pub fn status_here(
-        &self,
-        index: &Index,
-        store: &Store,
-        here: &crate::proc::Here,
-    ) -> Result<Status, StoreError> {
-        Ok(match self.state.status {
-            Status::Running => index.run(store, self)?.status_here(here),
-            status => status,
-        })
-    }
 }

@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use super::{CliError, Env};
 use crate::history::Status;
-use crate::index::{Index, Row};
+use crate::index::{Index, LogRow};
 use crate::proc::Here;
 use crate::store::StoreError;
 use crate::workspace::Workspace;
@@ -42,28 +42,27 @@ struct Line<'r> {
     code: Option<i32>,
 }
 
-fn line(row: &Row, status: Status) -> Line<'_> {
+fn line(row: &LogRow, status: Status) -> Line<'_> {
     Line {
-        run_id: &row.state.run_id,
+        run_id: &row.run_id,
         status,
         at: &row.at,
-        workflow: &row.state.workflow,
-        tag: &row.state.tag,
-        owner: &row.state.owner,
-        code: row.state.code,
+        workflow: &row.workflow,
+        tag: &row.tag,
+        owner: &row.owner,
+        code: row.code,
     }
 }
 
 pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
-    let index = Index::load(&ws.store)?;
+    let (tip, rows) = crate::index::log_rows(&ws.store)?;
     let here = Here::read();
-    let lines = index
-        .rows
+    let lines = rows
         .iter()
         .rev()
-        .map(|r| Ok(line(r, r.status_here(&index, &ws.store, &here)?)))
+        .map(|r| Ok(line(r, r.status_here(&ws.store, tip, &here)?)))
         .collect::<Result<Vec<Line>, StoreError>>()?;
     if args.json {
         super::json(&lines, out);

@@ -22,6 +22,11 @@ fn index_path(repo: &std::path::Path) -> std::path::PathBuf {
     repo.join(".git/ledger/runs-index.jsonl")
 }
 
+/// What `ledger log` reads first: the index's rows without the log tails.
+fn log_path(repo: &std::path::Path) -> std::path::PathBuf {
+    repo.join(".git/ledger/runs-log.jsonl")
+}
+
 #[test]
 fn log_status_and_show_answer_the_same_with_a_missing_corrupt_or_stale_index() {
     let env = TestEnv::init();
@@ -30,6 +35,7 @@ fn log_status_and_show_answer_the_same_with_a_missing_corrupt_or_stale_index() {
     let first = answers(&env, &env.repo, "t1");
     let index = index_path(&env.repo);
     let early = std::fs::read(&index).expect("log wrote the index");
+    let early_log = std::fs::read(log_path(&env.repo)).expect("log wrote its rows");
 
     let out = env.run("t3", &[], &["sh", "-c", "echo three; exit 4"]);
     assert_eq!(out.code, 4, "{out:?}");
@@ -60,6 +66,19 @@ fn log_status_and_show_answer_the_same_with_a_missing_corrupt_or_stale_index() {
         std::fs::write(&index, bytes).unwrap();
         assert_eq!(answers(&env, &env.repo, "t3"), fresh, "index {what}");
     }
+    // The same for the rows `log` reads.
+    let now = std::fs::read(log_path(&env.repo)).unwrap();
+    for (what, bytes) in [
+        ("stale (an earlier tip)", early_log),
+        ("garbage", b"\x00not json\n{".to_vec()),
+        ("empty", Vec::new()),
+        ("truncated", now[..now.len() / 2].to_vec()),
+    ] {
+        std::fs::write(log_path(&env.repo), bytes).unwrap();
+        assert_eq!(answers(&env, &env.repo, "t3"), fresh, "log rows {what}");
+    }
+    std::fs::remove_file(log_path(&env.repo)).unwrap();
+    assert_eq!(answers(&env, &env.repo, "t3"), fresh, "no log rows");
     std::fs::remove_file(&index).unwrap();
     assert_eq!(answers(&env, &env.repo, "t3"), fresh, "no index");
     // An index that cannot be written only costs time.
