@@ -39,6 +39,15 @@ pub fn read<H: DeserializeOwned, R: DeserializeOwned>(
     Some((meta, header, rows))
 }
 
+/// The header of `path` alone, when its first line parses.
+pub fn read_header<H: DeserializeOwned>(path: &Path) -> Option<H> {
+    let mut first = String::new();
+    BufReader::new(std::fs::File::open(path).ok()?)
+        .read_line(&mut first)
+        .ok()?;
+    serde_json::from_str(first.trim_end_matches(['\n', '\r'])).ok()
+}
+
 /// Replaces `path` with `header` and `rows` (best effort, see [`write_bytes`]).
 pub fn write<H: Serialize, R: Serialize>(
     path: &Path,

@@ -390,7 +390,7 @@ struct LedgerRuns<'a> {
 }
 
 impl project::RunSource for LedgerRuns<'_> {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.runs.len()
     }
 
@@ -399,15 +399,13 @@ impl project::RunSource for LedgerRuns<'_> {
         which: &[usize],
         each: &mut dyn FnMut(usize, Run, RunExtras) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        for (n, piece) in which.chunks(crate::store::RUNS_PER_HANDLE).enumerate() {
-            let store = crate::store::Store::open_git_dir(self.git_dir, self.ref_name)?;
-            let snapshot = store.snapshot(self.tip)?;
-            let first = n * crate::store::RUNS_PER_HANDLE;
-            for (j, &i) in piece.iter().enumerate() {
-                self.read_one(&snapshot, first + j, i, each)?;
-            }
-        }
-        Ok(())
+        crate::store::Store::each_at(
+            self.git_dir,
+            self.ref_name,
+            self.tip,
+            which,
+            |snapshot, k, &i| self.read_one(snapshot, k, i, each),
+        )
     }
 }
 
@@ -422,6 +420,7 @@ impl LedgerRuns<'_> {
     ) -> Result<(), Error> {
         let run = self.runs[i].read(snapshot)?;
         let mut e = load_extras(snapshot, self.config, &run)?;
+        // The run's trees, decoded once for its records and its extras.
         snapshot.forget(&format!("runs/{}", run.run_id));
         let findings = self
             .findings

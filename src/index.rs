@@ -135,12 +135,7 @@ fn read_log(path: &Path, expected: &Header) -> Option<Vec<LogRow>> {
 /// (its first line alone is read to tell).
 fn save_log(store: &Store, header: &Header, rows: &[Row]) {
     let path = log_path(store);
-    let current = std::fs::File::open(&path).ok().and_then(|f| {
-        let mut first = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut first).ok()?;
-        serde_json::from_str::<Header>(first.trim_end()).ok()
-    });
-    if current.as_ref() != Some(header) {
+    if crate::cache_file::read_header::<Header>(&path).as_ref() != Some(header) {
         crate::cache_file::write(&path, header, rows.iter().map(LogRow::of));
     }
 }
@@ -250,14 +245,17 @@ fn read_rows(
     let (git_dir, ref_name) = (store.git_dir().to_path_buf(), store.ref_name().to_string());
     let parts = crate::par::chunks(stale, 64, |part| -> Result<Vec<Row>, StoreError> {
         let mut rows = Vec::with_capacity(part.len());
-        for piece in part.chunks(crate::store::RUNS_PER_HANDLE) {
-            let store = Store::open_git_dir(&git_dir, &ref_name)?;
-            let snapshot = store.snapshot(tip)?;
-            for (name, tree) in piece {
-                rows.push(Row::of(&history::load_run(&snapshot, name)?, tree));
+        Store::each_at(
+            &git_dir,
+            &ref_name,
+            tip,
+            part,
+            |snapshot, _, (name, tree)| {
+                rows.push(Row::of(&history::load_run(snapshot, name)?, tree));
                 snapshot.forget(&format!("runs/{name}"));
-            }
-        }
+                Ok::<_, StoreError>(())
+            },
+        )?;
         Ok(rows)
     });
     let mut rows = Vec::with_capacity(stale.len());

@@ -191,18 +191,15 @@ pub struct RunRef {
 }
 
 impl RunRef {
-    /// The run: the one held, or read from `snapshot` (the verified tip).
+    /// The run: the one held, or read from `snapshot` (the verified tip,
+    /// which keeps the run's trees until the caller forgets them).
     pub fn read(
         &self,
         snapshot: &crate::store::Snapshot<'_>,
     ) -> Result<Run, crate::store::StoreError> {
         match &self.held {
             Some(run) => Ok(run.clone()),
-            None => {
-                let run = crate::history::load_run_with(snapshot, &self.run_id, self.proven)?;
-                snapshot.forget(&format!("runs/{}", self.run_id));
-                Ok(run)
-            }
+            None => crate::history::load_run_with(snapshot, &self.run_id, self.proven),
         }
     }
 }
@@ -262,7 +259,7 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
     phases.mark("verify: commits");
     let checked = check_runs_parallel(store, tip, trust, here, &run_names, keep)?;
     phases.mark("verify: runs");
-    let mut views = Vec::with_capacity(if keep { checked.len() } else { 0 });
+    let mut refs = Vec::with_capacity(if keep { checked.len() } else { 0 });
     for run in checked {
         runs += 1;
         ctx.findings.extend(run.findings);
@@ -274,7 +271,7 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
         }
         records.extend(run.links);
         if keep {
-            views.push(RunRef {
+            refs.push(RunRef {
                 run_id: run.run_id,
                 proven: run.view.is_none(),
                 held: run.view,
@@ -310,7 +307,7 @@ fn verify_all(store: &Store, trust: &Trust, here: &Here, keep: bool) -> Result<V
     let report = finish(store, tip, trust, ctx, counts, aborted);
     Ok(Verified {
         report,
-        runs: views,
+        runs: refs,
         decisions,
     })
 }
@@ -329,6 +326,7 @@ pub fn check_policy(
     let mut committee_runs = Vec::new();
     for r in &verified.runs {
         let run = r.read(&snapshot)?;
+        snapshot.forget(&format!("runs/{}", r.run_id));
         let tag = run
             .preflight()
             .map(|p| p.tag)
@@ -799,15 +797,12 @@ fn check_runs_parallel(
     let parts = crate::par::chunks(names, 64, |part| -> Result<Vec<CheckedRun>, Error> {
         let mut keys = KeyCache::new();
         let mut out = Vec::with_capacity(part.len());
-        for piece in part.chunks(store::RUNS_PER_HANDLE) {
-            let store = Store::open_git_dir(&git_dir, &ref_name)?;
-            let snapshot = store.snapshot(tip)?;
-            for n in piece {
-                out.push(check_one_run(&snapshot, trust, here, n, &mut keys, keep)?);
-                snapshot.forget(&format!("runs/{n}"));
-                crate::progress::inc(1);
-            }
-        }
+        Store::each_at(&git_dir, &ref_name, tip, part, |snapshot, _, n| {
+            out.push(check_one_run(snapshot, trust, here, n, &mut keys, keep)?);
+            snapshot.forget(&format!("runs/{n}"));
+            crate::progress::inc(1);
+            Ok::<_, Error>(())
+        })?;
         Ok(out)
     });
     let mut out = Vec::with_capacity(names.len());

@@ -76,12 +76,8 @@ pub struct Options {
 /// Reads the ledger's runs for a projection, in any order the source
 /// likes: the projection sorts them.
 pub trait RunSource: Sync {
-    /// How many runs there are; they are numbered `0..len()`.
-    fn len(&self) -> usize;
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    /// How many runs there are; they are numbered `0..count()`.
+    fn count(&self) -> usize;
 
     /// Reads the runs numbered in `which`, in that order (a number may
     /// come twice), handing each to `each` with its position in `which`
@@ -226,22 +222,6 @@ impl Paths {
         ]
         .into_iter()
         .flatten()
-    }
-}
-
-impl View<'_> {
-    pub fn governance_passed(&self) -> Option<bool> {
-        self.checks
-            .as_ref()
-            .map(|c| c.iter().all(|c| c.outcome != governance::Outcome::Fail))
-    }
-
-    pub fn failed_checks(&self) -> usize {
-        self.checks.as_ref().map_or(0, |c| {
-            c.iter()
-                .filter(|c| c.outcome == governance::Outcome::Fail)
-                .count()
-        })
     }
 }
 
@@ -408,14 +388,10 @@ pub type Sink<'s> =
 /// Run documents rendered before a batch goes to the [`Sink`].
 const SINK_BATCH: usize = 256;
 
-/// Renders every document.
-pub fn project(input: &Input<'_>) -> Projection {
-    project_reusing(input, None, None).expect("rendering into memory cannot fail")
-}
-
-/// [`project`], taking each run's documents from `reuse` when it has them
-/// (`salt` names the tool and configuration; it enters every run key), and
-/// handing those it renders to `sink` when there is one.
+/// Renders every document, reading the runs from `input`; takes each run's
+/// documents from `reuse` when it has them (`salt` names the tool and
+/// configuration; it enters every run key), and hands those it renders to
+/// `sink` when there is one.
 pub fn project_reusing(
     input: &Input<'_>,
     reuse: Option<(&str, Reuse<'_>)>,
@@ -452,14 +428,13 @@ pub fn project_reusing(
 impl Entry {
     /// What `finalize` prints of the run.
     pub fn outline(&self) -> RunOutline {
-        let e = self;
         RunOutline {
-            run_id: e.run_id.clone(),
-            tag: e.tag.clone(),
-            status: e.status,
-            governance_passed: e.governance_passed(),
-            failed_checks: e.failed_checks(),
-            no_summary: match (&e.paths.summary, &e.report) {
+            run_id: self.run_id.clone(),
+            tag: self.tag.clone(),
+            status: self.status,
+            governance_passed: self.governance_passed(),
+            failed_checks: self.failed_checks(),
+            no_summary: match (&self.paths.summary, &self.report) {
                 (Some(_), _) => None,
                 (None, ReportState::Missing) => Some("no report among the run's products".into()),
                 (None, ReportState::NotStored { .. }) => {
@@ -473,7 +448,7 @@ impl Entry {
                 }
                 (None, ReportState::Valid { .. }) => Some("the report path is unsafe".into()),
             },
-            paths: e.paths.clone(),
+            paths: self.paths.clone(),
         }
     }
 }
@@ -805,7 +780,7 @@ fn previous_of_factor(entries: &[Entry]) -> Vec<Option<usize>> {
 /// Every run's entry, oldest first, with document paths assigned: the
 /// runs are read on every core, one at a time per core.
 fn entries(input: &Input<'_>, digest: bool) -> Result<Vec<Entry>, crate::Error> {
-    let all: Vec<usize> = (0..input.runs.len()).collect();
+    let all: Vec<usize> = (0..input.runs.count()).collect();
     let _progress = crate::progress::begin("finalize: read runs", all.len());
     let parts = crate::par::chunks(&all, 64, |part| {
         let mut out = Vec::with_capacity(part.len());

@@ -263,12 +263,32 @@ fn not_a_repo(dir: &Path) -> StoreError {
 const PACK_CACHE_BYTES: usize = 8 << 20;
 
 /// Runs a worker reads through one repository handle before it opens a
-/// fresh one. A handle keeps every pack page it has touched mapped, and so
-/// counted in the process's RSS: one handle per worker over a 100,000-run
-/// ledger held its whole 300 MiB pack resident.
-pub const RUNS_PER_HANDLE: usize = 4096;
+/// fresh one ([`Store::each_at`]). A handle keeps every pack page it has
+/// touched mapped, and so counted in the process's RSS: one handle per
+/// worker over a 100,000-run ledger held its whole 300 MiB pack resident.
+const RUNS_PER_HANDLE: usize = 4096;
 
 impl Store {
+    /// Calls `each` with a snapshot of `tip`, the position and the item, for
+    /// every item in order (a worker's share of the runs), on a fresh
+    /// repository handle every 4,096 items (`RUNS_PER_HANDLE`).
+    pub fn each_at<T, E: From<StoreError>>(
+        git_dir: &Path,
+        ref_name: &str,
+        tip: ObjectId,
+        items: &[T],
+        mut each: impl FnMut(&Snapshot<'_>, usize, &T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for (n, piece) in items.chunks(RUNS_PER_HANDLE).enumerate() {
+            let store = Store::open_git_dir(git_dir, ref_name)?;
+            let snapshot = store.snapshot(tip)?;
+            for (j, item) in piece.iter().enumerate() {
+                each(&snapshot, n * RUNS_PER_HANDLE + j, item)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the repository at `git_dir` again, e.g. in another thread.
     pub fn open_git_dir(git_dir: &Path, ref_name: &str) -> Result<Store, StoreError> {
         let repo = gix::open(git_dir).map_err(|_| StoreError::NotARepo {
