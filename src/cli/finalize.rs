@@ -198,6 +198,8 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let at = crate::clock::now()?;
     let recorded = finalize::record(&ws, &signer, &identity, at, &computed)?;
     phases.mark("record");
+    // The documents' digests are recorded; what follows reads the outlines.
+    computed.projection = Default::default();
     let branch_commit = if args.commit {
         finalize::commit_on_branch(&ws.root, &paths, &computed.head)?
     } else {
@@ -262,6 +264,9 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         };
         text.push_str(&format!("{indent}{line}\n"));
     }
+    // A 100,000-run ledger's lists are hundreds of megabytes: gone before
+    // the text is copied out.
+    drop((checklist, written));
     out.extend_from_slice(text.as_bytes());
     Ok(0)
 }
