@@ -72,6 +72,16 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) {
     write_with(path, |out| Ok(out.write_all(bytes)?));
 }
 
+/// Writes `parts` one after the other to `path`, like [`write_bytes`].
+pub fn write_parts(path: &Path, parts: &[&[u8]]) {
+    write_with(path, |out| {
+        for part in parts {
+            out.write_all(part)?;
+        }
+        Ok(())
+    });
+}
+
 type Out = BufWriter<std::fs::File>;
 
 fn write_with(path: &Path, fill: impl FnOnce(&mut Out) -> Result<(), Box<dyn std::error::Error>>) {

@@ -13,7 +13,9 @@
 //!
 //! Beside it, `runs-log.jsonl` holds the same rows with only what `ledger
 //! log` prints (no log tails, hosts or times), under the same header:
-//! written with the index, read by `log` when its header names the tip.
+//! written with the index, read by `log --json` when its header names the
+//! tip. The text of `log` and `status` is kept beside them
+//! ([`crate::listing`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +69,7 @@ pub struct LogRow {
 }
 
 impl LogRow {
-    fn of(row: &Row) -> LogRow {
+    pub(crate) fn of(row: &Row) -> LogRow {
         let s = &row.state;
         LogRow {
             at: row.at.clone(),
@@ -112,7 +114,7 @@ pub fn log_rows(store: &Store) -> Result<(Option<gix::ObjectId>, Vec<LogRow>), S
     Ok((index.tip, index.rows.iter().map(LogRow::of).collect()))
 }
 
-fn header(store: &Store, tip: gix::ObjectId) -> Header {
+pub(crate) fn header(store: &Store, tip: gix::ObjectId) -> Header {
     Header {
         format: FORMAT,
         tool: env!("CARGO_PKG_VERSION").into(),
@@ -140,8 +142,10 @@ fn save_log(store: &Store, header: &Header, rows: &[Row]) {
     }
 }
 
-#[derive(Serialize, Deserialize, PartialEq)]
-struct Header {
+/// Whose rows a cache file holds: this version of ledger's, of one tip of
+/// one ledger ref.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Header {
     format: u32,
     tool: String,
     ref_name: String,
@@ -170,6 +174,7 @@ impl Index {
         let (cached_tip, cached) = read(&path, &header).unwrap_or_default();
         if cached_tip.as_deref() == Some(header.tip.as_str()) {
             save_log(store, &header, &cached);
+            crate::listing::save(store, &header, &cached);
             return Ok(Index {
                 tip: Some(tip),
                 rows: cached,
@@ -179,6 +184,7 @@ impl Index {
         let index = Index::refresh(store, tip, cached)?;
         crate::cache_file::write(&path, &header, &index.rows);
         save_log(store, &header, &index.rows);
+        crate::listing::save(store, &header, &index.rows);
         Ok(index)
     }
 

@@ -32,6 +32,7 @@ pub mod gitcli;
 pub mod history;
 pub mod index;
 pub mod journal;
+pub mod listing;
 pub mod par;
 pub mod preflight;
 pub mod proc;

@@ -101,7 +101,13 @@ pub fn recorded(run: &Run) -> RunState {
 
 /// A run's state on this machine now: [`recorded`], with a `running` run's
 /// liveness checked, its elapsed time and the tail of its log file.
-fn state(root: &Path, run: &Run, here: &Here, now: OffsetDateTime, lines: usize) -> RunState {
+pub(crate) fn state(
+    root: &Path,
+    run: &Run,
+    here: &Here,
+    now: OffsetDateTime,
+    lines: usize,
+) -> RunState {
     let mut s = recorded(run);
     s.status = run.status_here(here);
     if s.status == Status::Running {

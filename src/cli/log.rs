@@ -57,46 +57,42 @@ fn line(row: &LogRow, status: Status) -> Line<'_> {
 pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
-    let (tip, rows) = crate::index::log_rows(&ws.store)?;
     let here = Here::read();
-    let lines = rows
-        .iter()
-        .rev()
-        .map(|r| Ok(line(r, r.status_here(&ws.store, tip, &here)?)))
-        .collect::<Result<Vec<Line>, StoreError>>()?;
     if args.json {
+        let (tip, rows) = crate::index::log_rows(&ws.store)?;
+        let lines = rows
+            .iter()
+            .rev()
+            .map(|r| Ok(line(r, r.status_here(&ws.store, tip, &here)?)))
+            .collect::<Result<Vec<Line>, StoreError>>()?;
         super::json(&lines, out);
         return Ok(0);
     }
-    for l in &lines {
-        let detail = match (l.status, l.code) {
-            (_, Some(code)) => format!("exit {code}"),
-            (Status::Blocked, _) => "preflight failed".into(),
-            (Status::Aborted, _) => "ledger run died; `ledger recover` records it".into(),
-            _ => String::new(),
-        };
-        let tone = match l.status {
-            Status::Passed => super::Tone::Good,
-            Status::Running => super::Tone::Pending,
-            _ => super::Tone::Bad,
-        };
-        out.extend_from_slice(
-            format!(
-                "{} {}  {}  {}\n",
-                env.paint(tone, &format!("{:<10}", l.status.as_str())),
-                l.run_id,
-                l.owner,
-                detail
-            )
-            .trim_end()
-            .as_bytes(),
-        );
-        out.push(b'\n');
-    }
-    if lines.is_empty() {
+    let mut text = Vec::new();
+    crate::listing::log(&ws.store, &here, &mut text)?;
+    if text.is_empty() {
         out.extend_from_slice(b"no runs yet\n");
+    } else if env.color {
+        paint_statuses(env, &text, out);
+    } else {
+        out.append(&mut text);
     }
     Ok(0)
+}
+
+/// `text` with each line's status (its first ten bytes) in the status's
+/// colour.
+fn paint_statuses(env: &Env, text: &[u8], out: &mut Vec<u8>) {
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let (status, rest) = line.split_at(line.len().min(10));
+        let tone = match std::str::from_utf8(status).map(str::trim_end) {
+            Ok("passed") => super::Tone::Good,
+            Ok("running") => super::Tone::Pending,
+            _ => super::Tone::Bad,
+        };
+        out.extend_from_slice(env.paint(tone, &String::from_utf8_lossy(status)).as_bytes());
+        out.extend_from_slice(rest);
+    }
 }
 
 pub fn exec_show(args: ShowArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {

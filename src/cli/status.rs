@@ -1,8 +1,6 @@
 use super::{CliError, Env};
-use crate::history::Status;
 use crate::index::Index;
 use crate::proc::Here;
-use crate::status::human_duration;
 use crate::workspace::Workspace;
 
 /// Every run's state: blocked, running, passed, failed or aborted.
@@ -32,13 +30,23 @@ pub struct Args {
 pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
     let ws = Workspace::open(&env.cwd)?;
     ws.store.require_tip()?;
+    let (here, now) = (Here::read(), crate::clock::now()?);
+    if args.tag.is_none() && !args.json {
+        let mut text = Vec::new();
+        crate::listing::status(&ws.root, &ws.store, &here, now, args.lines, &mut text)?;
+        if text.is_empty() {
+            text.extend_from_slice(b"no runs yet\n");
+        }
+        out.append(&mut text);
+        return Ok(0);
+    }
     let index = Index::load(&ws.store)?;
     let states = crate::status::status(
         &ws.root,
         &ws.store,
         &index,
-        &Here::read(),
-        crate::clock::now()?,
+        &here,
+        now,
         args.tag.as_deref(),
         args.lines,
     )?;
@@ -52,31 +60,11 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         super::json(&states, out);
         return Ok(0);
     }
-    let mut text = String::new();
     for s in &states {
-        let detail = match (s.status, s.code, s.elapsed_seconds) {
-            (Status::Running, _, Some(e)) => {
-                format!("running for {} on {}", human_duration(e), s.host)
-            }
-            (_, Some(code), Some(e)) => format!("exit {code} after {}", human_duration(e)),
-            (Status::Blocked, _, _) => "blocked before the command started".into(),
-            (Status::Aborted, _, _) => "ledger run died".into(),
-            _ => String::new(),
-        };
-        text.push_str(&format!(
-            "{:<10} {}  {detail}\n",
-            s.status.as_str(),
-            s.run_id
-        ));
-        if s.status == Status::Running {
-            for l in &s.log_tail {
-                text.push_str(&format!("           | {l}\n"));
-            }
-        }
+        crate::listing::status_lines(out, s);
     }
     if states.is_empty() {
-        text.push_str("no runs yet\n");
+        out.extend_from_slice(b"no runs yet\n");
     }
-    out.extend_from_slice(text.as_bytes());
     Ok(0)
 }

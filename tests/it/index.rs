@@ -79,6 +79,56 @@ fn log_status_and_show_answer_the_same_with_a_missing_corrupt_or_stale_index() {
     }
     std::fs::remove_file(log_path(&env.repo)).unwrap();
     assert_eq!(answers(&env, &env.repo, "t3"), fresh, "no log rows");
+    // The same for the copies of the text of `log` and `status`.
+    for name in ["runs-log.txt", "runs-status.txt"] {
+        let path = env.repo.join(".git/ledger").join(name);
+        let now = std::fs::read(&path).expect("the index wrote the copy");
+        let text = String::from_utf8(now.clone()).unwrap();
+        assert!(
+            text.contains("_t3") && text.contains(&env.ledger_tip()),
+            "{text}"
+        );
+        let (header, body) = text.split_once('\n').unwrap();
+        let lying_range = header.replacen(
+            "\"live\":[]",
+            "\"live\":[{\"start\":0,\"end\":99999999,\"row\":{\"at\":\"\",\"run_id\":\"x\",\"status\":\"running\",\"workflow\":\"\",\"tag\":\"\",\"owner\":\"\",\"code\":null}}]",
+            1,
+        );
+        assert_ne!(lying_range, header);
+        for (what, bytes) in [
+            ("garbage", b"\x00not json\n{".to_vec()),
+            ("empty", Vec::new()),
+            ("truncated", now[..now.len() - 3].to_vec()),
+            ("longer", [&now[..], b"passed     x\n"].concat()),
+            ("a header only", format!("{header}\n").into_bytes()),
+            (
+                "a live range past the end",
+                format!("{lying_range}\n{body}").into_bytes(),
+            ),
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(answers(&env, &env.repo, "t3"), fresh, "{name} {what}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                now,
+                "{name} {what}: written anew"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(answers(&env, &env.repo, "t3"), fresh, "no {name}");
+    }
+    // A copy of an earlier tip (the text of two runs) is not used.
+    let early_text = std::fs::read(env.repo.join(".git/ledger/runs-log.txt")).unwrap();
+    assert_ok(env.run("t4", &[], &["sh", "-c", "exit 0"]));
+    let newer = answers(&env, &env.repo, "t3");
+    assert!(newer.contains("_t4"), "{newer}");
+    std::fs::write(env.repo.join(".git/ledger/runs-log.txt"), early_text).unwrap();
+    assert_eq!(
+        answers(&env, &env.repo, "t3"),
+        newer,
+        "a copy of an earlier tip"
+    );
+    let fresh = newer;
     std::fs::remove_file(&index).unwrap();
     assert_eq!(answers(&env, &env.repo, "t3"), fresh, "no index");
     // An index that cannot be written only costs time.

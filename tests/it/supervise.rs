@@ -235,6 +235,80 @@ fn a_refused_run_does_not_recover_anything_first() {
     std::thread::sleep(Duration::from_millis(400));
 }
 
+/// The copies of the text of `log` and `status` (under `.git/ledger/`).
+fn listings(env: &TestEnv) -> [Vec<u8>; 2] {
+    ["runs-log.txt", "runs-status.txt"].map(|name| {
+        std::fs::read(env.repo.join(".git/ledger").join(name)).expect("the copy is written")
+    })
+}
+
+#[test]
+fn a_running_run_is_listed_as_it_is_now_from_the_copies() {
+    let env = TestEnv::init();
+    assert_eq!(env.run("before", &[], &["sh", "-c", "exit 3"]).code, 3);
+    let child = spawn_run(&env, "live", "echo one; echo two; sleep 5");
+    wait_for_log(&env, "live", "two");
+    let id = env
+        .run_ids()
+        .into_iter()
+        .find(|r| r.ends_with("_live"))
+        .unwrap();
+    // The first calls write the copies, the next read them: the running
+    // run's lines are made anew each time.
+    for call in 0..3 {
+        let log = env.ok(&["log"]).stdout;
+        let mut lines = log.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("running    {id}  o"),
+            "{call}: {log}"
+        );
+        assert!(
+            lines.next().unwrap().ends_with("_before  o  exit 3"),
+            "{log}"
+        );
+        let status = env.ok(&["status", "--lines", "1"]).stdout;
+        let lines: Vec<&str> = status.lines().collect();
+        assert!(lines[0].contains("_before  exit 3 after "), "{status}");
+        assert!(
+            lines[1].starts_with(&format!("running    {id}  running for ")),
+            "{status}"
+        );
+        assert_eq!(lines[2..], ["           | two"], "{call}: {status}");
+    }
+    let copies = listings(&env);
+    assert!(
+        copies.iter().all(|c| String::from_utf8_lossy(c)
+            .lines()
+            .next()
+            .unwrap()
+            .contains(&id)),
+        "each copy's header names the running run"
+    );
+    // Its supervisor dies: the tip stays, and so do the copies, but the
+    // run is shown aborted.
+    signal(&child, libc::SIGKILL);
+    child.wait_with_output().unwrap();
+    let log = env.ok(&["log"]).stdout;
+    assert_eq!(
+        log.lines().next().unwrap(),
+        format!("aborted    {id}  o  ledger run died; `ledger recover` records it"),
+        "{log}"
+    );
+    let status = env.ok(&["status"]).stdout;
+    assert_eq!(
+        status.lines().nth(1).unwrap(),
+        format!("aborted    {id}  ledger run died"),
+        "{status}"
+    );
+    assert_eq!(listings(&env), copies, "answered from the copies");
+    // Recorded as aborted, the run's lines are fixed in new copies.
+    env.ok(&["recover"]);
+    assert_eq!(env.ok(&["log"]).stdout, log);
+    assert_ne!(listings(&env), copies);
+    assert!(!String::from_utf8_lossy(&listings(&env)[0]).contains("\"live\":[{"));
+}
+
 #[test]
 fn status_shows_a_running_run_with_its_elapsed_time_and_log_tail() {
     let env = TestEnv::init();

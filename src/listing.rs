@@ -1,0 +1,248 @@
+//! The text of `ledger log` and `ledger status`, and the copies of it kept
+//! beside the run index (`<git dir>/ledger/runs-log.txt` and
+//! `runs-status.txt`), so that listing 100,000 runs costs about what
+//! copying the text costs.
+//!
+//! Every line but those of runs still `running` is fixed by the ledger's
+//! tip alone. A running run's lines depend on this machine (is its
+//! supervisor alive, how long has it run, what does its log file end with),
+//! so each copy's header names the byte range of every such run, and those
+//! ranges are made again on every use. A copy whose header does not name
+//! the tip, this version of ledger and the ledger ref, or whose text is not
+//! as long as its header says, is not used; the index then answers and
+//! writes the copies anew. Like the index they are never a source of truth:
+//! `verify`, `finalize` and `pull` read the ledger itself.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::history::{self, Status};
+use crate::index::{self, Header, Index, LogRow, Row};
+use crate::proc::Here;
+use crate::status::{human_duration, RunState};
+use crate::store::{Store, StoreError};
+
+const LOG_FILE_NAME: &str = "runs-log.txt";
+const STATUS_FILE_NAME: &str = "runs-status.txt";
+
+/// Appends the `ledger log` line of `row` shown as `status` (no colour:
+/// the first ten bytes are the padded status, for the CLI to paint).
+pub fn log_line(out: &mut Vec<u8>, row: &LogRow, status: Status) {
+    let detail = match (status, row.code) {
+        (_, Some(code)) => format!("exit {code}"),
+        (Status::Blocked, _) => "preflight failed".into(),
+        (Status::Aborted, _) => "ledger run died; `ledger recover` records it".into(),
+        _ => String::new(),
+    };
+    let line = format!(
+        "{:<10} {}  {}  {}",
+        status.as_str(),
+        row.run_id,
+        row.owner,
+        detail
+    );
+    out.extend_from_slice(line.trim_end().as_bytes());
+    out.push(b'\n');
+}
+
+/// Appends the `ledger status` lines of one run: its state, and for a
+/// running run the log lines it carries.
+pub fn status_lines(out: &mut Vec<u8>, s: &RunState) {
+    let detail = match (s.status, s.code, s.elapsed_seconds) {
+        (Status::Running, _, Some(e)) => {
+            format!("running for {} on {}", human_duration(e), s.host)
+        }
+        (_, Some(code), Some(e)) => format!("exit {code} after {}", human_duration(e)),
+        (Status::Blocked, _, _) => "blocked before the command started".into(),
+        (Status::Aborted, _, _) => "ledger run died".into(),
+        _ => String::new(),
+    };
+    let mut text = format!("{:<10} {}  {detail}\n", s.status.as_str(), s.run_id);
+    if s.status == Status::Running {
+        for l in &s.log_tail {
+            text.push_str(&format!("           | {l}\n"));
+        }
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Appends `ledger log`'s text (newest run first) at the ledger's tip.
+pub fn log(store: &Store, here: &Here, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let Some(tip) = store.tip()? else {
+        return Ok(());
+    };
+    let path = file(store, LOG_FILE_NAME);
+    if let Some(copy) = Saved::read(&path, &index::header(store, tip)) {
+        return copy.splice(out, |row, out| {
+            log_line(out, row, row.status_here(store, Some(tip), here)?);
+            Ok(())
+        });
+    }
+    // The index writes the copy for the next call.
+    let index = Index::load(store)?;
+    for row in index.rows.iter().rev().map(LogRow::of) {
+        log_line(out, &row, row.status_here(store, index.tip, here)?);
+    }
+    Ok(())
+}
+
+/// Appends `ledger status`'s text (oldest run first) at the ledger's tip,
+/// with `lines` log lines under each running run.
+pub fn status(
+    root: &Path,
+    store: &Store,
+    here: &Here,
+    now: OffsetDateTime,
+    lines: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let Some(tip) = store.tip()? else {
+        return Ok(());
+    };
+    let path = file(store, STATUS_FILE_NAME);
+    if let Some(copy) = Saved::read(&path, &index::header(store, tip)) {
+        let snapshot = store.snapshot(tip)?;
+        return copy.splice(out, |row, out| {
+            let run = history::load_run(&snapshot, &row.run_id)?;
+            status_lines(out, &crate::status::state(root, &run, here, now, lines));
+            Ok(())
+        });
+    }
+    let index = Index::load(store)?;
+    for s in crate::status::status(root, store, &index, here, now, None, lines)? {
+        status_lines(out, &s);
+    }
+    Ok(())
+}
+
+/// Writes both copies for `rows` (the index at `header`'s tip, oldest
+/// first) unless they are there already; best effort, like the index.
+pub(crate) fn save(store: &Store, header: &Header, rows: &[Row]) {
+    let log = file(store, LOG_FILE_NAME);
+    if !Saved::is_of(&log, header) {
+        let mut copy = Saved::new(header);
+        for row in rows.iter().rev() {
+            let row = LogRow::of(row);
+            copy.add(&row, |text| log_line(text, &row, row.status));
+        }
+        copy.write(&log);
+    }
+    let status = file(store, STATUS_FILE_NAME);
+    if !Saved::is_of(&status, header) {
+        let mut copy = Saved::new(header);
+        for row in rows {
+            copy.add(&LogRow::of(row), |text| status_lines(text, &row.state));
+        }
+        copy.write(&status);
+    }
+}
+
+fn file(store: &Store, name: &str) -> PathBuf {
+    store.git_dir().join("ledger").join(name)
+}
+
+/// A copy's first line: whose text it is, which byte ranges of the text
+/// are made again on use, and how long the text is.
+#[derive(Serialize, Deserialize)]
+struct CopyHeader {
+    #[serde(flatten)]
+    of: Header,
+    live: Vec<Live>,
+    bytes: usize,
+}
+
+/// The lines of one run that was running at the tip, at `start..end` of
+/// the text.
+#[derive(Serialize, Deserialize)]
+struct Live {
+    start: usize,
+    end: usize,
+    row: LogRow,
+}
+
+/// A saved copy of a listing, as read or as being made.
+struct Saved {
+    header: CopyHeader,
+    bytes: Vec<u8>,
+    /// Where the text starts in `bytes`.
+    text: usize,
+}
+
+impl Saved {
+    fn new(of: &Header) -> Saved {
+        Saved {
+            header: CopyHeader {
+                of: of.clone(),
+                live: Vec::new(),
+                bytes: 0,
+            },
+            bytes: Vec::new(),
+            text: 0,
+        }
+    }
+
+    /// Appends one run's lines; a running run's range is remembered.
+    fn add(&mut self, row: &LogRow, lines: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        lines(&mut self.bytes);
+        if row.status == Status::Running {
+            self.header.live.push(Live {
+                start,
+                end: self.bytes.len(),
+                row: row.clone(),
+            });
+        }
+    }
+
+    fn write(mut self, path: &Path) {
+        self.header.bytes = self.bytes.len();
+        let mut first = serde_json::to_vec(&self.header).expect("headers serialize");
+        first.push(b'\n');
+        crate::cache_file::write_parts(path, &[&first, &self.bytes]);
+    }
+
+    /// Whether `path` holds a whole copy for `of`.
+    fn is_of(path: &Path, of: &Header) -> bool {
+        Saved::read(path, of).is_some()
+    }
+
+    /// The copy at `path` when it is whole and for `of`.
+    fn read(path: &Path, of: &Header) -> Option<Saved> {
+        let bytes = std::fs::read(path).ok()?;
+        let newline = memchr::memchr(b'\n', &bytes)?;
+        let header: CopyHeader = serde_json::from_slice(&bytes[..newline]).ok()?;
+        let text = newline + 1;
+        let mut at = 0;
+        let whole = header.of == *of
+            && header.bytes == bytes.len() - text
+            && header.live.iter().all(|l| {
+                let fits = at <= l.start && l.start <= l.end && l.end <= header.bytes;
+                at = l.end;
+                fits
+            });
+        whole.then_some(Saved {
+            header,
+            bytes,
+            text,
+        })
+    }
+
+    /// Appends the text, with each running run's range made again by `live`.
+    fn splice(
+        self,
+        out: &mut Vec<u8>,
+        mut live: impl FnMut(&LogRow, &mut Vec<u8>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let text = &self.bytes[self.text..];
+        let mut at = 0;
+        for l in &self.header.live {
+            out.extend_from_slice(&text[at..l.start]);
+            live(&l.row, out)?;
+            at = l.end;
+        }
+        out.extend_from_slice(&text[at..]);
+        Ok(())
+    }
+}
