@@ -17,5 +17,5 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
-cargo build --release --quiet --bin ledger --example ed25519_floor
+cargo build --release --quiet --bin ledger --example ed25519_floor --example sha256_floor
 exec python3 "$here/bench.py" "$PWD/target/release/ledger" "$@"
