@@ -63,7 +63,24 @@ fn progress_and_colour_only_on_a_terminal_and_never_with_no_color() {
     );
     assert!(!piped.stderr.contains("verify: runs"), "{piped:?}");
 
-    let log = on_a_terminal(&repo, "log", false);
-    assert!(log.contains("\x1b[32mpassed"), "{log}");
-    assert!(log.contains("\x1b[31mfailed"), "{log}");
+    // The first call makes the text, the second reads its saved copy:
+    // both paint the status column alone.
+    assert!(!repo.join(".git/ledger/runs-log.txt").exists());
+    let logs = ["first", "second"].map(|call| (call, on_a_terminal(&repo, "log", false)));
+    let plain = assert_ok(env.ledger_in(&repo, &["log"])).stdout;
+    for (call, log) in logs {
+        assert!(
+            log.contains("\x1b[32mpassed    \x1b[0m 20"),
+            "{call}: {log}"
+        );
+        assert!(
+            log.contains("\x1b[31mfailed    \x1b[0m 20"),
+            "{call}: {log}"
+        );
+        let mut unpainted = log.replace('\r', "");
+        for code in ["\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"] {
+            unpainted = unpainted.replace(code, "");
+        }
+        assert_eq!(unpainted, plain, "{call}");
+    }
 }
