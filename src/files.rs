@@ -1,7 +1,8 @@
 //! Files of the work tree that runs record by digest: inputs, the freeze file,
 //! products. Globs are relative to the repository's top directory and never
-//! leave it; only regular files count (no symlinks, nothing under `.git`);
-//! the result is sorted, so records never depend on directory order.
+//! leave it; only regular files count (no symbolic link to a file, nothing
+//! under `.git`; files in a linked directory do count); the result is
+//! sorted, so records never depend on directory order.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,29 +28,155 @@ pub fn pattern_is_inside(pattern: &str) -> bool {
         && pattern.split('/').all(|c| c != ".." && c != ".git")
 }
 
-/// Regular files under `root` matching any of `patterns`, as sorted relative paths.
+const MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
+
+/// Regular files under `root` matching any of `patterns`, as sorted relative
+/// paths. Each pattern is walked from its literal leading directories, only
+/// as deep as it reaches (without `**`), reading each directory's entries
+/// without a `stat` per entry; a large directory's subdirectories are walked
+/// on every core. Directories reached through a symbolic link are walked
+/// too, except a link back to a directory above it.
 pub fn expand(root: &Path, patterns: &[String]) -> Vec<String> {
-    let base = glob::Pattern::escape(&root.display().to_string());
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
     let mut out = Vec::new();
     for pattern in patterns.iter().filter(|p| pattern_is_inside(p)) {
-        let Ok(paths) = glob::glob_with(&format!("{base}/{pattern}"), options) else {
+        // `a//b` and `./a` name what `a/b` and `a` name.
+        let parts: Vec<&str> = pattern
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        // A last `**` matches directories alone, never a file (as the glob
+        // crate has it).
+        if parts.last().is_none_or(|last| *last == "**") {
+            continue;
+        }
+        let Ok(matcher) = glob::Pattern::new(&parts.join("/")) else {
             continue;
         };
-        for path in paths.flatten() {
-            let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
-            if let (true, Some(rel)) = (is_file, relative(root, &path)) {
-                out.push(rel);
-            }
+        let literal = parts
+            .iter()
+            .take_while(|c| !c.contains(['*', '?', '[']))
+            .count()
+            .min(parts.len().saturating_sub(1));
+        let walk = Walk {
+            matcher: &matcher,
+            depth: if parts[literal..].contains(&"**") {
+                usize::MAX
+            } else {
+                parts.len() - literal
+            },
+        };
+        let start = parts[..literal].join("/");
+        if start.split('/').next() == Some(".git") {
+            continue;
         }
+        walk.top(root, &start, &mut out);
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// One pattern's walk.
+struct Walk<'p> {
+    matcher: &'p glob::Pattern,
+    /// How many levels below the start a match can lie.
+    depth: usize,
+}
+
+impl Walk<'_> {
+    /// Walks `rel` (the start, `""` for the root), its subdirectories on
+    /// every core when there are many.
+    fn top(&self, root: &Path, rel: &str, out: &mut Vec<String>) {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = root.join(rel);
+        let Some(meta) = std::fs::metadata(&dir).ok().filter(|m| m.is_dir()) else {
+            return;
+        };
+        let ancestors = vec![(meta.dev(), meta.ino())];
+        let subdirs = self.entries(&dir, rel, 1, &ancestors, out);
+        let found = crate::par::chunks(&subdirs, 64, |part| {
+            let mut found = Vec::new();
+            let mut ancestors = ancestors.clone();
+            for (sub, id) in part {
+                ancestors.push(*id);
+                self.dir(root, sub, 2, &mut ancestors, &mut found);
+                ancestors.pop();
+            }
+            found
+        });
+        out.extend(found.into_iter().flatten());
+    }
+
+    /// Walks the directory `rel`, `level` levels below the start; the
+    /// last of `ancestors` is its own (device, inode).
+    fn dir(
+        &self,
+        root: &Path,
+        rel: &str,
+        level: usize,
+        ancestors: &mut Vec<(u64, u64)>,
+        out: &mut Vec<String>,
+    ) {
+        for (sub, id) in self.entries(&root.join(rel), rel, level, ancestors, out) {
+            ancestors.push(id);
+            self.dir(root, &sub, level + 1, ancestors, out);
+            ancestors.pop();
+        }
+    }
+
+    /// Reads one directory: its matching regular files go to `out`; its
+    /// subdirectories that a match can lie under come back with their
+    /// (device, inode), except links back to one of `ancestors`. A plain
+    /// subdirectory's comes from the entry itself, with no `stat`.
+    fn entries(
+        &self,
+        dir: &Path,
+        rel: &str,
+        level: usize,
+        ancestors: &[(u64, u64)],
+        out: &mut Vec<String>,
+    ) -> Vec<(String, (u64, u64))> {
+        use std::os::unix::fs::{DirEntryExt as _, MetadataExt as _};
+        let mut subdirs = Vec::new();
+        let Ok(read) = std::fs::read_dir(dir) else {
+            return subdirs;
+        };
+        let device = ancestors.last().map_or(0, |a| a.0);
+        for entry in read.flatten() {
+            let (Ok(kind), Ok(name)) = (entry.file_type(), entry.file_name().into_string()) else {
+                continue;
+            };
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if path == ".git" {
+                continue;
+            }
+            if kind.is_file() {
+                if self.matcher.matches_with(&path, MATCH) {
+                    out.push(path);
+                }
+            } else if level >= self.depth {
+                continue;
+            } else if kind.is_dir() {
+                subdirs.push((path, (device, entry.ino())));
+            } else if kind.is_symlink() {
+                let target = std::fs::metadata(entry.path()).ok().filter(|m| m.is_dir());
+                if let Some(id) = target.map(|m| (m.dev(), m.ino())) {
+                    if !ancestors.contains(&id) {
+                        subdirs.push((path, id));
+                    }
+                }
+            }
+        }
+        subdirs
+    }
 }
 
 /// `path` relative to `root` with `/` separators, if it is inside and not in `.git`.
@@ -164,6 +291,121 @@ mod tests {
         );
         assert_eq!(got, ["config/a/s.yaml", "config/t.yaml"]);
         assert_eq!(digest(root, "config/t.yaml").unwrap().bytes, 1);
+    }
+
+    /// What the glob crate's own walk finds: the oracle of [`expand`].
+    fn expand_by_glob(root: &Path, patterns: &[String]) -> Vec<String> {
+        let base = glob::Pattern::escape(&root.display().to_string());
+        let mut out = Vec::new();
+        for pattern in patterns.iter().filter(|p| pattern_is_inside(p)) {
+            for path in glob::glob_with(&format!("{base}/{pattern}"), MATCH)
+                .unwrap()
+                .flatten()
+            {
+                let is_file =
+                    std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+                if let (true, Some(rel)) = (is_file, relative(root, &path)) {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn the_walk_finds_what_the_glob_crate_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files = [
+            "strategy.yaml",
+            ".hidden.yaml",
+            "config/t.yaml",
+            "config/.dot/u.yaml",
+            "config/a/s.yaml",
+            "config/a/b/c/deep.yaml",
+            "config/a/b/c/deep.json",
+            "data/2026/prices.csv",
+            "data/2026/volumes.csv",
+            "data/prices.csv",
+            "data/x[1].csv",
+            "gate_results/r1/production_gates_report.json",
+            "gate_results/r2/sub/production_gates_report.json",
+            "gate_results/production_gates_report.json",
+            "gate_results/r3/other.json",
+            "outside/far.csv",
+            "sub/.git/inner.yaml",
+            ".git/config.yaml",
+        ];
+        for f in files {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, f).unwrap();
+        }
+        for i in 0..100 {
+            let path = root.join(format!(
+                "gate_results/many{i:03}/production_gates_report.json"
+            ));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "{}").unwrap();
+        }
+        let link = |target: &str, at: &str| {
+            std::os::unix::fs::symlink(root.join(target), root.join(at)).unwrap();
+        };
+        link("config/t.yaml", "config/link.yaml");
+        link("outside", "data/linked");
+        link("missing", "data/dangling");
+        std::fs::create_dir_all(root.join("empty")).unwrap();
+        let patterns = [
+            "config/**/*.yaml",
+            "config/*.yaml",
+            "config/*/*.yaml",
+            "*.yaml",
+            "**/*.yaml",
+            "**/*.csv",
+            "data/**",
+            "data/**/",
+            "data/**/*.csv",
+            "data/*/prices.csv",
+            "data/prices.csv",
+            "./data//prices.csv",
+            "data/x[[]1].csv",
+            "data/?rices.csv",
+            "data/[pv]*.csv",
+            "gate_results/**/production_gates_report.json",
+            "gate_results/*/production_gates_report.json",
+            "**",
+            "empty/**",
+            "nothing/**/*.csv",
+            "strategy.yaml",
+            "*",
+        ];
+        let mut mismatches = Vec::new();
+        for pattern in patterns {
+            let one = [pattern.to_string()];
+            let (ours, oracle) = (expand(root, &one), expand_by_glob(root, &one));
+            if ours != oracle {
+                mismatches.push(format!("{pattern}: {ours:?} vs {oracle:?}"));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+        let all: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        let got = expand(root, &all);
+        assert_eq!(got, expand_by_glob(root, &all));
+        assert!(got.contains(&"data/linked/far.csv".to_string()), "{got:?}");
+        assert!(!got.iter().any(|p| p.starts_with(".git/")), "{got:?}");
+    }
+
+    #[test]
+    fn a_link_back_up_the_tree_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/x.csv"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("a"), root.join("a/b/up")).unwrap();
+        assert_eq!(expand(root, &["**/*.csv".into()]), ["a/b/x.csv"]);
+        assert_eq!(expand(root, &["a/**/*.csv".into()]), ["a/b/x.csv"]);
     }
 
     #[test]
