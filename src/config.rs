@@ -727,6 +727,14 @@ impl Config {
                     field,
                     format!("{bad:?} must be a relative glob inside the repository"),
                 ));
+            } else if let Some(bad) = globs.iter().find(|p| crate::files::matches_no_file(p)) {
+                problems.push((
+                    field,
+                    format!(
+                        "{bad:?} matches no file (a last ** matches directories only): write {:?}",
+                        format!("{}/*", bad.trim_end_matches('/'))
+                    ),
+                ));
             }
         }
         if let Some(bad) = config.context.env_allow.iter().find(|name| {

@@ -34,6 +34,15 @@ const MATCH: glob::MatchOptions = glob::MatchOptions {
     require_literal_leading_dot: false,
 };
 
+/// Whether a glob can never name a file: it names nothing, or ends in
+/// `**`, which matches directories alone.
+pub fn matches_no_file(pattern: &str) -> bool {
+    pattern
+        .split('/')
+        .rfind(|c| !c.is_empty() && *c != ".")
+        .is_none_or(|last| last == "**")
+}
+
 /// Regular files under `root` matching any of `patterns`, as sorted relative
 /// paths. Each pattern is walked from its literal leading directories, only
 /// as deep as it reaches (without `**`), reading each directory's entries
@@ -48,9 +57,7 @@ pub fn expand(root: &Path, patterns: &[String]) -> Vec<String> {
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
             .collect();
-        // A last `**` matches directories alone, never a file (as the glob
-        // crate has it).
-        if parts.last().is_none_or(|last| *last == "**") {
+        if matches_no_file(pattern) {
             continue;
         }
         let Ok(matcher) = glob::Pattern::new(&parts.join("/")) else {

@@ -160,6 +160,11 @@ fn cases(env: &TestEnv, keys: &Path) -> Vec<Case> {
         .with_file(y, edit("inputs: []", "inputs: [\"[unclosed\"]")),
         run_case(
             &["--", "true"],
+            "ledger.yaml: inputs: \"data/**\" matches no file (a last ** matches directories only): write \"data/**/*\"",
+        )
+        .with_file(y, edit("inputs: []", "inputs: [\"data/**\"]")),
+        run_case(
+            &["--", "true"],
             "ledger.yaml: products.globs: \"out/[x\" is not a glob",
         )
         .with_file(
