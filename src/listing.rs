@@ -10,7 +10,9 @@
 //! ranges are made again on every use. A copy whose header does not name
 //! the tip, this version of ledger and the ledger ref, or whose text is not
 //! as long as its header says, is not used; the index then answers and
-//! writes the copies anew. Like the index they are never a source of truth:
+//! writes the copies anew. Nor is a copy whose header's sample (the lines
+//! of made-up runs in every state) differs from what this build makes of
+//! them: the text's format changed. Like the index they are never a source of truth:
 //! `verify`, `finalize` and `pull` read the ledger itself.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,65 @@ use crate::store::{Store, StoreError};
 
 const LOG_FILE_NAME: &str = "runs-log.txt";
 const STATUS_FILE_NAME: &str = "runs-status.txt";
+
+/// Every state, with and without an exit code.
+const STATES: [(Status, Option<i32>); 12] = [
+    (Status::Blocked, None),
+    (Status::Blocked, Some(2)),
+    (Status::Running, None),
+    (Status::Running, Some(0)),
+    (Status::Passed, None),
+    (Status::Passed, Some(0)),
+    (Status::Failed, None),
+    (Status::Failed, Some(1)),
+    (Status::Aborted, None),
+    (Status::Aborted, Some(137)),
+    (Status::Incomplete, None),
+    (Status::Incomplete, Some(3)),
+];
+
+/// The `log` lines of made-up runs in every state.
+fn log_sample() -> String {
+    let mut out = Vec::new();
+    for (status, code) in STATES {
+        let row = LogRow {
+            at: "2026-01-02T03:04:05Z".into(),
+            run_id: "20260102T030405Z_wf_tag".into(),
+            status,
+            workflow: "wf".into(),
+            tag: "tag".into(),
+            owner: "owner".into(),
+            code,
+        };
+        log_line(&mut out, &row, status);
+    }
+    String::from_utf8(out).expect("lines are text")
+}
+
+/// The `status` lines of made-up runs in every state.
+fn status_sample() -> String {
+    let mut out = Vec::new();
+    for (status, code) in STATES {
+        for elapsed_seconds in [None, Some(3725)] {
+            let state = RunState {
+                run_id: "20260102T030405Z_wf_tag".into(),
+                tag: "tag".into(),
+                workflow: "wf".into(),
+                owner: "owner".into(),
+                host: "host".into(),
+                status,
+                started_at: Some("2026-01-02T03:04:05Z".into()),
+                ended_at: None,
+                elapsed_seconds,
+                code,
+                leftover_processes: vec!["42 sleep 9".into()],
+                log_tail: vec!["a log line".into()],
+            };
+            status_lines(&mut out, &state);
+        }
+    }
+    String::from_utf8(out).expect("lines are text")
+}
 
 /// Appends the `ledger log` line of `row` shown as `status` (no colour:
 /// the first ten bytes are the padded status, for the CLI to paint).
@@ -74,7 +135,7 @@ pub fn log(store: &Store, here: &Here, out: &mut Vec<u8>) -> Result<(), StoreErr
         return Ok(());
     };
     let path = file(store, LOG_FILE_NAME);
-    if let Some(copy) = Saved::read(&path, &index::header(store, tip)) {
+    if let Some(copy) = Saved::read(&path, &index::header(store, tip), &log_sample()) {
         return copy.splice(out, |row, out| {
             log_line(out, row, row.status_here(store, Some(tip), here)?);
             Ok(())
@@ -102,7 +163,7 @@ pub fn status(
         return Ok(());
     };
     let path = file(store, STATUS_FILE_NAME);
-    if let Some(copy) = Saved::read(&path, &index::header(store, tip)) {
+    if let Some(copy) = Saved::read(&path, &index::header(store, tip), &status_sample()) {
         let snapshot = store.snapshot(tip)?;
         return copy.splice(out, |row, out| {
             let run = history::load_run(&snapshot, &row.run_id)?;
@@ -120,18 +181,18 @@ pub fn status(
 /// Writes both copies for `rows` (the index at `header`'s tip, oldest
 /// first) unless they are there already; best effort, like the index.
 pub(crate) fn save(store: &Store, header: &Header, rows: &[Row]) {
-    let log = file(store, LOG_FILE_NAME);
-    if !Saved::is_of(&log, header) {
-        let mut copy = Saved::new(header);
+    let (log, sample) = (file(store, LOG_FILE_NAME), log_sample());
+    if !Saved::is_of(&log, header, &sample) {
+        let mut copy = Saved::new(header, sample);
         for row in rows.iter().rev() {
             let row = LogRow::of(row);
             copy.add(&row, |text| log_line(text, &row, row.status));
         }
         copy.write(&log);
     }
-    let status = file(store, STATUS_FILE_NAME);
-    if !Saved::is_of(&status, header) {
-        let mut copy = Saved::new(header);
+    let (status, sample) = (file(store, STATUS_FILE_NAME), status_sample());
+    if !Saved::is_of(&status, header, &sample) {
+        let mut copy = Saved::new(header, sample);
         for row in rows {
             copy.add(&LogRow::of(row), |text| status_lines(text, &row.state));
         }
@@ -143,12 +204,13 @@ fn file(store: &Store, name: &str) -> PathBuf {
     store.git_dir().join("ledger").join(name)
 }
 
-/// A copy's first line: whose text it is, which byte ranges of the text
-/// are made again on use, and how long the text is.
+/// A copy's first line: whose text it is, in which format, which byte
+/// ranges of the text are made again on use, and how long the text is.
 #[derive(Serialize, Deserialize)]
 struct CopyHeader {
     #[serde(flatten)]
     of: Header,
+    sample: String,
     live: Vec<Live>,
     bytes: usize,
 }
@@ -171,10 +233,11 @@ struct Saved {
 }
 
 impl Saved {
-    fn new(of: &Header) -> Saved {
+    fn new(of: &Header, sample: String) -> Saved {
         Saved {
             header: CopyHeader {
                 of: of.clone(),
+                sample,
                 live: Vec::new(),
                 bytes: 0,
             },
@@ -203,19 +266,21 @@ impl Saved {
         crate::cache_file::write_parts(path, &[&first, &self.bytes]);
     }
 
-    /// Whether `path` holds a whole copy for `of`.
-    fn is_of(path: &Path, of: &Header) -> bool {
-        Saved::read(path, of).is_some()
+    /// Whether `path` holds a whole copy for `of`, made as `sample` shows.
+    fn is_of(path: &Path, of: &Header, sample: &str) -> bool {
+        Saved::read(path, of, sample).is_some()
     }
 
-    /// The copy at `path` when it is whole and for `of`.
-    fn read(path: &Path, of: &Header) -> Option<Saved> {
+    /// The copy at `path` when it is whole, for `of` and made as `sample`
+    /// shows.
+    fn read(path: &Path, of: &Header, sample: &str) -> Option<Saved> {
         let bytes = std::fs::read(path).ok()?;
         let newline = memchr::memchr(b'\n', &bytes)?;
         let header: CopyHeader = serde_json::from_slice(&bytes[..newline]).ok()?;
         let text = newline + 1;
         let mut at = 0;
         let whole = header.of == *of
+            && header.sample == sample
             && header.bytes == bytes.len() - text
             && header.live.iter().all(|l| {
                 let fits = at <= l.start && l.start <= l.end && l.end <= header.bytes;
