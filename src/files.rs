@@ -76,11 +76,8 @@ pub fn expand(root: &Path, patterns: &[String]) -> Vec<String> {
                 parts.len() - literal
             },
         };
-        let start = parts[..literal].join("/");
-        if start.split('/').next() == Some(".git") {
-            continue;
-        }
-        walk.top(root, &start, &mut out);
+        // No part is `.git` ([`pattern_is_inside`]); the walk skips the top one.
+        walk.top(root, &parts[..literal].join("/"), &mut out);
     }
     out.sort();
     out.dedup();
