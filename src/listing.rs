@@ -12,8 +12,8 @@
 //! as long as its header says, is not used; the index then answers and
 //! writes the copies anew. Nor is a copy whose header's sample (the lines
 //! of made-up runs in every state) differs from what this build makes of
-//! them: the text's format changed. Like the index they are never a source of truth:
-//! `verify`, `finalize` and `pull` read the ledger itself.
+//! them: the text's format changed. Like the index, the copies are never a
+//! source of truth: `verify`, `finalize` and `pull` read the ledger itself.
 
 use std::path::{Path, PathBuf};
 
