@@ -38,7 +38,8 @@ pub struct Row {
     pub at: String,
     /// Object id of `runs/<run_id>` the row was derived from.
     pub tree: String,
-    pub state: RunState,
+    /// Boxed: 100,000 rows are read, sorted and moved as pointers.
+    pub state: Box<RunState>,
 }
 
 impl Row {
@@ -46,7 +47,7 @@ impl Row {
         Row {
             at: run.at().to_string(),
             tree: tree.to_string(),
-            state: crate::status::recorded(run),
+            state: Box::new(crate::status::recorded(run)),
         }
     }
 

@@ -58,7 +58,7 @@ pub fn status(
             if row.state.status == Status::Running {
                 return Ok(state(root, &index.run(store, row)?, here, now, lines));
             }
-            let mut s = row.state.clone();
+            let mut s = RunState::clone(&row.state);
             let skip = s.log_tail.len().saturating_sub(lines);
             s.log_tail.drain(..skip);
             Ok(s)
