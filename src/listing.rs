@@ -15,6 +15,7 @@
 //! them: the text's format changed. Like the index, the copies are never a
 //! source of truth: `verify`, `finalize` and `pull` read the ledger itself.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -97,14 +98,18 @@ pub fn log_line(out: &mut Vec<u8>, row: &LogRow, status: Status) {
         (Status::Aborted, _) => "ledger run died; `ledger recover` records it".into(),
         _ => String::new(),
     };
-    let line = format!(
+    let start = out.len();
+    let _ = write!(
+        out,
         "{:<10} {}  {}  {}",
         status.as_str(),
         row.run_id,
         row.owner,
         detail
     );
-    out.extend_from_slice(line.trim_end().as_bytes());
+    // Without the trailing blanks of an empty owner or detail.
+    let line = std::str::from_utf8(&out[start..]).expect("written from strings");
+    out.truncate(start + line.trim_end().len());
     out.push(b'\n');
 }
 
@@ -120,13 +125,12 @@ pub fn status_lines(out: &mut Vec<u8>, s: &RunState) {
         (Status::Aborted, _, _) => "ledger run died".into(),
         _ => String::new(),
     };
-    let mut text = format!("{:<10} {}  {detail}\n", s.status.as_str(), s.run_id);
+    let _ = writeln!(out, "{:<10} {}  {detail}", s.status.as_str(), s.run_id);
     if s.status == Status::Running {
         for l in &s.log_tail {
-            text.push_str(&format!("           | {l}\n"));
+            let _ = writeln!(out, "           | {l}");
         }
     }
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// Appends `ledger log`'s text (newest run first) at the ledger's tip.
