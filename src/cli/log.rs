@@ -9,12 +9,18 @@ use crate::workspace::Workspace;
 
 /// List runs, newest first, with their status.
 ///
-/// Example: ledger log --json
+/// Examples:
+///   ledger log -n 20
+///   ledger log --json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct LogArgs {
     /// Print the runs as JSON.
     #[arg(long)]
     json: bool,
+    /// Only the newest N runs.
+    #[arg(short = 'n', long, value_name = "N")]
+    max_count: Option<usize>,
 }
 
 /// Show one run's records, readable.
@@ -63,6 +69,7 @@ pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliE
         let lines = rows
             .iter()
             .rev()
+            .take(args.max_count.unwrap_or(usize::MAX))
             .map(|r| Ok(line(r, r.status_here(&ws.store, tip, &here)?)))
             .collect::<Result<Vec<Line>, StoreError>>()?;
         super::json(&lines, out);
@@ -70,7 +77,17 @@ pub fn exec_log(args: LogArgs, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliE
     }
     let mut text = Vec::new();
     crate::listing::log(&ws.store, &here, &mut text)?;
-    if text.is_empty() {
+    let runs = !text.is_empty();
+    // One line a run.
+    let end = match args.max_count {
+        None => text.len(),
+        Some(0) => 0,
+        Some(n) => memchr::memchr_iter(b'\n', &text)
+            .nth(n - 1)
+            .map_or(text.len(), |at| at + 1),
+    };
+    text.truncate(end);
+    if !runs {
         out.extend_from_slice(b"no runs yet\n");
     } else if env.color {
         paint_statuses(env, &text, out);

@@ -9,6 +9,8 @@ fn answers(env: &TestEnv, cwd: &std::path::Path, show: &str) -> String {
     for args in [
         &["log"][..],
         &["log", "--json"],
+        &["log", "-n", "2"],
+        &["log", "--json", "--max-count", "1"],
         &["status"],
         &["status", "--json", "--lines", "100"],
         &["show", show, "--json"],
@@ -147,6 +149,37 @@ fn log_status_and_show_answer_the_same_with_a_missing_corrupt_or_stale_index() {
     std::fs::write(dir, "a file where the directory was").unwrap();
     assert_eq!(answers(&env, &env.repo, "t3"), fresh, "unwritable index");
     std::fs::remove_file(dir).unwrap();
+}
+
+#[test]
+fn log_max_count_keeps_the_newest_runs() {
+    let env = TestEnv::init();
+    for tag in ["t1", "t2", "t3"] {
+        assert_ok(env.run(tag, &[], &["true"]));
+    }
+    let all = assert_ok(env.ledger(&["log"])).stdout;
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 3, "{all}");
+    assert!(lines[0].contains("_t3 "), "newest first: {all}");
+    for (n, want) in [("0", 0), ("1", 1), ("2", 2), ("3", 3), ("99", 3)] {
+        let out = assert_ok(env.ledger(&["log", "-n", n])).stdout;
+        assert_eq!(out.lines().collect::<Vec<_>>(), lines[..want], "-n {n}");
+        let json: serde_json::Value =
+            serde_json::from_str(&assert_ok(env.ledger(&["log", "--json", "-n", n])).stdout)
+                .unwrap();
+        let ids: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), want, "--json -n {n}");
+        for (id, line) in ids.iter().zip(&lines) {
+            assert!(line.contains(id), "{id} {line}");
+        }
+    }
+    let bad = env.ledger(&["log", "-n", "-1"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
 }
 
 #[test]
