@@ -295,11 +295,12 @@ fn compute_inner(
     phases.mark("project");
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
-        let entries = &projection.entries;
-        let found = entries.iter().find(|e| e.run_id == tag).or_else(|| {
-            let tagged = |e: &&project::Entry| !tag.is_empty() && e.tag == tag;
-            entries.iter().rev().find(tagged)
-        });
+        let found = crate::history::by_id_or_tag(
+            &projection.entries,
+            tag,
+            |e| &e.run_id,
+            |e| !tag.is_empty() && e.tag == tag,
+        );
         let Some(run) = found else {
             return Err(Error::input(
                 "--tag",

@@ -152,13 +152,27 @@ impl History {
 
     /// The run whose id is `key`, or the newest run whose tag is `key`.
     pub fn find(&self, key: &str) -> Option<&Run> {
-        self.runs.iter().find(|r| r.run_id == key).or_else(|| {
-            self.runs
-                .iter()
-                .rev()
-                .find(|r| r.preflight().is_some_and(|p| p.tag == key))
-        })
+        by_id_or_tag(
+            &self.runs,
+            key,
+            |r| &r.run_id,
+            |r| r.preflight().is_some_and(|p| p.tag == key),
+        )
     }
+}
+
+/// How a command names a run: of `items` (oldest first), the one whose run
+/// id is `key`, or else the newest that `tagged` accepts.
+pub fn by_id_or_tag<'a, T>(
+    items: &'a [T],
+    key: &str,
+    id: impl Fn(&T) -> &str,
+    tagged: impl Fn(&T) -> bool,
+) -> Option<&'a T> {
+    items
+        .iter()
+        .find(|i| id(i) == key)
+        .or_else(|| items.iter().rev().find(|i| tagged(i)))
 }
 
 /// Reads one run directory.

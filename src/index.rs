@@ -220,11 +220,8 @@ impl Index {
 
     /// The run whose id is `key`, or the newest run whose tag is `key`.
     pub fn find(&self, key: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.run_id() == key).or_else(|| {
-            self.rows
-                .iter()
-                .rev()
-                .find(|r| !key.is_empty() && r.state.tag == key)
+        history::by_id_or_tag(&self.rows, key, Row::run_id, |r| {
+            !key.is_empty() && r.state.tag == key
         })
     }
 
