@@ -219,6 +219,22 @@ struct CopyHeader {
     bytes: usize,
 }
 
+impl CopyHeader {
+    /// Whether this header is of `of`, made as `sample` shows, and names a
+    /// text of `text` bytes with its live ranges in order inside it.
+    fn fits(&self, of: &Header, sample: &str, text: u64) -> bool {
+        let mut at = 0;
+        self.of == *of
+            && self.sample == sample
+            && self.bytes as u64 == text
+            && self.live.iter().all(|l| {
+                let fits = at <= l.start && l.start <= l.end && l.end <= self.bytes;
+                at = l.end;
+                fits
+            })
+    }
+}
+
 /// The lines of one run that was running at the tip, at `start..end` of
 /// the text.
 #[derive(Serialize, Deserialize)]
@@ -270,9 +286,22 @@ impl Saved {
         crate::cache_file::write_parts(path, &[&first, &self.bytes]);
     }
 
-    /// Whether `path` holds a whole copy for `of`, made as `sample` shows.
+    /// Whether `path` holds a whole copy for `of`, made as `sample` shows
+    /// (its first line and its size tell; the text is not read).
     fn is_of(path: &Path, of: &Header, sample: &str) -> bool {
-        Saved::read(path, of, sample).is_some()
+        use std::io::BufRead as _;
+        let Ok(file) = std::fs::File::open(path) else {
+            return false;
+        };
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut first = Vec::new();
+        let read = std::io::BufReader::new(file).read_until(b'\n', &mut first);
+        read.is_ok()
+            && first.pop() == Some(b'\n')
+            && serde_json::from_slice::<CopyHeader>(&first).is_ok_and(|header| {
+                let text = size.checked_sub(first.len() as u64 + 1);
+                header.fits(of, sample, text.unwrap_or(u64::MAX))
+            })
     }
 
     /// The copy at `path` when it is whole, for `of` and made as `sample`
@@ -282,20 +311,13 @@ impl Saved {
         let newline = memchr::memchr(b'\n', &bytes)?;
         let header: CopyHeader = serde_json::from_slice(&bytes[..newline]).ok()?;
         let text = newline + 1;
-        let mut at = 0;
-        let whole = header.of == *of
-            && header.sample == sample
-            && header.bytes == bytes.len() - text
-            && header.live.iter().all(|l| {
-                let fits = at <= l.start && l.start <= l.end && l.end <= header.bytes;
-                at = l.end;
-                fits
-            });
-        whole.then_some(Saved {
-            header,
-            bytes,
-            text,
-        })
+        header
+            .fits(of, sample, (bytes.len() - text) as u64)
+            .then_some(Saved {
+                header,
+                bytes,
+                text,
+            })
     }
 
     /// Appends the text, with each running run's range made again by `live`.
