@@ -51,15 +51,15 @@ pub fn matches_no_file(pattern: &str) -> bool {
 /// too, except a link back to a directory above it.
 pub fn expand(root: &Path, patterns: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    for pattern in patterns.iter().filter(|p| pattern_is_inside(p)) {
+    for pattern in patterns
+        .iter()
+        .filter(|p| pattern_is_inside(p) && !matches_no_file(p))
+    {
         // `a//b` and `./a` name what `a/b` and `a` name.
         let parts: Vec<&str> = pattern
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
             .collect();
-        if matches_no_file(pattern) {
-            continue;
-        }
         let Ok(matcher) = glob::Pattern::new(&parts.join("/")) else {
             continue;
         };
