@@ -352,6 +352,10 @@ fn cases(env: &TestEnv, keys: &Path) -> Vec<Case> {
         ),
         case(&["show", "nope"], "RUN: no run or tag \"nope\""),
         case(
+            &["log", "-n", "x"],
+            "invalid value 'x' for '--max-count <N>'",
+        ),
+        case(
             &["status", "--tag", "nope"],
             "--tag: no run with tag or id \"nope\"",
         ),
