@@ -5,7 +5,11 @@
 //! The pass is spread over the cores: one thread reads and hashes the file
 //! and cuts it into pieces of whole lines, workers check the pieces, and the
 //! calling thread merges their findings in file order, so the report is the
-//! one a single thread reading line by line would give ([`Threads`]).
+//! one a single thread reading line by line would give ([`Threads`]). A
+//! piece of plain rows (no quote, every line as wide as the header) is laid
+//! out as a table in one vectorised pass and checked a column at a time,
+//! short numbers a machine word at a time; anything else is read line by
+//! line, or by the csv crate from the first quote on.
 //!
 //! Malformed input (no header, ragged rows, invalid UTF-8, an empty file) is a
 //! failed `csv` rule with the line number, never a crash. Dates are ISO
@@ -22,6 +26,11 @@ use time::Date;
 use crate::config::{ColumnType, DqSection};
 use crate::files::FileDigest;
 use crate::record::canon::hex;
+
+mod layout;
+mod word;
+
+use layout::{lay_out, Layout, Table};
 
 /// Line numbers kept per failed rule.
 const FIRST_LINES: usize = 5;
@@ -247,10 +256,21 @@ impl<R: Read> Cutter<R> {
         // the buffer first. The pool's buffers have room for a whole read;
         // a fresh one grows as the read needs (a small file costs little).
         buf.reserve(self.chunk_bytes.min(1 << 16));
-        let n = (&mut self.file)
-            .take(self.chunk_bytes as u64)
-            .read_to_end(buf)?;
-        self.hasher.update(&buf[start..]);
+        // Hashed a step at a time, while the bytes just read are still in
+        // the core's cache: 1 MiB reads hashed after took a third more
+        // kernel time here.
+        let mut n = 0;
+        while n < self.chunk_bytes {
+            let step = (self.chunk_bytes - n).min(HASH_STEP);
+            let from = buf.len();
+            let got = (&mut self.file).take(step as u64).read_to_end(buf)?;
+            self.hasher.update(&buf[from..]);
+            n += got;
+            if got < step {
+                break; // the end of the file
+            }
+        }
+        debug_assert_eq!(buf.len() - start, n);
         self.bytes += n as u64;
         self.eof |= n == 0;
         Ok(n)
@@ -380,7 +400,7 @@ struct Inline<'t, 'a, R> {
     template: &'t std::sync::OnceLock<Checker<'a>>,
     sequential: &'t std::sync::atomic::AtomicBool,
     spare: Vec<u8>,
-    bounds: Vec<(usize, usize)>,
+    scratch: Scratch,
 }
 
 impl<'a, R: Read> Source<'a> for Inline<'_, 'a, R> {
@@ -389,7 +409,7 @@ impl<'a, R: Read> Source<'a> for Inline<'_, 'a, R> {
             return Ok(None);
         };
         let sequential = self.sequential.load(std::sync::atomic::Ordering::Relaxed);
-        let part = check_piece(self.template, sequential, &piece, &mut self.bounds);
+        let part = check_piece(self.template, sequential, &piece, &mut self.scratch);
         Ok(Some((piece, part)))
     }
 
@@ -404,15 +424,15 @@ fn check_piece<'a>(
     template: &std::sync::OnceLock<Checker<'a>>,
     sequential: bool,
     piece: &Piece,
-    bounds: &mut Vec<(usize, usize)>,
+    scratch: &mut Scratch,
 ) -> Option<Box<Checker<'a>>> {
     let template = template.get()?;
-    if sequential || !piece.whole_lines || needs_full_parser(&piece.bytes) {
+    if sequential || !piece.whole_lines {
         return None;
     }
     let mut part = template.clone();
     part.key_log = Some(KeyLog::default());
-    plain_piece(&mut part, piece, bounds);
+    plain_piece(&mut part, piece, scratch).ok()?;
     Some(Box::new(part))
 }
 
@@ -444,6 +464,27 @@ impl<'a> Source<'a> for Ordered<'a> {
     }
 }
 
+/// Lowers the calling worker's priority. The reading thread's hashing is
+/// the one part of the pass no core can share, so it should never wait for
+/// a worker: with a thread more than there are cores, the scheduler's fair
+/// shares held it to about two thirds of a core (docs/PERFORMANCE.md has
+/// the gate's time with and without this). Linux keeps
+/// a nice value per thread; elsewhere this would lower the whole process,
+/// so it is left alone there.
+fn yield_to_the_reading_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only changes the scheduling weight of the calling
+    // thread (`who` 0 is the caller; on Linux that is the thread); it
+    // touches no memory. Failure leaves the priority as it was, harmlessly.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE);
+    }
+}
+
+/// The workers' nice value (0 is normal, 19 the lowest priority).
+#[cfg(target_os = "linux")]
+const WORKER_NICE: libc::c_int = 10;
+
 /// A worker: checks the rows of each piece of plain lines against a blank
 /// copy of the header-bound checker, once the merging thread has read the
 /// header; hands anything else on unread.
@@ -453,7 +494,8 @@ fn work<'a>(
     template: &std::sync::OnceLock<Checker<'a>>,
     sequential: &std::sync::atomic::AtomicBool,
 ) {
-    let mut bounds = Vec::new();
+    yield_to_the_reading_thread();
+    let mut scratch = Scratch::default();
     loop {
         let next = match queue.lock() {
             Ok(queue) => queue.recv(),
@@ -461,15 +503,18 @@ fn work<'a>(
         };
         let Ok(piece) = next else { return };
         let sequential = sequential.load(std::sync::atomic::Ordering::Relaxed);
-        let part = check_piece(template, sequential, &piece, &mut bounds);
+        let part = check_piece(template, sequential, &piece, &mut scratch);
         if out.send((piece, part)).is_err() {
             return;
         }
     }
 }
 
-/// Bytes per read.
+/// Bytes per piece: read, hashed and cut together.
 const CHUNK: usize = 1 << 20;
+
+/// Bytes per read (and hash) within a piece.
+const HASH_STEP: usize = 128 << 10;
 
 /// `YYYY-MM-DD`, strictly.
 pub fn parse_date(text: &[u8]) -> Option<Date> {
@@ -487,7 +532,7 @@ pub fn parse_date(text: &[u8]) -> Option<Date> {
 
 /// An optional sign, then 1 to 18 digits (always fits an i64), or anything
 /// else i64 parses.
-#[inline]
+#[inline(always)]
 fn is_int(field: &[u8]) -> bool {
     let digits = field
         .strip_prefix(b"-")
@@ -540,7 +585,7 @@ const MAX_MANTISSA: u64 = 999_999_999_999_999;
 
 /// A finite number: the common plain decimal exactly, in one pass, anything
 /// else through the standard parser.
-#[inline]
+#[inline(always)]
 fn parse_number(field: &[u8]) -> Option<Number> {
     exact_decimal(field).or_else(|| slow_f64(field).map(Number::Float))
 }
@@ -549,7 +594,7 @@ const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-#[inline]
+#[inline(always)]
 fn exact_decimal(field: &[u8]) -> Option<Number> {
     let (negative, body) = match field.first()? {
         b'-' => (true, &field[1..]),
@@ -592,7 +637,7 @@ fn slow_f64(field: &[u8]) -> Option<f64> {
 }
 
 /// Empty or blank, or `NA`, `NaN`, `null` in any case, padded or not.
-#[inline]
+#[inline(always)]
 fn is_null(field: &[u8]) -> bool {
     let t = field.trim_ascii();
     match t.len() {
@@ -651,7 +696,7 @@ pub fn check_reader<R: Read + Send>(
                 template: &template,
                 sequential: &sequential,
                 spare: Vec::new(),
-                bounds: Vec::new(),
+                scratch: Scratch::default(),
             };
             scan(&mut pieces, &mut checker, &template, &sequential)?;
             let mut cutter = pieces.cutter;
@@ -745,6 +790,8 @@ struct Checker<'a> {
     max_date: Option<Date>,
     /// The previous row's date text and value: dates repeat row after row.
     date_memo: (Vec<u8>, Option<Date>),
+    /// The date column's previous cell (trimmed) and its date.
+    date_col_memo: (Vec<u8>, Option<Date>),
     rows: u64,
     /// The first date read, and its line (where a piece meets the one before).
     first_date: Option<(Date, u64)>,
@@ -834,7 +881,7 @@ fn partition_point(end: u64, before: impl Fn(u64) -> bool) -> u64 {
 
 /// A cell that is null counts against not-null and the null fraction;
 /// otherwise its trimmed text.
-#[inline]
+#[inline(always)]
 fn present<'t>(
     raw: &'t [u8],
     plan: &ColumnPlan,
@@ -860,7 +907,7 @@ fn present<'t>(
 
 /// The range rules of a column, on a cell read as `number` (`None`: not a
 /// number, which no range holds).
-#[inline]
+#[inline(always)]
 fn check_ranges(
     plan: &ColumnPlan,
     number: Option<Number>,
@@ -876,7 +923,7 @@ fn check_ranges(
 }
 
 /// A cell that is not of its column's type.
-#[inline]
+#[inline(always)]
 fn fail_type(plan: &ColumnPlan, typed: &mut [(usize, ColumnType, Rule)], line: u64) {
     if let Some(t) = plan.typed {
         typed[t].2.fail(line);
@@ -885,7 +932,7 @@ fn fail_type(plan: &ColumnPlan, typed: &mut [(usize, ColumnType, Rule)], line: u
 
 /// The date `text` spells, through `memo` (the previous cell's text and
 /// date: dates repeat row after row).
-#[inline]
+#[inline(always)]
 fn remembered_date(memo: &mut (Vec<u8>, Option<Date>), text: &[u8]) -> Option<Date> {
     if !same(&memo.0, text) {
         *memo = (text.to_vec(), parse_date(text));
@@ -894,7 +941,7 @@ fn remembered_date(memo: &mut (Vec<u8>, Option<Date>), text: &[u8]) -> Option<Da
 }
 
 /// Whether two short texts are equal, without a call for the common sizes.
-#[inline]
+#[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
@@ -907,6 +954,95 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
     }
     a == b
+}
+
+/// The kind of a column's cells, as the rules read them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Float,
+    Int,
+    Date,
+    /// A string column, or one only some rule other than a type names.
+    Other,
+}
+
+/// The state of the rules that read one cell at a time: types, not-null,
+/// ranges and null counts.
+struct Cells<'c> {
+    typed: &'c mut [(usize, ColumnType, Rule)],
+    not_null: &'c mut [(usize, Rule)],
+    nulls: &'c mut [(String, usize, u64)],
+    ranges: &'c mut [(usize, Bounds, Rule)],
+    date_memo: &'c mut (Vec<u8>, Option<Date>),
+}
+
+impl Cells<'_> {
+    /// Every rule of `plan`'s column on the cell `raw` of `line`; `rest`
+    /// starts with `raw` and goes on to the end of its line or block, for
+    /// reading short numbers a word at a time ([`word`]).
+    #[inline(always)]
+    fn check(&mut self, kind: Kind, plan: &ColumnPlan, raw: &[u8], rest: &[u8], line: u64) {
+        let Some(f) = present(raw, plan, self.not_null, self.nulls, line) else {
+            return;
+        };
+        // Trimmed text no longer starts `rest`.
+        let rest = if f.len() == raw.len() { rest } else { f };
+        let number = || word::decimal(rest, f.len()).or_else(|| parse_number(f));
+        match kind {
+            Kind::Float => {
+                let number = number();
+                if number.is_none() {
+                    fail_type(plan, self.typed, line);
+                }
+                check_ranges(plan, number, self.ranges, line);
+            }
+            Kind::Int => {
+                if !word::digits(rest, f.len()) && !is_int(f) {
+                    fail_type(plan, self.typed, line);
+                }
+                if !plan.ranges.is_empty() {
+                    check_ranges(plan, number(), self.ranges, line);
+                }
+            }
+            Kind::Date => {
+                if remembered_date(self.date_memo, f).is_none() {
+                    fail_type(plan, self.typed, line);
+                }
+                if !plan.ranges.is_empty() {
+                    check_ranges(plan, number(), self.ranges, line);
+                }
+            }
+            Kind::Other => {
+                if !plan.ranges.is_empty() {
+                    check_ranges(plan, number(), self.ranges, line);
+                }
+            }
+        }
+    }
+
+    /// [`Cells::check`] down a laid-out block's column. A short plain
+    /// number is neither null nor padded and is of its type, so for most
+    /// cells of a number column only the ranges are left to check.
+    #[inline(always)]
+    fn column(&mut self, kind: Kind, plan: &ColumnPlan, table: &Table<'_>, before: u64) {
+        for (row, (raw, rest)) in table.column(plan.column).enumerate() {
+            let line = before + row as u64 + 1;
+            let plain = match kind {
+                Kind::Float => word::decimal(rest, raw.len()).map(Some),
+                Kind::Int if word::digits(rest, raw.len()) => Some(
+                    (!plan.ranges.is_empty())
+                        .then(|| word::decimal(rest, raw.len()))
+                        .flatten(),
+                ),
+                _ => None,
+            };
+            match plain {
+                Some(Some(number)) => check_ranges(plan, Some(number), self.ranges, line),
+                Some(None) if plan.ranges.is_empty() => {}
+                _ => self.check(kind, plan, raw, rest, line),
+            }
+        }
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -959,6 +1095,7 @@ impl<'a> Checker<'a> {
             last_date: None,
             max_date: None,
             date_memo: (Vec::new(), None),
+            date_col_memo: (Vec::new(), None),
             rows: 0,
             first_date: None,
             key_log: None,
@@ -1017,6 +1154,10 @@ impl<'a> Checker<'a> {
         }
         self.last_date = later.last_date.or(self.last_date);
         self.max_date = self.max_date.max(later.max_date);
+        // The previous row is now the later rows' last (see `date_cell`).
+        if later.rows > 0 {
+            self.date_col_memo = later.date_col_memo;
+        }
     }
 
     /// The date rules between consecutive dates: `date` on `line` after `prev`.
@@ -1169,80 +1310,138 @@ impl<'a> Checker<'a> {
     /// Checks one data row (valid UTF-8, as many fields as the header).
     fn row(&mut self, fields: Fields<'_>, line: u64) {
         self.rows += 1;
+        let (groups, mut cells) = self.split();
+        for (kind, plans) in groups {
+            for plan in plans {
+                let raw = fields.get(plan.column);
+                cells.check(kind, plan, raw, raw, line);
+            }
+        }
+        self.key(|i| fields.get(i), line);
+        if let Some(i) = self.date_col {
+            self.date_cell(fields.get(i), line);
+        }
+    }
+
+    /// Checks the rows of a laid-out block, a column at a time: the rules of
+    /// one column never read another's, so each rule sees its cells in row
+    /// order and ends as [`Checker::row`] row by row would leave it. Row `r`
+    /// is on line `before + r + 1` (a table has no blank lines).
+    fn table(&mut self, table: &Table<'_>, before: u64) {
+        // A few hundred rows at a time, so that a column's pass finds the
+        // rows the previous column's pass brought into the cache.
+        const ROWS: usize = 512;
+        for first in (0..table.rows).step_by(ROWS) {
+            let part = table.rows_from(first, ROWS);
+            self.table_part(&part, before + first as u64);
+        }
+    }
+
+    /// [`Checker::table`] on a few rows.
+    fn table_part(&mut self, table: &Table<'_>, before: u64) {
+        self.rows += table.rows as u64;
+        let (groups, mut cells) = self.split();
+        for (kind, plans) in groups {
+            for plan in plans {
+                // A loop per kind, so that each is compiled for its own.
+                match kind {
+                    Kind::Float => cells.column(Kind::Float, plan, table, before),
+                    Kind::Int => cells.column(Kind::Int, plan, table, before),
+                    Kind::Date => cells.column(Kind::Date, plan, table, before),
+                    Kind::Other => cells.column(Kind::Other, plan, table, before),
+                }
+            }
+        }
+        if self.unique_rule.is_some() {
+            for row in 0..table.rows {
+                self.key(|i| table.get(row, i), before + row as u64 + 1);
+            }
+        }
+        if let Some(i) = self.date_col {
+            for (row, (raw, _)) in table.column(i).enumerate() {
+                self.date_cell(raw, before + row as u64 + 1);
+            }
+        }
+    }
+
+    /// The column plans by kind, and the per-cell rules' state apart from
+    /// them.
+    fn split(&mut self) -> ([(Kind, &[ColumnPlan]); 4], Cells<'_>) {
         let Checker {
             typed,
             not_null,
             nulls,
             ranges,
             date_memo,
+            floats,
+            ints,
+            dates,
+            others,
             ..
         } = self;
-        for plan in &self.floats {
-            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
-                continue;
-            };
-            let number = parse_number(f);
-            if number.is_none() {
-                fail_type(plan, typed, line);
-            }
-            check_ranges(plan, number, ranges, line);
+        (
+            [
+                (Kind::Float, floats),
+                (Kind::Int, ints),
+                (Kind::Date, dates),
+                (Kind::Other, others),
+            ],
+            Cells {
+                typed,
+                not_null,
+                nulls,
+                ranges,
+                date_memo,
+            },
+        )
+    }
+
+    /// The unique-key rule on one row (`field(i)`: its field in column `i`).
+    #[inline]
+    fn key<'f>(&mut self, field: impl Fn(usize) -> &'f [u8], line: u64) {
+        let Some(rule) = &mut self.unique_rule else {
+            return;
+        };
+        if self.key_columns.len() != self.rules.unique_key.len() {
+            return;
         }
-        for plan in &self.ints {
-            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
-                continue;
-            };
-            if !is_int(f) {
-                fail_type(plan, typed, line);
-            }
-            if !plan.ranges.is_empty() {
-                check_ranges(plan, parse_number(f), ranges, line);
-            }
+        let mut own = KeyLog::default();
+        let log = self.key_log.as_mut().unwrap_or(&mut own);
+        for &i in &self.key_columns {
+            log.bytes.extend_from_slice(field(i));
+            log.bytes.push(0x1f);
         }
-        for plan in &self.dates {
-            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
-                continue;
-            };
-            if remembered_date(date_memo, f).is_none() {
-                fail_type(plan, typed, line);
-            }
-            if !plan.ranges.is_empty() {
-                check_ranges(plan, parse_number(f), ranges, line);
-            }
+        log.ends.push((log.bytes.len(), line));
+        // Without a log to keep, the key is looked up at once.
+        if self.key_log.is_none() && !self.keys.insert(own.bytes.into_boxed_slice()) {
+            rule.fail(line);
         }
-        for plan in &self.others {
-            let Some(f) = present(fields.get(plan.column), plan, not_null, nulls, line) else {
-                continue;
-            };
-            if !plan.ranges.is_empty() {
-                check_ranges(plan, parse_number(f), ranges, line);
-            }
+    }
+
+    /// The date rules on one row's cell of the date column.
+    #[inline(always)]
+    fn date_cell(&mut self, raw: &[u8], line: u64) {
+        let text = raw.trim_ascii();
+        // The previous row's date again (dates repeat row after row): it
+        // is the last date, and a step of none breaks no rule.
+        if self.date_col_memo.1.is_some() && same(&self.date_col_memo.0, text) {
+            return;
         }
-        if let Some(rule) = &mut self.unique_rule {
-            if self.key_columns.len() == self.rules.unique_key.len() {
-                let mut own = KeyLog::default();
-                let log = self.key_log.as_mut().unwrap_or(&mut own);
-                for &i in &self.key_columns {
-                    log.bytes.extend_from_slice(fields.get(i));
-                    log.bytes.push(0x1f);
+        self.new_date(text, line);
+    }
+
+    /// [`Checker::date_cell`] on a date other than the previous row's.
+    #[inline(never)]
+    fn new_date(&mut self, text: &[u8], line: u64) {
+        match remembered_date(&mut self.date_col_memo, text) {
+            None => self.date_parse.fail(line),
+            Some(d) => {
+                match self.last_date {
+                    Some(prev) => self.date_step(prev, d, line),
+                    None => self.first_date = Some((d, line)),
                 }
-                log.ends.push((log.bytes.len(), line));
-                // Without a log to keep, the key is looked up at once.
-                if self.key_log.is_none() && !self.keys.insert(own.bytes.into_boxed_slice()) {
-                    rule.fail(line);
-                }
-            }
-        }
-        if let Some(i) = self.date_col {
-            match remembered_date(&mut self.date_memo, fields.get(i).trim_ascii()) {
-                None => self.date_parse.fail(line),
-                Some(d) => {
-                    match self.last_date {
-                        Some(prev) => self.date_step(prev, d, line),
-                        None => self.first_date = Some((d, line)),
-                    }
-                    self.last_date = Some(d);
-                    self.max_date = self.max_date.max(Some(d));
-                }
+                self.last_date = Some(d);
+                self.max_date = self.max_date.max(Some(d));
             }
         }
     }
@@ -1344,22 +1543,24 @@ fn scan<'a>(
     template: &std::sync::OnceLock<Checker<'a>>,
     sequential: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
-    let mut bounds = Vec::new();
+    let mut scratch = Scratch::default();
     while let Some((piece, part)) = pieces.next()? {
-        match part {
-            Some(part) => checker.absorb(*part),
-            None if !piece.whole_lines || needs_full_parser(&piece.bytes) => {
-                sequential.store(true, std::sync::atomic::Ordering::Relaxed);
-                let offset = piece.first_line;
-                let mut rest = Rest::new(pieces, piece.bytes);
-                return scan_csv(&mut rest, checker, offset);
+        let plain = match part {
+            Some(part) => {
+                checker.absorb(*part);
+                Ok(())
             }
-            None => {
-                plain_piece(checker, &piece, &mut bounds);
-                if checker.columns.is_some() && template.get().is_none() {
-                    let _ = template.set(checker.blank());
-                }
-            }
+            None if !piece.whole_lines => Err(NeedsCsv),
+            None => plain_piece(checker, &piece, &mut scratch),
+        };
+        if plain.is_err() {
+            sequential.store(true, std::sync::atomic::Ordering::Relaxed);
+            let offset = piece.first_line;
+            let mut rest = Rest::new(pieces, piece.bytes);
+            return scan_csv(&mut rest, checker, offset);
+        }
+        if checker.columns.is_some() && template.get().is_none() {
+            let _ = template.set(checker.blank());
         }
         pieces.recycle(piece.bytes);
         if checker.stopped {
@@ -1369,20 +1570,58 @@ fn scan<'a>(
     Ok(())
 }
 
-/// A piece of plain lines: each ends with `\n` but the file's last.
-fn plain_piece(checker: &mut Checker<'_>, piece: &Piece, bounds: &mut Vec<(usize, usize)>) {
+/// Buffers a reader of pieces reuses from one piece to the next.
+#[derive(Default)]
+struct Scratch {
+    /// A line's fields (see [`Fields`]).
+    bounds: Vec<(usize, usize)>,
+    /// A laid-out block's field starts (see [`Table`]).
+    starts: Vec<u32>,
+}
+
+/// A piece holds a quote or a carriage return that does not end a line:
+/// the csv crate must read it, and from there on the rest of the file.
+#[derive(Debug)]
+struct NeedsCsv;
+
+/// A piece of whole lines, each ending with `\n` but the file's last: laid
+/// out and checked a column at a time once the header is known and every
+/// line is a plain row of its width, else read line by line. Reads nothing
+/// when the piece needs the csv crate.
+fn plain_piece(
+    checker: &mut Checker<'_>,
+    piece: &Piece,
+    scratch: &mut Scratch,
+) -> Result<(), NeedsCsv> {
     let block = &piece.bytes[..];
-    let mut lines = piece.first_line;
-    let tail = match memchr::memrchr(b'\n', block) {
-        Some(nl) => {
-            lines = plain_lines(checker, &block[..=nl], lines, bounds);
-            &block[nl + 1..]
-        }
-        None => block,
+    let (lines_part, tail) = match memchr::memrchr(b'\n', block) {
+        Some(nl) => block.split_at(nl + 1),
+        None => block.split_at(0),
     };
-    if !checker.stopped && !tail.is_empty() {
-        plain_line(checker, tail, lines + 1, bounds);
+    let layout = match checker.columns {
+        Some(columns) if !lines_part.is_empty() => {
+            lay_out(lines_part, columns, &mut scratch.starts)
+        }
+        _ if needs_full_parser(lines_part) => Layout::Full,
+        _ => Layout::Lines,
+    };
+    if layout == Layout::Full || needs_full_parser(tail) {
+        return Err(NeedsCsv);
     }
+    let mut lines = piece.first_line;
+    match (layout, checker.columns) {
+        (Layout::Table { rows }, Some(columns)) => {
+            let table = Table::new(lines_part, &scratch.starts, columns, rows);
+            checker.table(&table, lines);
+            lines += rows as u64;
+        }
+        // `Layout::Full` went back above.
+        _ => lines = plain_lines(checker, lines_part, lines, &mut scratch.bounds),
+    }
+    if !checker.stopped && !tail.is_empty() {
+        plain_line(checker, tail, lines + 1, &mut scratch.bounds);
+    }
+    Ok(())
 }
 
 /// Positions of `,` and `\n` in a block, eight bytes at a time (SWAR): for
@@ -2073,6 +2312,50 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                         "{text:?} read {chunk} bytes at a time, {threads:?}"
                     );
                 }
+            }
+        }
+    }
+
+    /// The merging thread reads on where the workers stopped (a quote sends
+    /// the rest to the csv crate): a date it reads is compared with the
+    /// workers' last date, not with the last one it read itself.
+    #[test]
+    fn after_the_workers_a_date_is_compared_with_their_last() {
+        let rules = rules();
+        let mut text = String::from("date,factor,ret,n\n");
+        for i in 0..300 {
+            let day = if i < 100 { "2026-01-01" } else { "2026-01-02" };
+            text.push_str(&format!("{day},f{i},0.1,{i}\n"));
+        }
+        // Back to the first day, in a row only the csv crate reads.
+        text.push_str("2026-01-01,\"quoted\",0.1,1\n");
+        let at = |chunk: usize, threads: Threads| {
+            check_reader(
+                std::io::Cursor::new(text.as_bytes().to_vec()),
+                chunk,
+                threads,
+                "in.csv",
+                &rules,
+                None,
+            )
+            .unwrap()
+        };
+        let whole = at(text.len() + 1, Threads::Inline);
+        let sorted = whole
+            .rules
+            .iter()
+            .find(|r| r.rule == "date_sorted")
+            .unwrap();
+        assert_eq!(sorted.first_lines, [302], "{whole:?}");
+        // Some of these cut a piece just before the quoted row, so that the
+        // merging thread reads no other date first.
+        for chunk in (16..=200).chain([4_096]) {
+            for threads in [Threads::Inline, Threads::Cores] {
+                assert_eq!(
+                    at(chunk, threads),
+                    whole,
+                    "{chunk} bytes a read, {threads:?}"
+                );
             }
         }
     }
