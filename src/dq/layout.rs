@@ -77,6 +77,10 @@ impl Masks {
     }
 }
 
+/// Slots a chunk may write past the starts so far: a separator per byte,
+/// and the last eight-slot write running past them.
+const SLACK: usize = 64 + 8;
+
 /// How a block of whole lines is to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Layout {
@@ -100,20 +104,23 @@ pub(super) fn lay_out(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> La
     if columns == 0 || u32::try_from(block.len()).is_err() {
         return Layout::Lines;
     }
-    // A start for every byte at most, and room for the last eight-slot
-    // write to run past the end.
-    if starts.len() < block.len() + 9 {
-        starts.resize(block.len() + 9, 0);
+    // Room for a field every eight bytes to begin with; it grows as a
+    // chunk needs (memory is a limit of the gate's too).
+    if starts.is_empty() {
+        starts.resize(block.len() / 8 + SLACK, 0);
     }
     starts[0] = 0;
     let mut n = 1;
     let (mut newlines, mut special, mut high) = (0usize, 0u64, 0u64);
-    let mut take = |m: Masks, base: u32, starts: &mut [u32]| {
+    let mut take = |m: Masks, base: u32, starts: &mut Vec<u32>| {
         newlines += m.newlines.count_ones() as usize;
         special |= m.special;
         high |= m.high;
         let mut separators = m.commas | m.newlines;
         let count = separators.count_ones() as usize;
+        if starts.len() < n + SLACK {
+            starts.resize(2 * starts.len() + SLACK, 0);
+        }
         // Eight slots at a time whether or not there are eight separators
         // left, so that the loop's length rarely varies: slots past the
         // last separator are written again by the next chunk or ignored.
@@ -275,6 +282,13 @@ mod tests {
         let (layout, cells) = table_of("1\n22\n333\n", 1);
         assert_eq!(layout, Layout::Table { rows: 3 });
         assert_eq!(cells, vec![vec!["1"], vec!["22"], vec!["333"]]);
+        // Every byte a separator: far more starts than the first guess.
+        let dense = format!("{},x\n", ",".repeat(298)).repeat(40);
+        let (layout, cells) = table_of(&dense, 300);
+        assert_eq!(layout, Layout::Table { rows: 40 });
+        assert!(cells
+            .iter()
+            .all(|row| row[..299].iter().all(String::is_empty) && row[299] == "x"));
     }
 
     #[test]
