@@ -39,14 +39,12 @@ fn sign(rest: &[u8], len: usize) -> Option<(bool, usize)> {
     Some((negative, usize::from(negative | (rest[0] == b'+'))))
 }
 
-/// The word's first `len` bytes (at most 8), the rest `'0'`.
+/// The word's first `len` bytes (1 to 8), the rest `'0'`.
 #[inline(always)]
 fn first(word: u64, len: usize) -> u64 {
-    let keep = if len >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * len)) - 1
-    };
+    debug_assert!((1..=8).contains(&len));
+    // One shift of 0 to 56 bits, no branch.
+    let keep = u64::MAX >> (64 - 8 * len);
     (word & keep) | ((ONES * b'0' as u64) & !keep)
 }
 
