@@ -1638,8 +1638,6 @@ struct Separators<'b> {
 }
 
 impl<'b> Separators<'b> {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-
     fn new(block: &'b [u8]) -> Separators<'b> {
         let mut s = Separators {
             block,
@@ -1649,11 +1647,6 @@ impl<'b> Separators<'b> {
         };
         (s.mask, s.newlines) = s.word_mask(0);
         s
-    }
-
-    /// High bit set in each byte of `x` that is zero (exact: no false hits).
-    fn zero_bytes(x: u64) -> u64 {
-        !(((x & Self::LOW7).wrapping_add(Self::LOW7)) | x | Self::LOW7)
     }
 
     /// The separators and the newlines in the word at `at`.
@@ -1667,9 +1660,9 @@ impl<'b> Separators<'b> {
                 u64::from_le_bytes(word)
             }
         };
-        let newlines = Self::zero_bytes(w ^ 0x0a0a_0a0a_0a0a_0a0a);
+        let newlines = word::zero_bytes(w ^ 0x0a0a_0a0a_0a0a_0a0a);
         (
-            Self::zero_bytes(w ^ 0x2c2c_2c2c_2c2c_2c2c) | newlines,
+            word::zero_bytes(w ^ 0x2c2c_2c2c_2c2c_2c2c) | newlines,
             newlines,
         )
     }
