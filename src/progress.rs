@@ -18,16 +18,27 @@ pub fn enable() {
 /// A phase of `len` steps, shown as `label pos/len` with a bar until the
 /// returned guard drops (then the line is cleared).
 pub fn begin(label: &str, len: usize) -> Phase {
+    start(label, len as u64, "{msg} {pos}/{len} [{bar:30}] {elapsed}")
+}
+
+/// A phase of `len` bytes, shown as `label 1.50 GiB/4.00 GiB` with a bar.
+pub fn begin_bytes(label: &str, len: u64) -> Phase {
+    start(
+        label,
+        len,
+        "{msg} {bytes}/{total_bytes} [{bar:30}] {elapsed}",
+    )
+}
+
+fn start(label: &str, len: u64, template: &str) -> Phase {
     if !ENABLED.load(Ordering::Relaxed) {
         return Phase { on: false };
     }
     let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len as u64),
+        Some(len),
         indicatif::ProgressDrawTarget::stderr(),
     );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} {pos}/{len} [{bar:30}] {elapsed}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(label.to_string());

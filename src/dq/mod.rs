@@ -265,6 +265,7 @@ impl<R: Read> Cutter<R> {
             let from = buf.len();
             let got = (&mut self.file).take(step as u64).read_to_end(buf)?;
             self.hasher.update(&buf[from..]);
+            crate::progress::inc(got as u64);
             n += got;
             if got < step {
                 break; // the end of the file
@@ -658,6 +659,7 @@ pub fn check(
     as_of: Option<Date>,
 ) -> std::io::Result<Report> {
     let file = std::fs::File::open(path)?;
+    let _progress = crate::progress::begin_bytes("dq: read", file.metadata()?.len());
     check_reader(file, CHUNK, Threads::Cores, rel, rules, as_of)
 }
 

@@ -63,6 +63,21 @@ fn progress_and_colour_only_on_a_terminal_and_never_with_no_color() {
     );
     assert!(!piped.stderr.contains("verify: runs"), "{piped:?}");
 
+    // The DQ gate counts the bytes it has read, on a terminal only.
+    std::fs::write(repo.join("in.csv"), "date,factor\n2026-01-01,a\n").unwrap();
+    let tty = on_a_terminal(&repo, "dq --input in.csv", false);
+    assert!(
+        tty.contains("dq: read "),
+        "no progress on the terminal:\n{tty}"
+    );
+    assert!(tty.contains("/25 B ["), "{tty}");
+    let piped = assert_ok(env.ledger_in(&repo, &["dq", "--input", "in.csv"]));
+    assert!(
+        !piped.stderr.contains("dq: read") && !piped.stderr.contains('\x1b'),
+        "{piped:?}"
+    );
+    std::fs::remove_file(repo.join("in.csv")).unwrap();
+
     // The first call makes the text, the second reads its saved copy:
     // both paint the status column alone.
     assert!(!repo.join(".git/ledger/runs-log.txt").exists());
