@@ -979,31 +979,26 @@ struct Cells<'c> {
 }
 
 impl Cells<'_> {
-    /// Every rule of `plan`'s column on the cell `raw` of `line`; `rest`
-    /// starts with `raw` and goes on to the end of its line or block, for
-    /// reading short numbers a word at a time ([`word`]).
+    /// Every rule of `plan`'s column on the cell `raw` of `line`.
     #[inline(always)]
-    fn check(&mut self, kind: Kind, plan: &ColumnPlan, raw: &[u8], rest: &[u8], line: u64) {
+    fn check(&mut self, kind: Kind, plan: &ColumnPlan, raw: &[u8], line: u64) {
         let Some(f) = present(raw, plan, self.not_null, self.nulls, line) else {
             return;
         };
-        // Trimmed text no longer starts `rest`.
-        let rest = if f.len() == raw.len() { rest } else { f };
-        let number = || word::decimal(rest, f.len()).or_else(|| parse_number(f));
         match kind {
             Kind::Float => {
-                let number = number();
+                let number = parse_number(f);
                 if number.is_none() {
                     fail_type(plan, self.typed, line);
                 }
                 check_ranges(plan, number, self.ranges, line);
             }
             Kind::Int => {
-                if !word::digits(rest, f.len()) && !is_int(f) {
+                if !is_int(f) {
                     fail_type(plan, self.typed, line);
                 }
                 if !plan.ranges.is_empty() {
-                    check_ranges(plan, number(), self.ranges, line);
+                    check_ranges(plan, parse_number(f), self.ranges, line);
                 }
             }
             Kind::Date => {
@@ -1011,12 +1006,12 @@ impl Cells<'_> {
                     fail_type(plan, self.typed, line);
                 }
                 if !plan.ranges.is_empty() {
-                    check_ranges(plan, number(), self.ranges, line);
+                    check_ranges(plan, parse_number(f), self.ranges, line);
                 }
             }
             Kind::Other => {
                 if !plan.ranges.is_empty() {
-                    check_ranges(plan, number(), self.ranges, line);
+                    check_ranges(plan, parse_number(f), self.ranges, line);
                 }
             }
         }
@@ -1030,18 +1025,18 @@ impl Cells<'_> {
         for (row, (raw, rest)) in table.column(plan.column).enumerate() {
             let line = before + row as u64 + 1;
             let plain = match kind {
-                Kind::Float => word::decimal(rest, raw.len()).map(Some),
-                Kind::Int if word::digits(rest, raw.len()) => Some(
-                    (!plan.ranges.is_empty())
-                        .then(|| word::decimal(rest, raw.len()))
-                        .flatten(),
-                ),
+                Kind::Float => word::decimal(rest, raw.len()),
+                Kind::Int if word::digits(rest, raw.len()) => {
+                    if plan.ranges.is_empty() {
+                        continue;
+                    }
+                    word::decimal(rest, raw.len())
+                }
                 _ => None,
             };
             match plain {
-                Some(Some(number)) => check_ranges(plan, Some(number), self.ranges, line),
-                Some(None) if plan.ranges.is_empty() => {}
-                _ => self.check(kind, plan, raw, rest, line),
+                Some(number) => check_ranges(plan, Some(number), self.ranges, line),
+                None => self.check(kind, plan, raw, line),
             }
         }
     }
@@ -1316,7 +1311,7 @@ impl<'a> Checker<'a> {
         for (kind, plans) in groups {
             for plan in plans {
                 let raw = fields.get(plan.column);
-                cells.check(kind, plan, raw, raw, line);
+                cells.check(kind, plan, raw, line);
             }
         }
         self.key(|i| fields.get(i), line);
