@@ -985,35 +985,22 @@ impl Cells<'_> {
         let Some(f) = present(raw, plan, self.not_null, self.nulls, line) else {
             return;
         };
-        match kind {
+        // A float is read once, for its type and its ranges.
+        let (of_type, number) = match kind {
             Kind::Float => {
                 let number = parse_number(f);
-                if number.is_none() {
-                    fail_type(plan, self.typed, line);
-                }
-                check_ranges(plan, number, self.ranges, line);
+                (number.is_some(), Some(number))
             }
-            Kind::Int => {
-                if !is_int(f) {
-                    fail_type(plan, self.typed, line);
-                }
-                if !plan.ranges.is_empty() {
-                    check_ranges(plan, parse_number(f), self.ranges, line);
-                }
-            }
-            Kind::Date => {
-                if remembered_date(self.date_memo, f).is_none() {
-                    fail_type(plan, self.typed, line);
-                }
-                if !plan.ranges.is_empty() {
-                    check_ranges(plan, parse_number(f), self.ranges, line);
-                }
-            }
-            Kind::Other => {
-                if !plan.ranges.is_empty() {
-                    check_ranges(plan, parse_number(f), self.ranges, line);
-                }
-            }
+            Kind::Int => (is_int(f), None),
+            Kind::Date => (remembered_date(self.date_memo, f).is_some(), None),
+            Kind::Other => (true, None),
+        };
+        if !of_type {
+            fail_type(plan, self.typed, line);
+        }
+        if !plan.ranges.is_empty() {
+            let number = number.unwrap_or_else(|| parse_number(f));
+            check_ranges(plan, number, self.ranges, line);
         }
     }
 
