@@ -1,9 +1,10 @@
 //! The CSV data-quality gate: any bytes give a report (malformed CSV is a
 //! failure with a line number, never a panic), and the report does not
 //! depend on how the input was split into reads: the first byte picks a
-//! read size of 1 to 64 bytes, compared with reading it whole. Both run
-//! inline (no threads): split reads make pieces that are checked apart and
-//! merged, exactly as the workers' are; unit tests run the threads.
+//! read size of 1 to 64 bytes, compared with reading it whole, and with the
+//! same bytes cut in place into pieces of that size (as a mapped file is).
+//! All run inline (no threads): split reads make pieces that are checked
+//! apart and merged, exactly as the workers' are; unit tests run the threads.
 #![no_main]
 
 use std::io::Cursor;
@@ -48,4 +49,14 @@ fuzz_target!(|data: &[u8]| {
     )
     .expect("reading memory cannot fail");
     assert_eq!(whole, split, "the report depends on the read size");
+    let cut = ledger::dq::check_bytes(
+        csv.to_vec(),
+        usize::from(first % 64) + 1,
+        ledger::dq::Threads::Inline,
+        "input.csv",
+        &config.dq,
+        None,
+    )
+    .expect("reading memory cannot fail");
+    assert_eq!(whole, cut, "the report depends on cutting in place");
 });

@@ -2,8 +2,9 @@
 //! one streaming pass over a CSV file (the file is hashed in the same pass),
 //! plus an optional external command. Pure: returns the outcome, writes nothing.
 //!
-//! The pass is spread over the cores: one thread reads and hashes the file
-//! and cuts it into pieces of whole lines, workers check the pieces, and the
+//! The pass is spread over the cores: one thread hashes the file and cuts
+//! it into pieces of whole lines (a regular file is mapped into memory and
+//! cut in place; anything else is read), workers check the pieces, and the
 //! calling thread merges their findings in file order, so the report is the
 //! one a single thread reading line by line would give ([`Threads`]). A
 //! piece of plain rows (no quote, every line as wide as the header) is laid
@@ -99,7 +100,7 @@ impl Rule {
 /// the pieces after it (the csv crate's input once the fast path hands over).
 struct Rest<'s, S> {
     pieces: &'s mut S,
-    current: Vec<u8>,
+    current: Bytes,
     at: usize,
     /// Bytes handed out so far.
     offset: u64,
@@ -124,7 +125,7 @@ struct Break {
 }
 
 impl<'s, S> Rest<'s, S> {
-    fn new(pieces: &'s mut S, current: Vec<u8>) -> Rest<'s, S> {
+    fn new(pieces: &'s mut S, current: Bytes) -> Rest<'s, S> {
         Rest {
             pieces,
             current,
@@ -195,7 +196,7 @@ fn line_at(breaks: &Breaks, position: &csv::Position) -> u64 {
 struct Piece {
     /// Its place in the file: pieces are numbered from 0 in file order.
     seq: u64,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     /// Newlines before it: the number of its first line is one more.
     first_line: u64,
     /// Ends with `\n`, or is the end of the file. Otherwise it is part of
@@ -218,26 +219,132 @@ fn long_line(chunk_bytes: usize) -> usize {
     chunk_bytes.max(CHUNK) * 4
 }
 
+/// The whole input at once: a regular file mapped read-only, or bytes
+/// already in memory. Pieces are ranges of it, so no byte is copied on its
+/// way to the hash or to the workers.
+enum Whole {
+    /// With the system's page size, for giving back spent pages.
+    Map(memmap2::Mmap, usize),
+    Bytes(Vec<u8>),
+}
+
+impl Whole {
+    /// Maps `file` when it is a regular, non-empty file that can be mapped;
+    /// `None` otherwise (a pipe, a device, an empty file), for reading.
+    fn map(file: &std::fs::File) -> Option<Whole> {
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() == 0 || usize::try_from(meta.len()).is_err() {
+            return None;
+        }
+        // SAFETY: the mapping is read-only and private. Another process
+        // writing the file while it is mapped would change bytes under the
+        // shared slices (the check reports `changed while read` then, see
+        // [`check`]); truncating it would end this process with SIGBUS, as
+        // it would for git reading a pack or ripgrep searching a file. The
+        // input is a data file the gate reads once, not a file ledger or
+        // the run writes.
+        let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
+        // Read ahead generously and in order; failure only costs speed.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        // SAFETY: sysconf reads a constant of the system; it touches no memory.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(Whole::Map(
+            map,
+            usize::try_from(page).unwrap_or(4096).max(1),
+        ))
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Whole::Map(map, _) => map,
+            Whole::Bytes(bytes) => bytes,
+        }
+    }
+
+    /// A spent piece's pages, up to the page it ends in (the next piece
+    /// starts there), go back to the system: the process holds only the
+    /// pieces in flight, not every page of the file it has read. The file
+    /// stays in the page cache; a page touched again is simply mapped again.
+    fn release(&self, range: std::ops::Range<usize>) {
+        let Whole::Map(map, page) = self else {
+            return;
+        };
+        let (start, end) = (range.start / page * page, range.end / page * page);
+        if end > start {
+            // SAFETY: the mapping is read-only and private, so no page holds
+            // a change of ours that dropping it would lose; a piece still
+            // reading these pages (a neighbour sharing the first one) finds
+            // the file's same bytes when the kernel maps them in again.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+}
+
+/// A piece's bytes: a buffer the reading thread filled, or a range of the
+/// whole input.
+enum Bytes {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<Whole>, std::ops::Range<usize>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(bytes) => bytes,
+            Bytes::Shared(whole, range) => &whole.as_slice()[range.clone()],
+        }
+    }
+}
+
+impl Bytes {
+    /// Done with: an owned buffer, for the reading thread to fill again, or
+    /// an empty one in place of a range of the whole input, whose pages go
+    /// back to the system. Either way the buffer tells the reading thread
+    /// that one piece fewer is in flight.
+    fn spend(self) -> Vec<u8> {
+        match self {
+            Bytes::Owned(bytes) => bytes,
+            Bytes::Shared(whole, range) => {
+                whole.release(range);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Where the cutter takes its bytes from.
+enum Input<R> {
+    /// Read a step at a time into the pieces' buffers.
+    Reader(R),
+    /// Cut in place.
+    Whole(std::sync::Arc<Whole>),
+}
+
 /// Reads and hashes the file, cutting it into pieces of whole lines; the
 /// digest always covers every byte, read as pieces or not.
 struct Cutter<R> {
-    file: R,
+    input: Input<R>,
     chunk_bytes: usize,
     long: usize,
     hasher: Sha256,
+    /// Bytes hashed so far: for a whole input, where the next piece starts.
     bytes: u64,
     lines: u64,
     seq: u64,
-    /// The unfinished line at the end of the previous piece.
+    /// The unfinished line at the end of the previous piece (read input).
     carry: Vec<u8>,
     eof: bool,
 }
 
 impl<R: Read> Cutter<R> {
-    fn new(file: R, chunk_bytes: usize) -> Cutter<R> {
+    fn new(input: Input<R>, chunk_bytes: usize) -> Cutter<R> {
         let chunk_bytes = chunk_bytes.max(1);
         Cutter {
-            file,
+            input,
             chunk_bytes,
             long: long_line(chunk_bytes),
             hasher: Sha256::new(),
@@ -251,6 +358,9 @@ impl<R: Read> Cutter<R> {
 
     /// Reads once into `buf` past its end; 0 at the end of the file.
     fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        let Input::Reader(file) = &mut self.input else {
+            unreachable!("a whole input is cut, not read");
+        };
         let start = buf.len();
         // Into spare capacity: files and memory are read without zeroing
         // the buffer first. The pool's buffers have room for a whole read;
@@ -263,7 +373,7 @@ impl<R: Read> Cutter<R> {
         while n < self.chunk_bytes {
             let step = (self.chunk_bytes - n).min(HASH_STEP);
             let from = buf.len();
-            let got = (&mut self.file).take(step as u64).read_to_end(buf)?;
+            let got = file.take(step as u64).read_to_end(buf)?;
             self.hasher.update(&buf[from..]);
             crate::progress::inc(got as u64);
             n += got;
@@ -277,10 +387,34 @@ impl<R: Read> Cutter<R> {
         Ok(n)
     }
 
-    /// The next piece, read into `buf`: whole lines of at least one read,
-    /// the last of them complete unless the file ends or a line is over
+    /// The next piece, read into `buf` or cut from the whole input: whole
+    /// lines of at least `chunk_bytes` (or the rest of the file), the last
+    /// of them complete unless the file ends or a line is over
     /// [`long_line`]; `None` at the end of the file.
-    fn next_piece(&mut self, mut buf: Vec<u8>) -> std::io::Result<Option<Piece>> {
+    fn next_piece(&mut self, buf: Vec<u8>) -> std::io::Result<Option<Piece>> {
+        let cut = match &self.input {
+            Input::Reader(_) => self.read_piece(buf)?,
+            Input::Whole(whole) => {
+                let whole = std::sync::Arc::clone(whole);
+                self.cut_piece(whole)
+            }
+        };
+        let Some((bytes, newlines)) = cut else {
+            return Ok(None);
+        };
+        let piece = Piece {
+            seq: self.seq,
+            whole_lines: self.eof || bytes.last() == Some(&b'\n'),
+            bytes,
+            first_line: self.lines,
+        };
+        self.seq += 1;
+        self.lines += newlines;
+        Ok(Some(piece))
+    }
+
+    /// [`Cutter::next_piece`] of a reader, with its newlines.
+    fn read_piece(&mut self, mut buf: Vec<u8>) -> std::io::Result<Option<(Bytes, u64)>> {
         buf.clear();
         buf.append(&mut self.carry);
         while !self.eof {
@@ -301,19 +435,55 @@ impl<R: Read> Cutter<R> {
             return Ok(None);
         }
         let newlines = memchr::memchr_iter(b'\n', &buf).count() as u64;
-        let piece = Piece {
-            seq: self.seq,
-            whole_lines: self.eof || buf.last() == Some(&b'\n'),
-            bytes: buf,
-            first_line: self.lines,
-        };
-        self.seq += 1;
-        self.lines += newlines;
-        Ok(Some(piece))
+        Ok(Some((Bytes::Owned(buf), newlines)))
+    }
+
+    /// [`Cutter::next_piece`] of a whole input, with its newlines: the
+    /// piece is hashed and its lines counted a step at a time, each step
+    /// still in the core's cache for the count.
+    fn cut_piece(&mut self, whole: std::sync::Arc<Whole>) -> Option<(Bytes, u64)> {
+        let data = whole.as_slice();
+        let start = usize::try_from(self.bytes).expect("a whole input fits in memory");
+        if start == data.len() {
+            self.eof = true;
+            return None;
+        }
+        let mut end = (start + self.chunk_bytes).min(data.len());
+        if end < data.len() {
+            end = match memchr::memrchr(b'\n', &data[start..end]) {
+                Some(nl) => start + nl + 1,
+                // One line longer than a piece: on to its end, unless that
+                // is over the longest line cut as one piece.
+                None => {
+                    let limit = (start + self.long).min(data.len());
+                    memchr::memchr(b'\n', &data[end..limit]).map_or(limit, |nl| end + nl + 1)
+                }
+            };
+        }
+        let mut newlines = 0;
+        for step in data[start..end].chunks(HASH_STEP) {
+            self.hasher.update(step);
+            newlines += memchr::memchr_iter(b'\n', step).count() as u64;
+            crate::progress::inc(step.len() as u64);
+        }
+        self.bytes = end as u64;
+        self.eof = end == data.len();
+        Some((Bytes::Shared(whole, start..end), newlines))
     }
 
     /// Reads and hashes the rest of the file, once nobody wants pieces.
     fn hash_rest(&mut self, mut buf: Vec<u8>) -> std::io::Result<()> {
+        if let Input::Whole(whole) = &self.input {
+            let start = usize::try_from(self.bytes).expect("a whole input fits in memory");
+            let rest = &whole.as_slice()[start..];
+            for step in rest.chunks(HASH_STEP) {
+                self.hasher.update(step);
+                crate::progress::inc(step.len() as u64);
+            }
+            self.bytes += rest.len() as u64;
+            self.eof = true;
+            return Ok(());
+        }
         while !self.eof {
             buf.clear();
             self.read_more(&mut buf)?;
@@ -339,7 +509,7 @@ fn read_and_hash<R: Read>(
             break;
         };
         if let Err(back) = pieces.send(piece) {
-            cutter.hash_rest(back.0.bytes)?; // the parser stopped early
+            cutter.hash_rest(back.0.bytes.spend())?; // the parser stopped early
             break;
         }
     }
@@ -349,8 +519,8 @@ fn read_and_hash<R: Read>(
 /// Where the merging thread takes its pieces from, in file order.
 trait Source<'a> {
     fn next(&mut self) -> std::io::Result<Option<Parsed<'a>>>;
-    /// A spent piece's buffer, for reuse.
-    fn recycle(&mut self, bytes: Vec<u8>);
+    /// A spent piece's bytes, for reuse.
+    fn recycle(&mut self, bytes: Bytes);
 }
 
 /// [`Threads::Cores`]: the file's digest, once `checker` has taken on
@@ -366,8 +536,13 @@ fn threaded<'a, R: Read + Send>(
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Piece>(POOL / 2);
         let (back, spent) = mpsc::channel::<Vec<u8>>();
+        // Pieces of a whole input need no buffer: an empty one stands in.
+        let capacity = match cutter.input {
+            Input::Reader(_) => cutter.chunk_bytes + (64 << 10),
+            Input::Whole(_) => 0,
+        };
         for _ in 0..POOL {
-            let _ = back.send(Vec::with_capacity(cutter.chunk_bytes + (64 << 10)));
+            let _ = back.send(Vec::with_capacity(capacity));
         }
         let reader = scope.spawn(move || read_and_hash(cutter, tx, spent));
         // Only the workers hold the queue: when the last one is gone, the
@@ -414,8 +589,8 @@ impl<'a, R: Read> Source<'a> for Inline<'_, 'a, R> {
         Ok(Some((piece, part)))
     }
 
-    fn recycle(&mut self, bytes: Vec<u8>) {
-        self.spare = bytes;
+    fn recycle(&mut self, bytes: Bytes) {
+        self.spare = bytes.spend();
     }
 }
 
@@ -460,8 +635,8 @@ impl<'a> Source<'a> for Ordered<'a> {
         }
     }
 
-    fn recycle(&mut self, bytes: Vec<u8>) {
-        let _ = self.back.send(bytes);
+    fn recycle(&mut self, bytes: Bytes) {
+        let _ = self.back.send(bytes.spend());
     }
 }
 
@@ -651,7 +826,11 @@ fn is_null(field: &[u8]) -> bool {
 }
 
 /// Checks `path` against `rules`. `as_of` overrides `dq.staleness.as_of`.
-/// Errors only when the file cannot be read at all.
+/// Errors only when the file cannot be read at all, or is a regular file
+/// that changed while it was read (its size or modification time differ
+/// after the pass). A
+/// regular file is mapped into memory and checked in place; anything else
+/// (a pipe, a device) is read.
 pub fn check(
     path: &Path,
     rel: &str,
@@ -659,8 +838,35 @@ pub fn check(
     as_of: Option<Date>,
 ) -> std::io::Result<Report> {
     let file = std::fs::File::open(path)?;
-    let _progress = crate::progress::begin_bytes("dq: read", file.metadata()?.len());
-    check_reader(file, CHUNK, Threads::Cores, rel, rules, as_of)
+    let before = file.metadata()?;
+    let _progress = crate::progress::begin_bytes("dq: read", before.len());
+    let report = match Whole::map(&file) {
+        Some(whole) => check_input(
+            Input::<std::fs::File>::Whole(std::sync::Arc::new(whole)),
+            CHUNK,
+            Threads::Cores,
+            rel,
+            rules,
+            as_of,
+        )?,
+        None => check_input(
+            Input::Reader(&file),
+            CHUNK,
+            Threads::Cores,
+            rel,
+            rules,
+            as_of,
+        )?,
+    };
+    // A pipe or a device changes as it is read; a regular file must not.
+    let after = file.metadata()?;
+    let same = after.len() == before.len() && after.modified().ok() == before.modified().ok();
+    if before.is_file() && !same {
+        return Err(std::io::Error::other(
+            "the file changed while it was read; check it again once nothing writes it",
+        ));
+    }
+    Ok(report)
 }
 
 /// How [`check_reader`] spreads the work.
@@ -680,6 +886,39 @@ pub enum Threads {
 /// into what one pass finds (the fuzz target `dq_csv` holds it to that).
 pub fn check_reader<R: Read + Send>(
     input: R,
+    chunk_bytes: usize,
+    threads: Threads,
+    rel: &str,
+    rules: &DqSection,
+    as_of: Option<Date>,
+) -> std::io::Result<Report> {
+    check_input(
+        Input::Reader(input),
+        chunk_bytes,
+        threads,
+        rel,
+        rules,
+        as_of,
+    )
+}
+
+/// [`check`] over bytes in memory, cut in place into pieces of about
+/// `chunk_bytes` as a mapped file is: the same report as [`check_reader`]
+/// gives for the same bytes.
+pub fn check_bytes(
+    bytes: Vec<u8>,
+    chunk_bytes: usize,
+    threads: Threads,
+    rel: &str,
+    rules: &DqSection,
+    as_of: Option<Date>,
+) -> std::io::Result<Report> {
+    let whole = Input::<std::io::Empty>::Whole(std::sync::Arc::new(Whole::Bytes(bytes)));
+    check_input(whole, chunk_bytes, threads, rel, rules, as_of)
+}
+
+fn check_input<R: Read + Send>(
+    input: Input<R>,
     chunk_bytes: usize,
     threads: Threads,
     rel: &str,
@@ -2247,6 +2486,61 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
     /// The report never depends on how the input is split into reads (the
     /// fuzz target `dq_csv` checks this on random input; these are the
     /// inputs it found wrong, and their neighbours).
+    /// The report of `bytes` read `chunk` bytes at a time, which must be
+    /// the report of the same bytes cut in place into pieces of about
+    /// `chunk` bytes, as a mapped file is.
+    fn read_and_cut(bytes: &[u8], chunk: usize, threads: Threads, rules: &DqSection) -> Report {
+        let cursor = std::io::Cursor::new(bytes.to_vec());
+        let read = check_reader(cursor, chunk, threads, "in.csv", rules, None).unwrap();
+        let cut = check_bytes(bytes.to_vec(), chunk, threads, "in.csv", rules, None).unwrap();
+        assert_eq!(
+            cut, read,
+            "cut in place, {chunk} bytes a piece, {threads:?}"
+        );
+        read
+    }
+
+    /// `check` maps a regular file and reads anything else: a file and a
+    /// pipe with the same bytes give the report of reading them.
+    #[test]
+    fn a_mapped_file_and_a_pipe_give_the_read_report() {
+        let rules = rules();
+        let mut text = String::from("date,factor,ret,n\n");
+        for i in 0..200_000u64 {
+            let day = if i == 150_000 {
+                "2025-12-31"
+            } else {
+                "2026-01-01"
+            };
+            let ret = if i % 70_001 == 9 { "1.5" } else { "0.25" };
+            text.push_str(&format!("{day},f{i},{ret},{i}\n"));
+        }
+        let want = read_and_cut(text.as_bytes(), CHUNK, Threads::Cores, &rules);
+        assert!(!want.passed, "the fixture fails some rules: {want:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.csv");
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(check(&file, "in.csv", &rules, None).unwrap(), want);
+        let fifo = dir.path().join("fifo.csv");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let writer = {
+            let (fifo, text) = (fifo.clone(), text.clone());
+            std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+        };
+        assert_eq!(check(&fifo, "in.csv", &rules, None).unwrap(), want);
+        writer.join().unwrap();
+        // An empty file cannot be mapped; it is read, and fails as such.
+        let empty = dir.path().join("empty.csv");
+        std::fs::write(&empty, "").unwrap();
+        let report = check(&empty, "in.csv", &rules, None).unwrap();
+        assert_eq!(report, read_and_cut(b"", CHUNK, Threads::Cores, &rules));
+        assert!(!report.passed);
+    }
+
     #[test]
     fn reading_in_small_pieces_changes_nothing() {
         let rules = rules();
@@ -2263,15 +2557,7 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
             "date,factor\r\r\n\"x\",y,z\r\n",
         ] {
             let at = |chunk: usize, threads: Threads| {
-                check_reader(
-                    std::io::Cursor::new(text.as_bytes().to_vec()),
-                    chunk,
-                    threads,
-                    "in.csv",
-                    &rules,
-                    None,
-                )
-                .unwrap()
+                read_and_cut(text.as_bytes(), chunk, threads, &rules)
             };
             let whole = at(CHUNK, Threads::Inline);
             if text.contains("\"x\",y,z") {
@@ -2306,17 +2592,8 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
         }
         // Back to the first day, in a row only the csv crate reads.
         text.push_str("2026-01-01,\"quoted\",0.1,1\n");
-        let at = |chunk: usize, threads: Threads| {
-            check_reader(
-                std::io::Cursor::new(text.as_bytes().to_vec()),
-                chunk,
-                threads,
-                "in.csv",
-                &rules,
-                None,
-            )
-            .unwrap()
-        };
+        let at =
+            |chunk: usize, threads: Threads| read_and_cut(text.as_bytes(), chunk, threads, &rules);
         let whole = at(text.len() + 1, Threads::Inline);
         let sorted = whole
             .rules
@@ -2376,17 +2653,8 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
             }
         }
         text.clear();
-        let check_at = |chunk: usize, threads: Threads| {
-            check_reader(
-                std::io::Cursor::new(bytes.clone()),
-                chunk,
-                threads,
-                "in.csv",
-                &rules,
-                None,
-            )
-            .unwrap()
-        };
+        let check_at =
+            |chunk: usize, threads: Threads| read_and_cut(&bytes, chunk, threads, &rules);
         let whole = check_at(bytes.len() + 1, Threads::Inline);
         let failing: Vec<&str> = whole
             .rules
