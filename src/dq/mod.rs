@@ -828,9 +828,8 @@ fn is_null(field: &[u8]) -> bool {
 /// Checks `path` against `rules`. `as_of` overrides `dq.staleness.as_of`.
 /// Errors only when the file cannot be read at all, or is a regular file
 /// that changed while it was read (its size or modification time differ
-/// after the pass). A
-/// regular file is mapped into memory and checked in place; anything else
-/// (a pipe, a device) is read.
+/// after the pass). A regular file is mapped into memory and checked in
+/// place; anything else (a pipe, a device) is read.
 pub fn check(
     path: &Path,
     rel: &str,
@@ -840,24 +839,11 @@ pub fn check(
     let file = std::fs::File::open(path)?;
     let before = file.metadata()?;
     let _progress = crate::progress::begin_bytes("dq: read", before.len());
-    let report = match Whole::map(&file) {
-        Some(whole) => check_input(
-            Input::<std::fs::File>::Whole(std::sync::Arc::new(whole)),
-            CHUNK,
-            Threads::Cores,
-            rel,
-            rules,
-            as_of,
-        )?,
-        None => check_input(
-            Input::Reader(&file),
-            CHUNK,
-            Threads::Cores,
-            rel,
-            rules,
-            as_of,
-        )?,
+    let input = match Whole::map(&file) {
+        Some(whole) => Input::Whole(std::sync::Arc::new(whole)),
+        None => Input::Reader(&file),
     };
+    let report = check_input(input, CHUNK, Threads::Cores, rel, rules, as_of)?;
     // A pipe or a device changes as it is read; a regular file must not.
     let after = file.metadata()?;
     let same = after.len() == before.len() && after.modified().ok() == before.modified().ok();
