@@ -15,6 +15,17 @@ use serde::Serialize;
 pub fn read<H: DeserializeOwned, R: DeserializeOwned>(
     path: &Path,
 ) -> Option<(std::fs::Metadata, H, Vec<R>)> {
+    read_with(path, |line| serde_json::from_str(line).ok())
+}
+
+/// [`read`] with each row made from its line by `row`, which says `None`
+/// for a line it refuses (then the whole file reads as absent). A row
+/// that borrows from its line is made while the line is still there, so
+/// no line outlives its row.
+pub fn read_with<H: DeserializeOwned, R>(
+    path: &Path,
+    mut row: impl FnMut(&str) -> Option<R>,
+) -> Option<(std::fs::Metadata, H, Vec<R>)> {
     let file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
@@ -34,7 +45,7 @@ pub fn read<H: DeserializeOwned, R: DeserializeOwned>(
     let header = serde_json::from_str(&line).ok()?;
     let mut rows = Vec::new();
     while next(&mut line)? {
-        rows.push(serde_json::from_str(&line).ok()?);
+        rows.push(row(&line)?);
     }
     Some((meta, header, rows))
 }

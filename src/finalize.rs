@@ -219,6 +219,17 @@ fn compute_inner(
             by_run.entry(run).or_default().push(f);
         }
     }
+    // The tree each run is read from, for keeping entries between calls.
+    let mut trees = BTreeMap::new();
+    if reuse {
+        let listed = store.snapshot(tip)?.list("runs")?.unwrap_or_default();
+        trees.extend(
+            listed
+                .into_iter()
+                .filter(|item| item.is_tree())
+                .map(|item| (item.name, item.id.to_string())),
+        );
+    }
     let source = LedgerRuns {
         git_dir: store.git_dir(),
         ref_name: store.ref_name(),
@@ -226,6 +237,7 @@ fn compute_inner(
         config: &ws.config,
         runs: &runs,
         findings: &by_run,
+        trees: &trees,
     };
     let trust_name = trust
         .writers
@@ -285,14 +297,20 @@ fn compute_inner(
                 })
                 .then_some(files)
         };
+        let kept = std::sync::Mutex::new(stat_cache::Entries::load(ws.store.git_dir(), root));
+        let kept = |key: &str| kept.lock().expect("no reader panicked").take(key);
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
-        project::project_reusing(&input, Some((&salt, &known)), sink)?
+        project::project_reusing(&input, Some((&salt, &known)), Some(&kept), sink)?
     } else {
-        project::project_reusing(&input, None, sink)?
+        project::project_reusing(&input, None, None, sink)?
     };
     let mut early = early.into_inner().expect("no writer panicked");
     early.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
     phases.mark("project");
+    if reuse && write {
+        stat_cache::Entries::save(ws.store.git_dir(), root, &projection.entries);
+        phases.mark("project: keep entries");
+    }
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
         let found = crate::history::by_id_or_tag(
@@ -388,6 +406,8 @@ struct LedgerRuns<'a> {
     config: &'a crate::config::Config,
     runs: &'a [verify::RunRef],
     findings: &'a BTreeMap<&'a str, Vec<&'a Finding>>,
+    /// Each run's tree at the tip, by run id (when entries are kept).
+    trees: &'a BTreeMap<String, String>,
 }
 
 impl project::RunSource for LedgerRuns<'_> {
@@ -407,6 +427,17 @@ impl project::RunSource for LedgerRuns<'_> {
             which,
             |snapshot, k, &i| self.read_one(snapshot, k, i, each),
         )
+    }
+
+    /// The run's tree at the tip, unless verify found fault with the run:
+    /// then it is read as verify held it, every time.
+    fn identity(&self, i: usize) -> Option<(String, String)> {
+        let run = &self.runs[i];
+        if run.held.is_some() || self.findings.contains_key(run.run_id.as_str()) {
+            return None;
+        }
+        let tree = self.trees.get(&run.run_id)?;
+        Some((run.run_id.clone(), tree.clone()))
     }
 }
 

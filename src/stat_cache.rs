@@ -25,6 +25,7 @@ use crate::files::FileDigest;
 const FORMAT: u32 = 1;
 const FILE_NAME: &str = "written.jsonl";
 const DOCS_FILE_NAME: &str = "run-docs.jsonl";
+const ENTRIES_FILE_NAME: &str = "entries.jsonl";
 
 /// One file as ledger left it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,12 +235,90 @@ impl RunDocs {
     }
 }
 
+/// Each run's [`crate::project::Entry`] by its key, as finalize last made
+/// them, kept in `<git dir>/ledger/entries.jsonl` (one line each, with the
+/// SHA-256 of the entry's text, so that a line damaged on disk is
+/// refused). With it, finalize after one new run reads that run alone in
+/// its first pass. The key covers everything an entry is made from
+/// ([`crate::project::KnownEntries`]); a file from another version, another
+/// work tree or with any line that fails is ignored as a whole.
+#[derive(Debug, Default)]
+pub struct Entries {
+    by_key: BTreeMap<String, crate::project::Entry>,
+}
+
+#[derive(Serialize)]
+struct EntryLine<'e> {
+    key: &'e str,
+    sha256: String,
+    /// The entry's text as hashed, written as it is.
+    entry: Box<serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct EntryLineRead<'e> {
+    key: String,
+    sha256: &'e str,
+    #[serde(borrow)]
+    entry: &'e serde_json::value::RawValue,
+}
+
+impl Entries {
+    fn path(git_dir: &Path) -> PathBuf {
+        git_dir.join("ledger").join(ENTRIES_FILE_NAME)
+    }
+
+    /// The entries kept for the work tree `root`, or none.
+    pub fn load(git_dir: &Path, root: &Path) -> Entries {
+        let parse = |line: &str| {
+            let read: EntryLineRead<'_> = serde_json::from_str(line).ok()?;
+            let text = read.entry.get();
+            if crate::record::canon::sha256_hex(text.as_bytes()) != read.sha256 {
+                return None;
+            }
+            Some((read.key, serde_json::from_str(text).ok()?))
+        };
+        read_for_with(&Self::path(git_dir), root, parse)
+            .map(|(_, rows)| Entries {
+                by_key: rows.into_iter().collect(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// The entry of `key`, taken out of the cache.
+    pub fn take(&mut self, key: &str) -> Option<crate::project::Entry> {
+        self.by_key.remove(key)
+    }
+
+    /// Replaces the cache with the entries of `entries` that have a key
+    /// (best effort).
+    pub fn save(git_dir: &Path, root: &Path, entries: &[crate::project::Entry]) {
+        let rows = entries.iter().filter_map(|e| {
+            let key = e.key.as_deref()?;
+            let text = serde_json::to_string(e).ok()?;
+            let sha256 = crate::record::canon::sha256_hex(text.as_bytes());
+            let entry = serde_json::value::RawValue::from_string(text).ok()?;
+            Some(EntryLine { key, sha256, entry })
+        });
+        crate::cache_file::write(&Self::path(git_dir), &StatCache::header(root), rows);
+    }
+}
+
 /// The rows of a cache file written for the work tree `root` by this ledger.
 fn read_for<R: serde::de::DeserializeOwned>(
     path: &Path,
     root: &Path,
 ) -> Option<(Metadata, Vec<R>)> {
-    let (meta, header, rows) = crate::cache_file::read::<Header, R>(path)?;
+    read_for_with(path, root, |line| serde_json::from_str(line).ok())
+}
+
+/// [`read_for`] with each row made by `row` ([`crate::cache_file::read_with`]).
+fn read_for_with<R>(
+    path: &Path,
+    root: &Path,
+    row: impl FnMut(&str) -> Option<R>,
+) -> Option<(Metadata, Vec<R>)> {
+    let (meta, header, rows) = crate::cache_file::read_with::<Header, R>(path, row)?;
     let want = StatCache::header(root);
     ((header.format, header.tool, header.root) == (want.format, want.tool, want.root))
         .then_some((meta, rows))

@@ -1,7 +1,9 @@
 //! The governance audit check of one run, and the remediation plan for every
 //! check it failed.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use super::markdown::{Align, Doc, Inline};
 use super::{Input, ReportState, StageStatus, View};
@@ -10,7 +12,7 @@ use crate::record::Kind;
 use crate::run::shell_quote;
 
 /// A check's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
@@ -28,12 +30,13 @@ impl Outcome {
     }
 }
 
-/// One governance check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One governance check. Its id and title are this build's own texts;
+/// they are owned only when read back from finalize's entries cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// Stable id, e.g. `records_signed`.
-    pub id: &'static str,
-    pub title: &'static str,
+    pub id: Cow<'static, str>,
+    pub title: Cow<'static, str>,
     pub outcome: Outcome,
     /// What the verdict rests on.
     pub evidence: String,
@@ -41,8 +44,8 @@ pub struct Check {
 
 fn check(id: &'static str, title: &'static str, outcome: Outcome, evidence: String) -> Check {
     Check {
-        id,
-        title,
+        id: Cow::Borrowed(id),
+        title: Cow::Borrowed(title),
         outcome,
         evidence,
     }
@@ -510,9 +513,9 @@ impl Document {
                 .map(|c| {
                     vec![
                         vec![
-                            Inline::text(c.title),
+                            Inline::text(&*c.title),
                             Inline::text(" ("),
-                            Inline::code(c.id),
+                            Inline::code(&*c.id),
                             Inline::text(")"),
                         ],
                         vec![Inline::text(c.outcome.as_str())],
@@ -529,8 +532,8 @@ impl Document {
 #[derive(Clone, Debug, Serialize)]
 pub struct Action {
     /// The failed check's id.
-    pub check: &'static str,
-    pub title: &'static str,
+    pub check: Cow<'static, str>,
+    pub title: Cow<'static, str>,
     pub action: String,
     /// The exact command line that fixes it (POSIX shell).
     pub command: String,
@@ -554,8 +557,8 @@ impl Plan {
             .map(|c| {
                 let (action, command) = remedy(input, view, c, &rerun);
                 Action {
-                    check: c.id,
-                    title: c.title,
+                    check: c.id.clone(),
+                    title: c.title.clone(),
                     action,
                     command,
                 }
@@ -584,7 +587,7 @@ impl Plan {
             doc.heading(2, format!("{}. {}", i + 1, a.title));
             doc.paragraph(vec![
                 Inline::text("Failed check "),
-                Inline::code(a.check),
+                Inline::code(&*a.check),
                 Inline::text(format!(": {}", a.action)),
             ]);
             doc.code("sh", &a.command);
@@ -653,7 +656,7 @@ pub fn rerun_command(view: &View<'_>) -> String {
 
 fn remedy(input: &Input<'_>, view: &View<'_>, c: &Check, rerun: &str) -> (String, String) {
     let run_id = &view.run.run_id;
-    match c.id {
+    match &*c.id {
         "records_signed" => (
             "The run's records are incomplete or do not verify. Fetch the full ledger and read verify's findings; a run whose supervisor died is closed by `ledger recover`.".into(),
             format!("ledger verify && ledger show {}", shell_quote(run_id)),

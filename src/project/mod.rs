@@ -26,7 +26,7 @@ pub mod report;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{is_relative_inside, Config};
 use crate::files::FileDigest;
@@ -88,6 +88,15 @@ pub trait RunSource: Sync {
         which: &[usize],
         each: &mut dyn FnMut(usize, Run, RunExtras) -> Result<(), crate::Error>,
     ) -> Result<(), crate::Error>;
+
+    /// Run `i`'s id and a text that changes whenever anything reading the
+    /// run gives changes (for the ledger: the tree the run is read from),
+    /// so that its [`Entry`] can be taken from an earlier projection
+    /// ([`KnownEntries`]); `None` when the run must be read every time.
+    fn identity(&self, i: usize) -> Option<(String, String)> {
+        let _ = i;
+        None
+    }
 }
 
 /// Everything a projection reads.
@@ -105,7 +114,7 @@ pub struct Input<'a> {
 }
 
 /// A run's state in the stage audit log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     InProgress,
@@ -142,7 +151,7 @@ impl StageStatus {
 }
 
 /// The report of a run as finalize sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ReportState {
     /// No stored product matches `report.product`.
     Missing,
@@ -199,7 +208,7 @@ pub struct View<'a> {
 }
 
 /// Where a run's documents go.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paths {
     pub summary: Option<String>,
     pub review: Option<String>,
@@ -227,13 +236,16 @@ impl Paths {
 
 /// What the ledger-wide documents read of one run: small and owned, so
 /// that every run's entry can be held while runs themselves are read,
-/// rendered and dropped.
-#[derive(Clone, Debug)]
+/// rendered and dropped. Finalize keeps entries from one projection to the
+/// next ([`KnownEntries`]) without what is set anew each time: the run's
+/// number, the committee's tally and the document paths.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     pub run_id: String,
     /// Time of the run's first record: with the run id, the ledger order.
     pub at: String,
     /// The run's number in the [`RunSource`].
+    #[serde(skip)]
     pub source: usize,
     pub status: StageStatus,
     pub tag: String,
@@ -243,7 +255,9 @@ pub struct Entry {
     /// `YYYY-MM-DD` of the run's first record (UTC).
     pub date: String,
     pub report: ReportState,
+    #[serde(skip)]
     pub decision: Option<crate::committee::Tally>,
+    #[serde(skip)]
     pub paths: Paths,
     /// The governance checks the run failed; `None` while it is in progress.
     pub failed: Option<Vec<governance::Check>>,
@@ -259,6 +273,10 @@ pub struct Entry {
     pub failures: Vec<(String, String)>,
     /// [`view_digest`] without the paths, when the caller reuses documents.
     digest: String,
+    /// Its key among [`KnownEntries`], when it may be kept for the next
+    /// projection ([`entry_key`]).
+    #[serde(skip)]
+    pub key: Option<String>,
 }
 
 impl Entry {
@@ -303,6 +321,7 @@ impl Entry {
             } else {
                 String::new()
             },
+            key: None,
         }
     }
 
@@ -378,6 +397,13 @@ impl Projection {
 /// input gives another key.
 pub type Reuse<'r> = &'r (dyn Fn(&str) -> Option<Vec<FileDigest>> + Sync);
 
+/// Entries an earlier projection made, by [`Entry::key`]: `Some` takes the
+/// entry out (each is asked for once). A run whose source gives an
+/// [`RunSource::identity`] is then not read in the first pass. The key
+/// covers everything an entry is made from but what is set anew each time,
+/// so an entry kept is the one reading the run again would make.
+pub type KnownEntries<'k> = &'k (dyn Fn(&str) -> Option<Entry> + Sync);
+
 /// Takes a batch of rendered run documents (path, bytes) out of the
 /// projection and stores them, returning their digests: finalize writes
 /// them to disk as they are rendered, so that a large ledger's documents
@@ -395,10 +421,11 @@ const SINK_BATCH: usize = 256;
 pub fn project_reusing(
     input: &Input<'_>,
     reuse: Option<(&str, Reuse<'_>)>,
+    known: Option<KnownEntries<'_>>,
     sink: Option<Sink<'_>>,
 ) -> Result<Projection, crate::Error> {
     let mut phases = crate::clock::Phases::start();
-    let entries = entries(input, reuse.is_some())?;
+    let entries = entries(input, reuse.map(|(salt, _)| salt), known)?;
     phases.mark("project: entries");
     // The stage audit log, the largest ledger-wide document, on a thread of
     // its own while this one renders the other ledger-wide documents and
@@ -779,14 +806,53 @@ fn previous_of_factor(entries: &[Entry]) -> Vec<Option<usize>> {
 
 /// Every run's entry, oldest first, with document paths assigned: the
 /// runs are read on every core, one at a time per core.
-fn entries(input: &Input<'_>, digest: bool) -> Result<Vec<Entry>, crate::Error> {
-    let all: Vec<usize> = (0..input.runs.count()).collect();
-    let _progress = crate::progress::begin("finalize: read runs", all.len());
-    let parts = crate::par::chunks(&all, 64, |part| {
+/// Every run's entry in ledger order, with document paths resolved. With a
+/// `salt` (the caller reuses documents), entries carry their document
+/// digest and their key, and those `known` has are taken from it.
+fn entries(
+    input: &Input<'_>,
+    salt: Option<&str>,
+    known: Option<KnownEntries<'_>>,
+) -> Result<Vec<Entry>, crate::Error> {
+    let count = input.runs.count();
+    let keys: Vec<Option<(String, String)>> = (0..count)
+        .map(|i| {
+            let salt = salt?;
+            let (run_id, version) = input.runs.identity(i)?;
+            let key = entry_key(input, salt, &run_id, &version);
+            Some((run_id, key))
+        })
+        .collect();
+    let mut entries = Vec::with_capacity(count);
+    let mut todo = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let kept = match (key, known) {
+            // The run id is asked for too: a kept entry must be this run's.
+            (Some((run_id, key)), Some(known)) => known(key).filter(|e| &e.run_id == run_id),
+            _ => None,
+        };
+        match kept {
+            Some(mut entry) => {
+                entry.source = i;
+                entry.decision = entry
+                    .result_id
+                    .as_ref()
+                    .and_then(|_| input.board.tally(&entry.run_id));
+                entry.paths = base_paths(input.config, &entry.run_id, entry.status, &entry.report);
+                entry.key = key.as_ref().map(|(_, k)| k.clone());
+                entries.push(entry);
+            }
+            None => todo.push(i),
+        }
+    }
+    let _progress = crate::progress::begin("finalize: read runs", todo.len());
+    let parts = crate::par::chunks(&todo, 64, |part| {
         let mut out = Vec::with_capacity(part.len());
         input.runs.read(part, &mut |k, run, extras| {
             let view = view_of(input, &run, &extras);
-            out.push(Entry::of(input, &view, part[k], digest));
+            let mut entry = Entry::of(input, &view, part[k], salt.is_some());
+            entry.key = keys[part[k]].as_ref().map(|(_, key)| key.clone());
+            out.push(entry);
             if out.len() % 64 == 0 {
                 crate::progress::inc(64);
             }
@@ -794,7 +860,6 @@ fn entries(input: &Input<'_>, digest: bool) -> Result<Vec<Entry>, crate::Error> 
         })?;
         Ok::<_, crate::Error>(out)
     });
-    let mut entries = Vec::with_capacity(all.len());
     for part in parts {
         entries.extend(part?);
     }
@@ -802,6 +867,37 @@ fn entries(input: &Input<'_>, digest: bool) -> Result<Vec<Entry>, crate::Error> 
     resolve_shared_dirs(input.config, &mut entries);
     Ok(entries)
 }
+
+/// The key of the entry of run `run_id` read from `version`
+/// ([`RunSource::identity`]): a digest of that and of everything else an
+/// entry is made from, but what is set anew each time (see [`Entry`]).
+/// `salt` names the tool and the configuration.
+fn entry_key(input: &Input<'_>, salt: &str, run_id: &str, version: &str) -> String {
+    #[derive(Serialize)]
+    struct Keyed<'k> {
+        format: &'static str,
+        salt: &'k str,
+        run_id: &'k str,
+        version: &'k str,
+        trust_file: &'k str,
+        options: Options,
+        /// The document digest covers the tally.
+        decision: Option<crate::committee::Tally>,
+    }
+    sha256_json(&Keyed {
+        format: ENTRY_FORMAT,
+        salt,
+        run_id,
+        version,
+        trust_file: input.trust_file,
+        options: input.options,
+        decision: input.board.tally(run_id),
+    })
+}
+
+/// Names what an [`Entry`] holds and how it is made; a change to either
+/// within one release must change this, so that no kept entry outlives it.
+const ENTRY_FORMAT: &str = "ledger.entry/1";
 
 /// One run's view, with its own document paths (before shared directories
 /// are resolved) and no governance checks yet.
@@ -856,20 +952,21 @@ fn view_of<'a>(input: &Input<'_>, run: &'a Run, extras: &'a RunExtras) -> View<'
             .and_then(|_| input.board.tally(&run.run_id)),
         paths: Paths::default(),
     };
-    view.paths = base_paths(input.config, &view);
+    view.paths = base_paths(input.config, &run.run_id, view.status, &view.report);
     view
 }
 
-fn base_paths(config: &Config, view: &View<'_>) -> Paths {
+/// A run's own document paths, before shared directories are resolved.
+fn base_paths(config: &Config, run_id: &str, status: StageStatus, report: &ReportState) -> Paths {
     let mut paths = Paths::default();
-    let run_dir = format!("{}/{}", config.audit.dir, view.run.run_id);
-    if view.status != StageStatus::InProgress && is_relative_inside(&run_dir) {
+    let run_dir = format!("{}/{}", config.audit.dir, run_id);
+    if status != StageStatus::InProgress && is_relative_inside(&run_dir) {
         paths.governance_json = Some(format!("{run_dir}/governance_audit_check.json"));
         paths.governance_md = Some(format!("{run_dir}/governance_audit_check.md"));
         paths.remediation_json = Some(format!("{run_dir}/governance_remediation_plan.json"));
         paths.remediation_md = Some(format!("{run_dir}/governance_remediation_plan.md"));
     }
-    if let ReportState::Valid { path, .. } = &view.report {
+    if let ReportState::Valid { path, .. } = report {
         if is_relative_inside(path) {
             let dir = parent(path);
             paths.summary = Some(join(dir, &config.finalize.summary_name));

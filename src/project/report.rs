@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::ReportSection;
 
 /// One gate of a report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
     pub name: String,
     pub passed: bool,
@@ -21,7 +21,7 @@ pub struct Gate {
 }
 
 /// What finalize reads from a report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub factor: String,
     pub strategy: Option<String>,
@@ -45,7 +45,7 @@ impl Report {
 }
 
 /// Why a report does not match the mapping.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// The JSON pointer (into the report) that failed.
     pub pointer: String,

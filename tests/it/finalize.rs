@@ -1244,6 +1244,9 @@ fn finalize_document_caches_never_change_a_result() {
     agree("after the first finalize");
     assert!(ledger_dir.join("run-docs.jsonl").exists());
     assert!(ledger_dir.join("written.jsonl").exists());
+    let entries = ledger_dir.join("entries.jsonl");
+    let kept = std::fs::read_to_string(&entries).unwrap();
+    assert_eq!(kept.lines().count(), 3, "a header and both runs: {kept}");
 
     // A new run of the same factor: its review compares with c1.
     gates("momentum", "c3", "false");
@@ -1272,6 +1275,22 @@ fn finalize_document_caches_never_change_a_result() {
     std::fs::write(ledger_dir.join("written.jsonl"), [0xff, 0xfe, b'\n']).unwrap();
     agree("garbage caches");
 
+    // Kept entries damaged: an entry's text changed under its digest (the
+    // run's status and its failed checks), cut short, or garbage.
+    let kept = std::fs::read_to_string(&entries).unwrap();
+    assert_eq!(kept.lines().count(), 4, "a header and three runs: {kept}");
+    let damaged = kept.replacen("\"status\":\"fail\"", "\"status\":\"pass\"", 1);
+    let damaged = damaged.replacen("\"failed\":[{", "\"failed\":[],\"x\":[{", 1);
+    assert_ne!(damaged, kept);
+    std::fs::write(&entries, damaged).unwrap();
+    agree("kept entries changed under their digests");
+    let kept = std::fs::read_to_string(&entries).unwrap();
+    std::fs::write(&entries, &kept[..kept.len() * 2 / 3]).unwrap();
+    agree("kept entries cut short");
+    std::fs::write(&entries, "{\"format\":1}\n{\"key\":1}\n").unwrap();
+    agree("kept entries garbage");
+    assert_eq!(std::fs::read_to_string(&entries).unwrap(), kept, "rebuilt");
+
     // A document edited behind ledger's back, same size and modification
     // time: the change time gives it away and finalize restores it.
     let outcome = agree("caches rebuilt");
@@ -1299,6 +1318,34 @@ fn finalize_document_caches_never_change_a_result() {
         .iter()
         .any(|f| f["path"] == path.as_str() && f["changed"] == true));
     let before = docs(&agree("after a restore"));
+
+    // Trust changes and the ledger does not: verify finds fault with every
+    // run (its key is no longer trusted), though no run's tree changed.
+    let signers = env.repo.join(".ledger/allowed_signers");
+    let trusted = std::fs::read_to_string(&signers).unwrap();
+    let blob = |key: &std::path::Path| {
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        public.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let stranger = env.dir.path().join("stranger");
+    env.keygen(&stranger);
+    assert!(trusted.contains(&blob(&env.key)));
+    std::fs::write(&signers, trusted.replace(&blob(&env.key), &blob(&stranger))).unwrap();
+    let untrusted = docs(&agree("after the writer's key lost its trust"));
+    let stage_log = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        let (_, bytes) = files
+            .iter()
+            .find(|(p, _)| p.ends_with("STAGE_AUDIT_LOG.md"))
+            .expect("a stage audit log");
+        String::from_utf8(bytes.clone()).unwrap()
+    };
+    assert_ne!(
+        stage_log(&untrusted),
+        stage_log(&before),
+        "governance fails"
+    );
+    std::fs::write(&signers, &trusted).unwrap();
+    assert_eq!(docs(&agree("trusted again")), before);
 
     // Configuration that changes documents: every run's key changes.
     let config = env.repo.join("ledger.yaml");
