@@ -1257,6 +1257,27 @@ fn finalize_document_caches_never_change_a_result() {
         .expect("c3 has a run review");
     assert!(String::from_utf8_lossy(&review.1).contains("c1"));
 
+    // A new run writes its report where c3 did: c3's documents move to
+    // names with its run id, so its kept stage log row changes though its
+    // entry's key does not.
+    let before_shared = docs(&outcome);
+    run(
+        &env,
+        "gates",
+        "c4",
+        &[],
+        &["sh", "gates.sh", "value", "c3", "1.3", "true"],
+    );
+    let shared = docs(&agree("after a new run in c3's report directory"));
+    let renamed = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        files
+            .keys()
+            .filter(|p| p.contains("production_gates_c3/") && p.contains("final_summary."))
+            .count()
+    };
+    assert_eq!(renamed(&before_shared), 1);
+    assert_eq!(renamed(&shared), 2, "c3 and c4 each have a summary there");
+
     // The caches corrupted: digests that do not match, or garbage.
     let docs_cache = ledger_dir.join("run-docs.jsonl");
     let text = std::fs::read_to_string(&docs_cache).unwrap();
@@ -1278,7 +1299,7 @@ fn finalize_document_caches_never_change_a_result() {
     // Kept entries damaged: an entry's text changed under its digest (the
     // run's status and its failed checks), cut short, or garbage.
     let kept = std::fs::read_to_string(&entries).unwrap();
-    assert_eq!(kept.lines().count(), 4, "a header and three runs: {kept}");
+    assert_eq!(kept.lines().count(), 5, "a header and four runs: {kept}");
     let damaged = kept.replacen("\"status\":\"fail\"", "\"status\":\"pass\"", 1);
     let damaged = damaged.replacen("\"failed\":[{", "\"failed\":[],\"x\":[{", 1);
     assert_ne!(damaged, kept);
