@@ -55,13 +55,8 @@ fn short(commit: &Option<String>) -> String {
         .map_or(NONE.to_string(), |c| c.chars().take(12).collect())
 }
 
-/// `docs/production_research/STAGE_AUDIT_LOG.md`, with the rows it printed
-/// (by entry): a row an entry kept from an earlier call
-/// ([`Entry::stage_row`]) is not printed again while its cells are the same.
-pub fn stage_audit_log(
-    input: &Input<'_>,
-    views: &[Entry],
-) -> (String, Vec<(usize, super::markdown::PrintedRow)>) {
+/// `docs/production_research/STAGE_AUDIT_LOG.md`.
+pub fn stage_audit_log(input: &Input<'_>, views: &[Entry]) -> String {
     let path = &input.config.finalize.stage_audit_log;
     let mut doc = Doc::new();
     doc.heading(1, "Stage audit log");
@@ -109,7 +104,7 @@ pub fn stage_audit_log(
             vec![Inline::code(&v.run_id)],
         ]
     };
-    doc.render_with_table_reusing(
+    doc.render_with_table(
         &[
             ("Date", Align::Left),
             ("Tag", Align::Left),
@@ -126,7 +121,6 @@ pub fn stage_audit_log(
         ],
         views.len(),
         |range| views[range].iter().map(row).collect(),
-        &|i| views[i].stage_row.as_ref(),
     )
 }
 

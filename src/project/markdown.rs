@@ -183,50 +183,27 @@ impl Doc {
         count: usize,
         rows: impl Fn(std::ops::Range<usize>) -> Vec<Vec<Cell>>,
     ) -> String {
-        self.render_with_table_in(TABLE_PIECE, header, count, rows, None)
-            .0
+        self.render_with_table_in(TABLE_PIECE, header, count, rows)
     }
 
-    /// [`Doc::render_with_table`] that takes row `i` from `printed(i)` when
-    /// the row's cells digest as they did then: a row prints alone on its
-    /// line, whatever the rows around it, so only new or changed rows go
-    /// through comrak. Returns the text and the rows it printed, by number,
-    /// for the next call.
-    pub fn render_with_table_reusing<'p>(
-        &self,
-        header: &[(&str, Align)],
-        count: usize,
-        rows: impl Fn(std::ops::Range<usize>) -> Vec<Vec<Cell>>,
-        printed: &dyn Fn(usize) -> Option<&'p PrintedRow>,
-    ) -> (String, Vec<(usize, PrintedRow)>) {
-        self.render_with_table_in(TABLE_PIECE, header, count, rows, Some(printed))
-    }
-
-    fn render_with_table_in<'p>(
+    fn render_with_table_in(
         &self,
         piece: usize,
         header: &[(&str, Align)],
         count: usize,
         rows: impl Fn(std::ops::Range<usize>) -> Vec<Vec<Cell>>,
-        printed: Option<&dyn Fn(usize) -> Option<&'p PrintedRow>>,
-    ) -> (String, Vec<(usize, PrintedRow)>) {
+    ) -> String {
         let mut out = self.render_in(piece);
         let header: Vec<(String, Align)> =
             header.iter().map(|(h, a)| (h.to_string(), *a)).collect();
-        let mut fresh = Vec::new();
         let mut start: usize = 0;
         loop {
             let end = count.min(start.saturating_add(piece));
-            let cells = rows(start..end);
-            let text = match printed {
-                Some(printed) if !cells.is_empty() => {
-                    reprint(&header, start, cells, printed, &mut fresh)
-                }
-                _ => render_blocks(&[&Block::Table {
-                    header: header.clone(),
-                    rows: cells,
-                }]),
+            let part = Block::Table {
+                header: header.clone(),
+                rows: rows(start..end),
             };
+            let text = render_blocks(&[&part]);
             match start {
                 0 => join_blocks(&mut out, &text),
                 // The header row and the delimiter row are the first piece's.
@@ -234,74 +211,10 @@ impl Doc {
             }
             start = end;
             if start >= count {
-                return (out, fresh);
+                return out;
             }
         }
     }
-}
-
-/// A table row as printed: the digest of its cells, and its line.
-pub type PrintedRow = (String, String);
-
-/// The digest of a row's cells that [`PrintedRow`] holds.
-fn row_digest(cells: &[Cell]) -> String {
-    crate::record::canon::sha256_hex(format!("{cells:?}").as_bytes())
-}
-
-/// A piece of a table (rows `start..` of it) printed as comrak prints it,
-/// header and delimiter rows first, with the rows `printed` knows taken
-/// from there; the rows printed now are added to `fresh`.
-fn reprint<'p>(
-    header: &[(String, Align)],
-    start: usize,
-    cells: Vec<Vec<Cell>>,
-    printed: &dyn Fn(usize) -> Option<&'p PrintedRow>,
-    fresh: &mut Vec<(usize, PrintedRow)>,
-) -> String {
-    let digests: Vec<String> = cells.iter().map(|row| row_digest(row)).collect();
-    let known: Vec<Option<&str>> = digests
-        .iter()
-        .enumerate()
-        .map(|(j, digest)| {
-            let (was, line) = printed(start + j)?;
-            (was == digest).then_some(line.as_str())
-        })
-        .collect();
-    // The first row is printed in any case: its table gives the header and
-    // delimiter rows.
-    let todo: Vec<usize> = (0..cells.len())
-        .filter(|&j| j == 0 || known[j].is_none())
-        .collect();
-    let text = render_blocks(&[&Block::Table {
-        header: header.to_vec(),
-        rows: todo.iter().map(|&j| cells[j].clone()).collect(),
-    }]);
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    if lines.len() != todo.len() + 2 {
-        // A row over several lines: the piece is printed whole, none kept.
-        return render_blocks(&[&Block::Table {
-            header: header.to_vec(),
-            rows: cells,
-        }]);
-    }
-    let mut now: Vec<Option<&str>> = vec![None; cells.len()];
-    for (k, &j) in todo.iter().enumerate() {
-        now[j] = Some(lines[k + 2]);
-    }
-    let mut out = String::with_capacity(text.len());
-    out.push_str(lines[0]);
-    out.push_str(lines[1]);
-    for (j, digest) in digests.into_iter().enumerate() {
-        let line = match (now[j], known[j]) {
-            (Some(line), _) | (None, Some(line)) => line,
-            (None, None) => unreachable!("every row unknown is printed"),
-        };
-        out.push_str(line);
-        if known[j].is_none() {
-            fresh.push((start + j, (digest, line.to_string())));
-        }
-    }
-    out
 }
 
 /// The most table rows comrak prints at once ([`Doc::render_in`]).
@@ -546,92 +459,11 @@ mod tests {
                 .table(&header, (0..count).map(row).collect());
             let want = whole.render_in(usize::MAX);
             for piece in [1, 2, 3, 7, usize::MAX] {
-                let got = head
-                    .render_with_table_in(piece, &header, count, |r| r.map(row).collect(), None)
-                    .0;
+                let got =
+                    head.render_with_table_in(piece, &header, count, |r| r.map(row).collect());
                 assert_eq!(got, want, "{count} rows in pieces of {piece}");
             }
         }
-    }
-
-    /// Rows printed before are taken as they were only while their cells
-    /// are the same: a table printed reusing rows, some changed, some new,
-    /// gives the bytes of printing it afresh.
-    #[test]
-    fn rows_printed_before_are_reused_only_while_unchanged() {
-        let header = [("A", Align::Left), ("B", Align::Right)];
-        let row = |i: usize, v: &str| -> Vec<Cell> {
-            vec![
-                vec![Inline::text(format!("r{i} | `x` {v}\nline"))],
-                vec![
-                    Inline::code(format!("c{i}")),
-                    Inline::link("l", format!("a/{i}.md")),
-                ],
-            ]
-        };
-        let mut head = Doc::new();
-        head.heading(1, "Title").text("before");
-        let plain = |count: usize, v: &dyn Fn(usize) -> String| {
-            head.render_with_table_in(
-                3,
-                &header,
-                count,
-                |r| r.map(|i| row(i, &v(i))).collect(),
-                None,
-            )
-            .0
-        };
-        let reusing = |count: usize, v: &dyn Fn(usize) -> String, kept: &[Option<PrintedRow>]| {
-            let printed = |i: usize| kept.get(i).and_then(Option::as_ref);
-            head.render_with_table_in(
-                3,
-                &header,
-                count,
-                |r| r.map(|i| row(i, &v(i))).collect(),
-                Some(&printed),
-            )
-        };
-        let same = |_: usize| "v".to_string();
-        // Nothing kept: every row printed, and returned.
-        let (text, fresh) = reusing(8, &same, &[]);
-        assert_eq!(text, plain(8, &same));
-        assert_eq!(
-            fresh.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            (0..8).collect::<Vec<_>>()
-        );
-        let mut kept: Vec<Option<PrintedRow>> = vec![None; 8];
-        for (i, p) in fresh {
-            kept[i] = Some(p);
-        }
-        // All kept: none printed again, the same bytes.
-        let (text, fresh) = reusing(8, &same, &kept);
-        assert_eq!(text, plain(8, &same));
-        assert!(fresh.is_empty(), "{fresh:?}");
-        // Rows 0, 4 and 7 changed, two new rows: only those are printed.
-        let changed = |i: usize| {
-            if [0, 4, 7].contains(&i) {
-                "w".to_string()
-            } else {
-                "v".to_string()
-            }
-        };
-        let (text, fresh) = reusing(10, &changed, &kept);
-        assert_eq!(text, plain(10, &changed));
-        assert_eq!(
-            fresh.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            [0, 4, 7, 8, 9]
-        );
-        // A kept row under another digest is printed again; a kept line is
-        // taken as it is under its digest (row 5 is no piece's first row,
-        // which is always printed for the header).
-        let mut wrong = kept.clone();
-        wrong[4].as_mut().unwrap().0 = "0".repeat(64);
-        wrong[5].as_mut().unwrap().1 = "| other | line |\n".into();
-        let (text, fresh) = reusing(8, &same, &wrong);
-        assert!(text.contains("| other | line |"), "{text}");
-        assert_eq!(fresh.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [4]);
-        wrong[5] = kept[5].clone();
-        assert_eq!(reusing(8, &same, &wrong).0, plain(8, &same));
     }
 
     /// Reads every table of `md` with an independent parser: rows of cell texts.

@@ -277,10 +277,6 @@ pub struct Entry {
     /// projection ([`entry_key`]).
     #[serde(skip)]
     pub key: Option<String>,
-    /// Its row of the stage audit log as last printed, by the digest of the
-    /// row's cells (kept with the entry, for the next projection).
-    #[serde(default)]
-    pub stage_row: Option<markdown::PrintedRow>,
 }
 
 impl Entry {
@@ -326,7 +322,6 @@ impl Entry {
                 String::new()
             },
             key: None,
-            stage_row: None,
         }
     }
 
@@ -435,27 +430,19 @@ pub fn project_reusing(
     // The stage audit log, the largest ledger-wide document, on a thread of
     // its own while this one renders the other ledger-wide documents and
     // then the runs' documents on every core.
-    let (mut files, printed, (rendered, known, run_keys)) = std::thread::scope(|scope| {
-        let log = scope.spawn(|| docs::stage_audit_log(input, &entries));
+    let (mut files, (rendered, known, run_keys)) = std::thread::scope(|scope| {
+        let log = scope.spawn(|| docs::stage_audit_log(input, &entries).into_bytes());
         let others = ledger_documents(input, &entries);
         let run_docs = run_documents(input, &entries, reuse, sink);
-        let (log, printed) = log.join().expect("the stage audit log thread panicked");
         let mut files = BTreeMap::new();
         files.insert(
             input.config.finalize.stage_audit_log.clone(),
-            log.into_bytes(),
+            log.join().expect("the stage audit log thread panicked"),
         );
         files.extend(others);
-        run_docs.map(|docs| (files, printed, docs))
+        run_docs.map(|docs| (files, docs))
     })?;
     files.extend(rendered);
-    // Entries that are kept keep their rows too.
-    let mut entries = entries;
-    for (i, row) in printed {
-        if entries[i].key.is_some() {
-            entries[i].stage_row = Some(row);
-        }
-    }
     phases.mark("project: documents");
     Ok(Projection {
         files,
