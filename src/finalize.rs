@@ -219,16 +219,17 @@ fn compute_inner(
             by_run.entry(run).or_default().push(f);
         }
     }
-    // The tree each run is read from, for keeping entries between calls.
-    let mut trees = BTreeMap::new();
+    // The tree each run is read from, for keeping entries between calls,
+    // in the order of `runs` (ids only: 100,000 runs hold 2 MB).
+    let mut trees = Vec::new();
     if reuse {
         let listed = store.snapshot(tip)?.list("runs")?.unwrap_or_default();
-        trees.extend(
-            listed
-                .into_iter()
-                .filter(|item| item.is_tree())
-                .map(|item| (item.name, item.id.to_string())),
-        );
+        let by_name: BTreeMap<String, gix::ObjectId> = listed
+            .into_iter()
+            .filter(|item| item.is_tree())
+            .map(|item| (item.name, item.id))
+            .collect();
+        trees.extend(runs.iter().map(|r| by_name.get(&r.run_id).copied()));
     }
     let source = LedgerRuns {
         git_dir: store.git_dir(),
@@ -297,8 +298,17 @@ fn compute_inner(
                 })
                 .then_some(files)
         };
-        let kept = std::sync::Mutex::new(stat_cache::Entries::load(ws.store.git_dir(), root));
-        let kept = |key: &str| kept.lock().expect("no reader panicked").take(key);
+        let kept = std::sync::Mutex::new(Some(stat_cache::Entries::load(ws.store.git_dir(), root)));
+        // Asked once; the cache goes as soon as its entries are taken.
+        let kept = |keys: &[Option<&str>]| {
+            let mut cache = kept
+                .lock()
+                .expect("no reader panicked")
+                .take()
+                .unwrap_or_default();
+            let taken: Vec<_> = keys.iter().map(|k| k.and_then(|k| cache.take(k))).collect();
+            taken
+        };
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
         project::project_reusing(&input, Some((&salt, &known)), Some(&kept), sink)?
     } else {
@@ -406,8 +416,9 @@ struct LedgerRuns<'a> {
     config: &'a crate::config::Config,
     runs: &'a [verify::RunRef],
     findings: &'a BTreeMap<&'a str, Vec<&'a Finding>>,
-    /// Each run's tree at the tip, by run id (when entries are kept).
-    trees: &'a BTreeMap<String, String>,
+    /// Each run's tree at the tip, in the order of `runs` (when entries
+    /// are kept).
+    trees: &'a [Option<gix::ObjectId>],
 }
 
 impl project::RunSource for LedgerRuns<'_> {
@@ -436,8 +447,8 @@ impl project::RunSource for LedgerRuns<'_> {
         if run.held.is_some() || self.findings.contains_key(run.run_id.as_str()) {
             return None;
         }
-        let tree = self.trees.get(&run.run_id)?;
-        Some((run.run_id.clone(), tree.clone()))
+        let tree = self.trees.get(i).copied().flatten()?;
+        Some((run.run_id.clone(), tree.to_string()))
     }
 }
 

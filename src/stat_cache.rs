@@ -244,7 +244,8 @@ impl RunDocs {
 /// work tree or with any line that fails is ignored as a whole.
 #[derive(Debug, Default)]
 pub struct Entries {
-    by_key: BTreeMap<String, crate::project::Entry>,
+    /// Sorted by key; an entry taken leaves `None`.
+    by_key: Vec<(String, Option<crate::project::Entry>)>,
 }
 
 #[derive(Serialize)]
@@ -276,18 +277,22 @@ impl Entries {
             if crate::record::canon::sha256_hex(text.as_bytes()) != read.sha256 {
                 return None;
             }
-            Some((read.key, serde_json::from_str(text).ok()?))
+            Some((read.key, Some(serde_json::from_str(text).ok()?)))
         };
-        read_for_with(&Self::path(git_dir), root, parse)
-            .map(|(_, rows)| Entries {
-                by_key: rows.into_iter().collect(),
-            })
-            .unwrap_or_default()
+        let Some((_, mut by_key)) = read_for_with(&Self::path(git_dir), root, parse) else {
+            return Entries::default();
+        };
+        by_key.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Entries { by_key }
     }
 
     /// The entry of `key`, taken out of the cache.
     pub fn take(&mut self, key: &str) -> Option<crate::project::Entry> {
-        self.by_key.remove(key)
+        let at = self
+            .by_key
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()?;
+        self.by_key[at].1.take()
     }
 
     /// Replaces the cache with the entries of `entries` that have a key

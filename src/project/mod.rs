@@ -397,12 +397,13 @@ impl Projection {
 /// input gives another key.
 pub type Reuse<'r> = &'r (dyn Fn(&str) -> Option<Vec<FileDigest>> + Sync);
 
-/// Entries an earlier projection made, by [`Entry::key`]: `Some` takes the
-/// entry out (each is asked for once). A run whose source gives an
-/// [`RunSource::identity`] is then not read in the first pass. The key
-/// covers everything an entry is made from but what is set anew each time,
-/// so an entry kept is the one reading the run again would make.
-pub type KnownEntries<'k> = &'k (dyn Fn(&str) -> Option<Entry> + Sync);
+/// Entries an earlier projection made, by [`Entry::key`]: asked once with
+/// every run's key (`None` for a run that is read every time), it answers
+/// with each run's kept entry, if any, in the same order. A run answered
+/// is not read in the first pass. The key covers everything an entry is
+/// made from but what is set anew each time, so an entry kept is the one
+/// reading the run again would make.
+pub type KnownEntries<'k> = &'k (dyn Fn(&[Option<&str>]) -> Vec<Option<Entry>> + Sync);
 
 /// Takes a batch of rendered run documents (path, bytes) out of the
 /// projection and stores them, returning their digests: finalize writes
@@ -823,28 +824,41 @@ fn entries(
             Some((run_id, key))
         })
         .collect();
-    let mut entries = Vec::with_capacity(count);
+    let asked: Vec<Option<&str>> = keys
+        .iter()
+        .map(|k| k.as_ref().map(|(_, key)| key.as_str()))
+        .collect();
+    let mut kept = match known {
+        Some(known) => known(&asked),
+        None => Vec::new(),
+    };
+    drop(asked);
+    kept.resize_with(count, || None);
     let mut todo = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let kept = match (key, known) {
+    for (i, slot) in kept.iter_mut().enumerate() {
+        match (slot.as_mut(), &keys[i]) {
             // The run id is asked for too: a kept entry must be this run's.
-            (Some((run_id, key)), Some(known)) => known(key).filter(|e| &e.run_id == run_id),
-            _ => None,
-        };
-        match kept {
-            Some(mut entry) => {
+            (Some(entry), Some((run_id, key))) if &entry.run_id == run_id => {
                 entry.source = i;
                 entry.decision = entry
                     .result_id
                     .as_ref()
                     .and_then(|_| input.board.tally(&entry.run_id));
                 entry.paths = base_paths(input.config, &entry.run_id, entry.status, &entry.report);
-                entry.key = key.as_ref().map(|(_, k)| k.clone());
-                entries.push(entry);
+                entry.key = Some(key.clone());
             }
-            None => todo.push(i),
+            _ => {
+                *slot = None;
+                todo.push(i);
+            }
         }
     }
+    // In place: the kept entries' list becomes the entries' list, with room
+    // for the runs read below.
+    // (`filter_map` collects in place; `flatten` would allocate anew.)
+    #[allow(clippy::filter_map_identity)]
+    let mut entries: Vec<Entry> = kept.into_iter().filter_map(|e| e).collect();
+    entries.reserve_exact(todo.len());
     let _progress = crate::progress::begin("finalize: read runs", todo.len());
     let parts = crate::par::chunks(&todo, 64, |part| {
         let mut out = Vec::with_capacity(part.len());
