@@ -274,7 +274,8 @@ pub struct Entry {
     /// [`view_digest`] without the paths, when the caller reuses documents.
     digest: String,
     /// Its key among [`KnownEntries`], when it may be kept for the next
-    /// projection ([`entry_key`]).
+    /// projection: a digest of its run's [`RunSource::identity`] and of
+    /// everything else it is made from.
     #[serde(skip)]
     pub key: Option<String>,
 }
