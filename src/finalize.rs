@@ -306,8 +306,7 @@ fn compute_inner(
                 .expect("no reader panicked")
                 .take()
                 .unwrap_or_default();
-            let taken: Vec<_> = keys.iter().map(|k| k.and_then(|k| cache.take(k))).collect();
-            taken
+            keys.iter().map(|k| k.and_then(|k| cache.take(k))).collect()
         };
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
         project::project_reusing(&input, Some((&salt, &known)), Some(&kept), sink)?

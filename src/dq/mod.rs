@@ -229,10 +229,10 @@ enum Whole {
 }
 
 impl Whole {
-    /// Maps `file` when it is a regular, non-empty file that can be mapped;
-    /// `None` otherwise (a pipe, a device, an empty file), for reading.
-    fn map(file: &std::fs::File) -> Option<Whole> {
-        let meta = file.metadata().ok()?;
+    /// Maps `file` (whose status is `meta`) when it is a regular, non-empty
+    /// file that can be mapped; `None` otherwise (a pipe, a device, an
+    /// empty file), for reading.
+    fn map(file: &std::fs::File, meta: &std::fs::Metadata) -> Option<Whole> {
         if !meta.is_file() || meta.len() == 0 || usize::try_from(meta.len()).is_err() {
             return None;
         }
@@ -839,20 +839,26 @@ pub fn check(
     let file = std::fs::File::open(path)?;
     let before = file.metadata()?;
     let _progress = crate::progress::begin_bytes("dq: read", before.len());
-    let input = match Whole::map(&file) {
+    let input = match Whole::map(&file, &before) {
         Some(whole) => Input::Whole(std::sync::Arc::new(whole)),
         None => Input::Reader(&file),
     };
     let report = check_input(input, CHUNK, Threads::Cores, rel, rules, as_of)?;
-    // A pipe or a device changes as it is read; a regular file must not.
-    let after = file.metadata()?;
+    unchanged(&before, &file.metadata()?)?;
+    Ok(report)
+}
+
+/// A regular file must have the status after the pass that it had before
+/// (a pipe or a device changes as it is read): otherwise the report is of
+/// no one version of it.
+fn unchanged(before: &std::fs::Metadata, after: &std::fs::Metadata) -> std::io::Result<()> {
     let same = after.len() == before.len() && after.modified().ok() == before.modified().ok();
     if before.is_file() && !same {
         return Err(std::io::Error::other(
             "the file changed while it was read; check it again once nothing writes it",
         ));
     }
-    Ok(report)
+    Ok(())
 }
 
 /// How [`check_reader`] spreads the work.
@@ -2525,6 +2531,32 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
         let report = check(&empty, "in.csv", &rules, None).unwrap();
         assert_eq!(report, read_and_cut(b"", CHUNK, Threads::Cores, &rules));
         assert!(!report.passed);
+    }
+
+    /// A regular file whose size or modification time moved during the
+    /// pass gives an error, not a report.
+    #[test]
+    fn a_file_changed_while_read_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        std::fs::write(&path, GOOD).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        assert!(unchanged(&before, &std::fs::metadata(&path).unwrap()).is_ok());
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"2026-01-06,mom,0.1,5\n").unwrap();
+        let err = unchanged(&before, &std::fs::metadata(&path).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the file changed while it was read; check it again once nothing writes it"
+        );
+        // The same size, another modification time.
+        let grown = std::fs::metadata(&path).unwrap();
+        file.set_modified(grown.modified().unwrap() + std::time::Duration::from_secs(1))
+            .unwrap();
+        assert!(unchanged(&grown, &std::fs::metadata(&path).unwrap()).is_err());
     }
 
     #[test]

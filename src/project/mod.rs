@@ -806,11 +806,10 @@ fn previous_of_factor(entries: &[Entry]) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// Every run's entry, oldest first, with document paths assigned: the
-/// runs are read on every core, one at a time per core.
-/// Every run's entry in ledger order, with document paths resolved. With a
-/// `salt` (the caller reuses documents), entries carry their document
-/// digest and their key, and those `known` has are taken from it.
+/// Every run's entry in ledger order, with document paths resolved; the
+/// runs are read on every core, one at a time per core. With a `salt` (the
+/// caller reuses documents), entries carry their document digest and their
+/// key, and those `known` has are taken from it instead of being read.
 fn entries(
     input: &Input<'_>,
     salt: Option<&str>,
