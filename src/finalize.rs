@@ -15,12 +15,12 @@ use std::path::Path;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::config::is_relative_inside;
 use crate::files::FileDigest;
 use crate::history::Run;
 use crate::journal;
 use crate::project::{self, Options, Projection, ReportSource, RunExtras};
 use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
+use crate::safe_write::{self, Dir, SafeDirs};
 use crate::sign::Signer;
 use crate::stat_cache::{self, RunDocs, StatCache};
 use crate::store::{Identity, Snapshot};
@@ -267,11 +267,11 @@ fn compute_inner(
     let root = &ws.root;
     let early = std::sync::Mutex::new(Vec::new());
     let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<FileDigest>, Error> {
-        let mut safe_dirs = std::collections::BTreeSet::new();
+        let mut dirs = SafeDirs::new(root);
         let mut digests = Vec::with_capacity(batch.len());
         let mut done = Vec::with_capacity(batch.len());
         for (rel, bytes) in batch {
-            let (written, entry, sha256) = write_one(root, &rel, &bytes, &stats, &mut safe_dirs)?;
+            let (written, entry, sha256) = write_one(&rel, &bytes, &stats, &mut dirs)?;
             digests.push(FileDigest {
                 path: rel.clone(),
                 sha256,
@@ -704,10 +704,10 @@ fn write_known(
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
     let _progress = crate::progress::begin("write: files", entries.len());
     let parts = crate::par::chunks(&entries, 64, |part| {
-        let mut safe_dirs = std::collections::BTreeSet::new();
+        let mut dirs = SafeDirs::new(root);
         part.iter()
             .map(|(rel, bytes)| {
-                let written = write_one(root, rel, bytes, known, &mut safe_dirs);
+                let written = write_one(rel, bytes, known, &mut dirs);
                 crate::progress::inc(1);
                 written.map(|(w, e, _)| (w, e))
             })
@@ -745,33 +745,42 @@ fn write_known(
 }
 
 fn write_one(
-    root: &Path,
     rel: &str,
     bytes: &[u8],
     known: &StatCache,
-    safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,
+    dirs: &mut SafeDirs<'_>,
 ) -> Result<(Written, Option<stat_cache::Entry>, String), Error> {
-    let path = safe_path(root, rel, safe_dirs)?;
+    let (path, dir) = dirs.path(rel)?;
     let io = |source| Error::Io {
         path: path.clone(),
         source,
     };
     let sha256 = canon::sha256_hex(bytes);
-    let stat = |path: &Path| {
-        std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| stat_cache::Entry::new(rel, &sha256, &m))
+    let written = |changed| Written {
+        path: rel.to_string(),
+        changed,
     };
-    let before = std::fs::symlink_metadata(&path).ok();
-    if let Some(entry) = before
-        .as_ref()
-        .and_then(|m| known.unchanged(rel, m, &sha256))
-    {
-        let written = Written {
-            path: rel.to_string(),
-            changed: false,
-        };
-        return Ok((written, Some(entry.clone()), sha256));
+    // A file the stat cache knows is looked at first: unchanged, it is
+    // neither read nor written. Any other is created if nothing is there.
+    let mut before = None;
+    if dir == Dir::Found && known.entry(rel).is_some() {
+        before = dirs.existing_file(&path, rel)?;
+        if let Some(entry) = before
+            .as_ref()
+            .and_then(|m| known.unchanged(rel, m, &sha256))
+        {
+            return Ok((written(false), Some(entry.clone()), sha256));
+        }
+    }
+    if dir == Dir::Missing {
+        dirs.create_parents(rel)?;
+    }
+    if before.is_none() {
+        if let Some(meta) = safe_write::create_new(&path, bytes).map_err(io)? {
+            let entry = stat_cache::Entry::new(rel, &sha256, &meta);
+            return Ok((written(true), Some(entry), sha256));
+        }
+        before = dirs.existing_file(&path, rel)?;
     }
     let existing = match std::fs::read(&path) {
         Ok(have) => Some(have),
@@ -779,106 +788,33 @@ fn write_one(
         Err(e) => return Err(io(e)),
     };
     if existing.as_deref() == Some(bytes) {
-        let written = Written {
-            path: rel.to_string(),
-            changed: false,
-        };
         // The status from before the read: a change during it shows later.
         let entry = before.map(|m| stat_cache::Entry::new(rel, &sha256, &m));
-        return Ok((written, entry, sha256));
+        return Ok((written(false), entry, sha256));
     }
+    // A different file is replaced atomically.
     let dir = path.parent().expect("a file inside the root has a parent");
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
+    let tmp = dir.join(format!(
+        ".{}.ledger-tmp-{}",
+        path.file_name()
+            .expect("a file path has a name")
+            .to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Io {
+            path: path.clone(),
+            source,
+        }
     })?;
-    let fresh = existing.is_none()
-        && match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                file.write_all(bytes).map_err(io)?;
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(io(e)),
-        };
-    if !fresh {
-        let tmp = dir.join(format!(
-            ".{}.ledger-tmp-{}",
-            path.file_name()
-                .expect("a file path has a name")
-                .to_string_lossy(),
-            std::process::id()
-        ));
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
-    }
-    let written = Written {
-        path: rel.to_string(),
-        changed: true,
-    };
-    let entry = stat(&path);
-    Ok((written, entry, sha256))
-}
-
-/// `root/rel`, refusing a path that leaves the tree, enters `.git`, or passes
-/// through a symlink or a non-directory; the file itself, if it exists, must be
-/// a regular file. Directories found safe are remembered in `safe_dirs`.
-pub(crate) fn safe_path(
-    root: &Path,
-    rel: &str,
-    safe_dirs: &mut std::collections::BTreeSet<std::path::PathBuf>,
-) -> Result<std::path::PathBuf, Error> {
-    let refuse = |why: &str| {
-        Error::input(
-            format!("projection file {rel:?}"),
-            format!("{why}; nothing is written there"),
-        )
-    };
-    if !is_relative_inside(rel) {
-        return Err(refuse("not a plain relative path inside the work tree"));
-    }
-    let parts: Vec<&str> = rel.split('/').collect();
-    let mut path = root.to_path_buf();
-    for (i, part) in parts.iter().enumerate() {
-        path.push(part);
-        let last = i + 1 == parts.len();
-        if !last && safe_dirs.contains(&path) {
-            continue;
-        }
-        match std::fs::symlink_metadata(&path) {
-            Err(_) => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(refuse(&format!(
-                    "{} is a symlink",
-                    path.strip_prefix(root).unwrap_or(&path).display()
-                )))
-            }
-            Ok(m) if last && !m.is_file() => return Err(refuse("exists and is not a file")),
-            Ok(m) if !last && !m.is_dir() => {
-                return Err(refuse(&format!(
-                    "{} is not a directory",
-                    path.strip_prefix(root).unwrap_or(&path).display()
-                )))
-            }
-            Ok(_) if !last => {
-                safe_dirs.insert(path.clone());
-            }
-            Ok(_) => {}
-        }
-    }
-    Ok(path)
+    let entry = std::fs::symlink_metadata(&path)
+        .ok()
+        .map(|m| stat_cache::Entry::new(rel, &sha256, &m));
+    Ok((written(true), entry, sha256))
 }
 
 /// The digests of the projection's rendered files (not its known ones), by path.

@@ -41,6 +41,7 @@ pub mod project;
 pub mod record;
 pub mod recover;
 pub mod run;
+pub mod safe_write;
 pub mod secrets;
 pub mod sign;
 pub mod stat_cache;

@@ -11,12 +11,12 @@
 //! tries again.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde::Serialize;
 
 use crate::history;
 use crate::record::{CommandPredicate, Kind};
+use crate::safe_write::{Dir, SafeDirs};
 use crate::sign::Signer;
 use crate::store::{Identity, Snapshot, Store};
 use crate::trust::Trust;
@@ -263,7 +263,7 @@ fn materialize(
 ) -> Result<(Vec<String>, Vec<Conflict>), Error> {
     let mut written = Vec::new();
     let mut conflicts = Vec::new();
-    let mut safe_dirs = BTreeSet::new();
+    let mut dirs = SafeDirs::new(&ws.root);
     for run_id in runs {
         let run = history::load_run(snapshot, run_id)?;
         let audit = ws.audit_rel(run_id);
@@ -293,7 +293,7 @@ fn materialize(
             files.push((rel, snapshot.blob(item.id)?));
         }
         for (rel, bytes) in files {
-            match place(&ws.root, &rel, &bytes, &mut safe_dirs) {
+            match place(&mut dirs, &rel, &bytes) {
                 Ok(true) => written.push(rel),
                 Ok(false) => {}
                 Err(why) => conflicts.push(Conflict { path: rel, why }),
@@ -305,28 +305,31 @@ fn materialize(
 
 /// Writes `bytes` at `rel` unless the same bytes are there (false); a
 /// different file there, or an unsafe path, is a conflict.
-fn place(
-    root: &Path,
-    rel: &str,
-    bytes: &[u8],
-    safe_dirs: &mut BTreeSet<std::path::PathBuf>,
-) -> Result<bool, String> {
-    let path = crate::finalize::safe_path(root, rel, safe_dirs).map_err(|e| e.to_string())?;
-    match std::fs::read(&path) {
-        Ok(have) if have == bytes => return Ok(false),
-        Ok(_) => return Err("the work tree has a different version; left as it is".into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.to_string()),
+fn place(dirs: &mut SafeDirs<'_>, rel: &str, bytes: &[u8]) -> Result<bool, String> {
+    let (path, dir) = dirs.path(rel).map_err(|e| e.to_string())?;
+    if dir == Dir::Missing {
+        dirs.create_parents(rel).map_err(|e| e.to_string())?;
     }
-    let dir = path.parent().expect("a file inside the root has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| e.to_string())?;
-    std::io::Write::write_all(&mut file, bytes).map_err(|e| e.to_string())?;
-    Ok(true)
+    let there = dir == Dir::Found
+        && dirs
+            .existing_file(&path, rel)
+            .map_err(|e| e.to_string())?
+            .is_some();
+    if !there {
+        match crate::safe_write::create_new(&path, bytes) {
+            Ok(Some(_)) => return Ok(true),
+            // Made meanwhile: compared below, if it is a file.
+            Ok(None) => {
+                dirs.existing_file(&path, rel).map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    match std::fs::read(&path) {
+        Ok(have) if have == bytes => Ok(false),
+        Ok(_) => Err("the work tree has a different version; left as it is".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// What `push` did.
