@@ -220,8 +220,14 @@ impl Doc {
 /// The most table rows comrak prints at once ([`Doc::render_in`]).
 const TABLE_PIECE: usize = 1024;
 
-/// Blocks printed by comrak as one document.
+/// Blocks printed as one document: by [`super::printer`] where it covers
+/// them (the same bytes), else by comrak.
 fn render_blocks(blocks: &[&Block]) -> String {
+    super::printer::print(blocks).unwrap_or_else(|| comrak_blocks(blocks))
+}
+
+/// Blocks printed by comrak as one document.
+pub(super) fn comrak_blocks(blocks: &[&Block]) -> String {
     let arena = Arena::new();
     let root = node(&arena, NodeValue::Document);
     for block in blocks {
@@ -389,7 +395,7 @@ fn append_inlines<'a>(arena: &'a Arena<'a>, parent: &'a AstNode<'a>, inlines: &[
 
 /// Line breaks inside a value would end a table row or a paragraph; they
 /// become spaces (the JSON documents keep the exact value).
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.replace("\r\n", " ").replace(['\n', '\r'], " ")
 }
 

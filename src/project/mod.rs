@@ -20,6 +20,7 @@ pub mod governance;
 pub mod handoff;
 pub mod html;
 pub mod markdown;
+mod printer;
 pub mod queue;
 pub mod registry;
 pub mod report;
