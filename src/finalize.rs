@@ -259,12 +259,24 @@ fn compute_inner(
     };
     let config_bytes = ws.config_bytes();
     let config_sha256 = canon::sha256_hex(&config_bytes);
-    // Without the stat cache every file is read back and compared.
-    let stats = match cache {
-        true => StatCache::load(ws.store.git_dir(), &ws.root),
-        false => StatCache::default(),
-    };
     let root = &ws.root;
+    let git_dir = ws.store.git_dir();
+    // The caches, each read on a thread of its own. Without the stat cache
+    // every file is read back and compared.
+    let (stats, run_docs, kept) = std::thread::scope(|scope| {
+        let run_docs = scope.spawn(|| reuse.then(|| RunDocs::load(git_dir, root)));
+        let kept = scope.spawn(|| reuse.then(|| stat_cache::Entries::load(git_dir, root)));
+        let stats = match cache {
+            true => StatCache::load(git_dir, root),
+            false => StatCache::default(),
+        };
+        let joined = "a cache reader panicked";
+        (
+            stats,
+            run_docs.join().expect(joined),
+            kept.join().expect(joined),
+        )
+    });
     let early = std::sync::Mutex::new(Vec::new());
     let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<FileDigest>, Error> {
         let mut dirs = SafeDirs::new(root);
@@ -287,7 +299,7 @@ fn compute_inner(
         // A run's documents are not rendered again when the run documents
         // cache has its key and the stat cache proves every one of its
         // files on disk with the recorded digest.
-        let docs = std::sync::Mutex::new(RunDocs::load(ws.store.git_dir(), &ws.root));
+        let docs = std::sync::Mutex::new(run_docs.unwrap_or_default());
         let known = |key: &str| -> Option<Vec<FileDigest>> {
             let files = docs.lock().expect("no reader panicked").take(key)?;
             files
@@ -298,7 +310,7 @@ fn compute_inner(
                 })
                 .then_some(files)
         };
-        let kept = std::sync::Mutex::new(Some(stat_cache::Entries::load(ws.store.git_dir(), root)));
+        let kept = std::sync::Mutex::new(kept);
         // Asked once; the cache goes as soon as its entries are taken.
         let kept = |keys: &[Option<&str>]| {
             let mut cache = kept
@@ -309,17 +321,18 @@ fn compute_inner(
             keys.iter().map(|k| k.and_then(|k| cache.take(k))).collect()
         };
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
-        project::project_reusing(&input, Some((&salt, &known)), Some(&kept), sink)?
+        // Saved while the documents render.
+        let keep = |entries: &[project::Entry]| {
+            stat_cache::Entries::save(git_dir, root, entries);
+        };
+        let keep: Option<project::KeepEntries<'_>> = write.then_some(&keep);
+        project::project_reusing(&input, Some((&salt, &known)), Some((&kept, keep)), sink)?
     } else {
         project::project_reusing(&input, None, None, sink)?
     };
     let mut early = early.into_inner().expect("no writer panicked");
     early.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
     phases.mark("project");
-    if reuse && write {
-        stat_cache::Entries::save(ws.store.git_dir(), root, &projection.entries);
-        phases.mark("project: keep entries");
-    }
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
         let found = crate::history::by_id_or_tag(
@@ -689,8 +702,11 @@ pub fn write_tracked(
     let (written, entries) = write_known(&ws.root, &computed.projection, &known, early)?;
     drop(known);
     if cache {
-        StatCache::save(git_dir, &ws.root, &entries);
-        RunDocs::save(git_dir, &ws.root, &run_keys, &entries);
+        let root = ws.root.as_path();
+        std::thread::scope(|scope| {
+            scope.spawn(|| StatCache::save(git_dir, root, &entries));
+            RunDocs::save(git_dir, root, &run_keys, &entries);
+        });
     }
     Ok(written)
 }

@@ -407,6 +407,10 @@ pub type Reuse<'r> = &'r (dyn Fn(&str) -> Option<Vec<FileDigest>> + Sync);
 /// reading the run again would make.
 pub type KnownEntries<'k> = &'k (dyn Fn(&[Option<&str>]) -> Vec<Option<Entry>> + Sync);
 
+/// Keeps every run's entry once they are made (for [`KnownEntries`] next
+/// time); called on a thread of its own while the documents render.
+pub type KeepEntries<'k> = &'k (dyn Fn(&[Entry]) + Sync);
+
 /// Takes a batch of rendered run documents (path, bytes) out of the
 /// projection and stores them, returning their digests: finalize writes
 /// them to disk as they are rendered, so that a large ledger's documents
@@ -424,16 +428,20 @@ const SINK_BATCH: usize = 256;
 pub fn project_reusing(
     input: &Input<'_>,
     reuse: Option<(&str, Reuse<'_>)>,
-    known: Option<KnownEntries<'_>>,
+    known: Option<(KnownEntries<'_>, Option<KeepEntries<'_>>)>,
     sink: Option<Sink<'_>>,
 ) -> Result<Projection, crate::Error> {
     let mut phases = crate::clock::Phases::start();
-    let entries = entries(input, reuse.map(|(salt, _)| salt), known)?;
+    let entries = entries(input, reuse.map(|(salt, _)| salt), known.map(|(k, _)| k))?;
     phases.mark("project: entries");
+    let keep = known.and_then(|(_, keep)| keep);
     // The stage audit log, the largest ledger-wide document, on a thread of
     // its own while this one renders the other ledger-wide documents and
     // then the runs' documents on every core.
     let (mut files, (rendered, known, run_keys)) = std::thread::scope(|scope| {
+        if let Some(keep) = keep {
+            scope.spawn(|| keep(&entries));
+        }
         let log = scope.spawn(|| docs::stage_audit_log(input, &entries).into_bytes());
         let others = ledger_documents(input, &entries);
         let run_docs = run_documents(input, &entries, reuse, sink);
