@@ -656,16 +656,27 @@ fn run_documents(
                 part.iter().map(entry_digest).collect::<Vec<_>>()
             })
             .concat();
-            for (i, e) in entries.iter().enumerate() {
-                let previous_digest = previous[i].map(|p| digests[p].as_str());
-                let key = run_key(salt, input, &digests[i], previous_digest);
-                match reuse(&key) {
+            // Each run's key, and its documents where the caller proves
+            // them on disk (a status call per file), on every core.
+            let runs: Vec<usize> = (0..entries.len()).collect();
+            let looked = crate::par::chunks(&runs, 64, |part| {
+                part.iter()
+                    .map(|&i| {
+                        let previous_digest = previous[i].map(|p| digests[p].as_str());
+                        let key = run_key(salt, input, &digests[i], previous_digest);
+                        let files = reuse(&key);
+                        (key, files)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            for (i, (key, files)) in looked.into_iter().flatten().enumerate() {
+                match files {
                     Some(files) => {
                         keys.push((key, files.iter().map(|f| f.path.clone()).collect()));
                         known.extend(files);
                     }
                     None => {
-                        keys.push((key, e.paths.all().cloned().collect()));
+                        keys.push((key, entries[i].paths.all().cloned().collect()));
                         todo.push(i);
                     }
                 }
