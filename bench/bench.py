@@ -179,6 +179,15 @@ def bench_finalize(root, runs):
     against reading every object once with git cat-file."""
     n, repo, env = generated(root)
     subprocess.run(["git", "repack", "-adq"], cwd=repo, env=env, check=True)
+    # The repack deleted the generator's loose objects (about 100,000
+    # files). On ext4 without a journal (this machine's disk) the inode
+    # allocator skips, one by one, inodes freed less than 60 s ago (360 s
+    # while their inode table block is unwritten), so every file finalize
+    # creates in that window costs several times as much: the pair would
+    # time the bench's own deletions. Written out and aged, they cost
+    # nothing (docs/PERFORMANCE.md, "Full finalize and the disk").
+    os.sync()
+    time.sleep(float(os.environ.get("SETTLE_SECONDS", "65")))
     # The documents are moved aside, not deleted, until the end: on ext4
     # without a journal (this machine's disk) the inode allocator passes over
     # inodes freed in the last minutes one by one, so creating 58,000 files
@@ -239,6 +248,15 @@ def bench_verify(root, runs):
     ledger against `git log --oneline` of the ledger ref."""
     n, repo, env = generated(root)
     subprocess.run(["git", "repack", "-adq"], cwd=repo, env=env, check=True)
+    # The repack deleted the generator's loose objects (about 100,000
+    # files). On ext4 without a journal (this machine's disk) the inode
+    # allocator skips, one by one, inodes freed less than 60 s ago (360 s
+    # while their inode table block is unwritten), so every file finalize
+    # creates in that window costs several times as much: the pair would
+    # time the bench's own deletions. Written out and aged, they cost
+    # nothing (docs/PERFORMANCE.md, "Full finalize and the disk").
+    os.sync()
+    time.sleep(float(os.environ.get("SETTLE_SECONDS", "65")))
     if "verify" in WANT:
         verify_pair(n, repo, env, runs)
     if "log" in WANT:

@@ -11,7 +11,8 @@
 #   bench/run.sh log        # ledger log / status of 10,000 runs vs git log --oneline of the ledger ref
 #
 # Environment: RUNS (repetitions, default 5 for big, 4x that for fixed), FINALIZE_RUNS
-# (ledger size for finalize, default 10000), BENCH_DIR
+# (ledger size for finalize, default 10000), SETTLE_SECONDS (wait after the finalize
+# ledger's repack, default 65: see bench.py), BENCH_DIR
 # (scratch directory, default a temp dir; needs ~2 GiB free for `big`).
 # Prints median wall time, the ratio to the baseline and peak RSS of each side.
 set -euo pipefail
