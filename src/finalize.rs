@@ -261,22 +261,31 @@ fn compute_inner(
     let config_sha256 = canon::sha256_hex(&config_bytes);
     let root = &ws.root;
     let git_dir = ws.store.git_dir();
-    // The caches, each read on a thread of its own. Without the stat cache
+    // The caches, each read on a thread of its own while they are small;
+    // one after another when large, so that a 100,000-run ledger's (400 MB
+    // of JSON) are not all being parsed at once. Without the stat cache
     // every file is read back and compared.
-    let (stats, run_docs, kept) = std::thread::scope(|scope| {
-        let run_docs = scope.spawn(|| reuse.then(|| RunDocs::load(git_dir, root)));
-        let kept = scope.spawn(|| reuse.then(|| stat_cache::Entries::load(git_dir, root)));
-        let stats = match cache {
-            true => StatCache::load(git_dir, root),
-            false => StatCache::default(),
-        };
-        let joined = "a cache reader panicked";
-        (
-            stats,
-            run_docs.join().expect(joined),
-            kept.join().expect(joined),
-        )
-    });
+    let load_stats = || match cache {
+        true => StatCache::load(git_dir, root),
+        false => StatCache::default(),
+    };
+    let load_docs = || reuse.then(|| RunDocs::load(git_dir, root));
+    let load_kept = || reuse.then(|| stat_cache::Entries::load(git_dir, root));
+    let small = stat_cache::total_bytes(git_dir) < PARALLEL_CACHE_BYTES;
+    let (stats, run_docs, kept) = match small {
+        true => std::thread::scope(|scope| {
+            let run_docs = scope.spawn(load_docs);
+            let kept = scope.spawn(load_kept);
+            let stats = load_stats();
+            let joined = "a cache reader panicked";
+            (
+                stats,
+                run_docs.join().expect(joined),
+                kept.join().expect(joined),
+            )
+        }),
+        false => (load_stats(), load_docs(), load_kept()),
+    };
     let early = std::sync::Mutex::new(Vec::new());
     let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<FileDigest>, Error> {
         let mut dirs = SafeDirs::new(root);
@@ -321,11 +330,12 @@ fn compute_inner(
             keys.iter().map(|k| k.and_then(|k| cache.take(k))).collect()
         };
         let salt = format!("ledger {}\n{config_sha256}", env!("CARGO_PKG_VERSION"));
-        // Saved while the documents render.
+        // Saved while the documents render (after them for a large
+        // ledger, whose documents' memory comes first).
         let keep = |entries: &[project::Entry]| {
             stat_cache::Entries::save(git_dir, root, entries);
         };
-        let keep: Option<project::KeepEntries<'_>> = write.then_some(&keep);
+        let keep: Option<project::KeepEntries<'_>> = (write && small).then_some(&keep);
         project::project_reusing(&input, Some((&salt, &known)), Some((&kept, keep)), sink)?
     } else {
         project::project_reusing(&input, None, None, sink)?
@@ -333,6 +343,10 @@ fn compute_inner(
     let mut early = early.into_inner().expect("no writer panicked");
     early.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
     phases.mark("project");
+    if reuse && write && !small {
+        stat_cache::Entries::save(git_dir, root, &projection.entries);
+        phases.mark("project: keep entries");
+    }
     let site = site.then(|| project::html::site(&input, &projection, &tip.to_string()));
     if let Some(tag) = tag {
         let found = crate::history::by_id_or_tag(
@@ -669,6 +683,10 @@ pub fn compare(ws: &Workspace, projection: &Projection) -> Result<Comparison, Er
     }
     Ok(out)
 }
+
+/// Caches up to this size in all (about 20,000 runs' worth) are read side
+/// by side, and the kept entries saved while the documents render.
+const PARALLEL_CACHE_BYTES: u64 = 96 << 20;
 
 /// A file finalize wrote or found already right.
 #[derive(Clone, Debug, Serialize)]
