@@ -261,9 +261,9 @@ fn compute_inner(
     let config_sha256 = canon::sha256_hex(&config_bytes);
     let root = &ws.root;
     let git_dir = ws.store.git_dir();
-    // The caches, each read on a thread of its own while they are small;
-    // one after another when large, so that a 100,000-run ledger's (400 MB
-    // of JSON) are not all being parsed at once. Without the stat cache
+    // The caches, each read on a thread of its own for a small ledger;
+    // one after another for a large one, so that a 100,000-run ledger's
+    // (425 MB of JSON) are not all being parsed at once. Without the stat cache
     // every file is read back and compared.
     let load_stats = || match cache {
         true => StatCache::load(git_dir, root),
@@ -271,7 +271,7 @@ fn compute_inner(
     };
     let load_docs = || reuse.then(|| RunDocs::load(git_dir, root));
     let load_kept = || reuse.then(|| stat_cache::Entries::load(git_dir, root));
-    let small = stat_cache::total_bytes(git_dir) < PARALLEL_CACHE_BYTES;
+    let small = runs.len() <= SIDE_BY_SIDE_RUNS;
     let (stats, run_docs, kept) = match small {
         true => std::thread::scope(|scope| {
             let run_docs = scope.spawn(load_docs);
@@ -684,9 +684,10 @@ pub fn compare(ws: &Workspace, projection: &Projection) -> Result<Comparison, Er
     Ok(out)
 }
 
-/// Caches up to this size in all (about 20,000 runs' worth) are read side
-/// by side, and the kept entries saved while the documents render.
-const PARALLEL_CACHE_BYTES: u64 = 96 << 20;
+/// Up to this many runs (their caches: about 85 MB of JSON) finalize reads
+/// its caches side by side and saves the kept entries while the documents
+/// render; a larger ledger does one after another, for memory.
+const SIDE_BY_SIDE_RUNS: usize = 20_000;
 
 /// A file finalize wrote or found already right.
 #[derive(Clone, Debug, Serialize)]

@@ -182,20 +182,6 @@ struct RunDocsLine {
     files: Vec<FileDigest>,
 }
 
-/// The size of finalize's caches on disk (file status, run documents,
-/// kept entries), 0 for those missing.
-pub fn total_bytes(git_dir: &Path) -> u64 {
-    [
-        StatCache::path(git_dir),
-        RunDocs::path(git_dir),
-        Entries::path(git_dir),
-    ]
-    .iter()
-    .filter_map(|p| std::fs::metadata(p).ok())
-    .map(|m| m.len())
-    .sum()
-}
-
 impl RunDocs {
     fn path(git_dir: &Path) -> PathBuf {
         git_dir.join("ledger").join(DOCS_FILE_NAME)
