@@ -20,7 +20,7 @@ use crate::history::Run;
 use crate::journal;
 use crate::project::{self, Options, Projection, ReportSource, RunExtras};
 use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
-use crate::safe_write::{self, Dir, SafeDirs};
+use crate::safe_write::{Dir, SafeDirs};
 use crate::sign::Signer;
 use crate::stat_cache::{self, RunDocs, StatCache};
 use crate::store::{Identity, Snapshot};
@@ -807,11 +807,8 @@ fn write_one(
             return Ok((written(false), Some(entry.clone()), sha256));
         }
     }
-    if dir == Dir::Missing {
-        dirs.create_parents(rel)?;
-    }
     if before.is_none() {
-        if let Some(meta) = safe_write::create_new(&path, bytes).map_err(io)? {
+        if let Some(meta) = dirs.create(rel, &path, dir, bytes)? {
             let entry = stat_cache::Entry::new(rel, &sha256, &meta);
             return Ok((written(true), Some(entry), sha256));
         }

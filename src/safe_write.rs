@@ -99,6 +99,30 @@ impl<'r> SafeDirs<'r> {
         Ok(())
     }
 
+    /// Creates `rel` (at `path`, in a directory [`SafeDirs::path`] found
+    /// `dir`) holding `bytes`, making its missing directories, unless
+    /// something is already there: the new file's status, or `None` when a
+    /// regular file was there (anything else is refused).
+    pub fn create(
+        &mut self,
+        rel: &str,
+        path: &Path,
+        dir: Dir,
+        bytes: &[u8],
+    ) -> Result<Option<Metadata>, Error> {
+        if dir == Dir::Missing {
+            self.create_parents(rel)?;
+        }
+        match create_new(path, bytes) {
+            Ok(Some(meta)) => Ok(Some(meta)),
+            Ok(None) => self.existing_file(path, rel).map(|_| None),
+            Err(source) => Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
     /// What is at `path` (`root/rel`): nothing, or a regular file's status;
     /// anything else is refused.
     pub fn existing_file(&self, path: &Path, rel: &str) -> Result<Option<Metadata>, Error> {

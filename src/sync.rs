@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::history;
 use crate::record::{CommandPredicate, Kind};
-use crate::safe_write::{Dir, SafeDirs};
+use crate::safe_write::SafeDirs;
 use crate::sign::Signer;
 use crate::store::{Identity, Snapshot, Store};
 use crate::trust::Trust;
@@ -307,23 +307,12 @@ fn materialize(
 /// different file there, or an unsafe path, is a conflict.
 fn place(dirs: &mut SafeDirs<'_>, rel: &str, bytes: &[u8]) -> Result<bool, String> {
     let (path, dir) = dirs.path(rel).map_err(|e| e.to_string())?;
-    if dir == Dir::Missing {
-        dirs.create_parents(rel).map_err(|e| e.to_string())?;
-    }
-    let there = dir == Dir::Found
-        && dirs
-            .existing_file(&path, rel)
-            .map_err(|e| e.to_string())?
-            .is_some();
-    if !there {
-        match crate::safe_write::create_new(&path, bytes) {
-            Ok(Some(_)) => return Ok(true),
-            // Made meanwhile: compared below, if it is a file.
-            Ok(None) => {
-                dirs.existing_file(&path, rel).map_err(|e| e.to_string())?;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
+    if dirs
+        .create(rel, &path, dir, bytes)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(true);
     }
     match std::fs::read(&path) {
         Ok(have) if have == bytes => Ok(false),

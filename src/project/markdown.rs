@@ -399,7 +399,8 @@ pub(super) fn one_line(text: &str) -> String {
     text.replace("\r\n", " ").replace(['\n', '\r'], " ")
 }
 
-fn longest_run(text: &str, c: char) -> usize {
+/// The longest run of `c` in `text`.
+pub(super) fn longest_run(text: &str, c: char) -> usize {
     let mut best = 0;
     let mut run = 0;
     for ch in text.chars() {

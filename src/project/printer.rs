@@ -19,7 +19,7 @@
 //! targets too. Code spans take the shortest run of backticks the code does
 //! not hold. Blocks end with a newline, a blank line between them.
 
-use super::markdown::{one_line, Align, Block, Inline};
+use super::markdown::{longest_run, one_line, Align, Block, Inline};
 
 /// `blocks` printed as comrak prints them, or `None` when one of them is
 /// outside what this printer covers.
@@ -116,7 +116,7 @@ impl Printer {
                 if info.is_empty() || info.contains('`') {
                     return None;
                 }
-                let fence = "`".repeat(longest_run(text.as_bytes(), b'`').max(2) + 1);
+                let fence = "`".repeat(longest_run(text, '`').max(2) + 1);
                 self.out.push_str(&fence);
                 self.out.push_str(&info);
                 self.out.push('\n');
@@ -268,16 +268,6 @@ impl Printer {
         };
         last.is_some_and(|b| b.is_ascii_digit())
     }
-}
-
-fn longest_run(bytes: &[u8], b: u8) -> usize {
-    let mut best = 0;
-    let mut run = 0;
-    for &c in bytes {
-        run = if c == b { run + 1 } else { 0 };
-        best = best.max(run);
-    }
-    best
 }
 
 /// The shortest run of `b` that `bytes` does not hold.
