@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::files::FileDigest;
 use crate::history::Run;
 use crate::journal;
-use crate::project::{self, Options, Projection, ReportSource, RunExtras};
+use crate::project::{self, KnownFile, Options, Projection, ReportSource, RunExtras, Sunk};
 use crate::record::{canon, FinalizePredicate, Kind, ResultPredicate, Subject};
 use crate::safe_write::{Dir, SafeDirs};
 use crate::sign::Signer;
@@ -48,10 +48,6 @@ pub struct Computed {
     /// The ledger head an earlier finalize verified, when only what came
     /// after it was verified now; `None` after a whole verification.
     pub verified_since: Option<String>,
-    /// Run documents already written to the work tree as they were
-    /// rendered (they are among the projection's known documents).
-    /// Sorted by path, with the status of each after writing.
-    early: Vec<(Written, Option<stat_cache::Stat>)>,
     /// The stat cache as this call found it (empty without the cache), for
     /// [`write_tracked`].
     stats: StatCache,
@@ -286,22 +282,27 @@ fn compute_inner(
         }),
         false => (load_stats(), load_docs(), load_kept()),
     };
-    let early = std::sync::Mutex::new(Vec::new());
-    let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<FileDigest>, Error> {
+    // Each file written early is then held once, as a known document with
+    // its status after writing.
+    let sink = |batch: Vec<(String, Vec<u8>)>| -> Result<Vec<KnownFile>, Error> {
         let mut dirs = SafeDirs::new(root);
-        let mut digests = Vec::with_capacity(batch.len());
-        let mut done = Vec::with_capacity(batch.len());
-        for (rel, bytes) in batch {
-            let (written, entry, sha256) = write_one(&rel, &bytes, &stats, &mut dirs)?;
-            digests.push(FileDigest {
-                path: rel.clone(),
-                sha256,
-                bytes: bytes.len() as u64,
-            });
-            done.push((written, entry.as_ref().map(stat_cache::Entry::stat)));
-        }
-        early.lock().expect("no writer panicked").extend(done);
-        Ok(digests)
+        batch
+            .into_iter()
+            .map(|(path, bytes)| {
+                let (written, entry, sha256) = write_one(&path, &bytes, &stats, &mut dirs)?;
+                Ok(KnownFile {
+                    digest: FileDigest {
+                        path,
+                        sha256,
+                        bytes: bytes.len() as u64,
+                    },
+                    sunk: Some(Box::new(Sunk {
+                        changed: written.changed,
+                        stat: entry.as_ref().map(stat_cache::Entry::stat),
+                    })),
+                })
+            })
+            .collect()
     };
     let sink: Option<project::Sink<'_>> = write.then_some(&sink);
     let mut projection = if reuse {
@@ -314,8 +315,10 @@ fn compute_inner(
             files
                 .iter()
                 .all(|f| {
-                    std::fs::symlink_metadata(root.join(&f.path))
-                        .is_ok_and(|m| stats.unchanged(&f.path, &m, &f.sha256).is_some())
+                    std::fs::symlink_metadata(root.join(&f.path)).is_ok_and(|m| {
+                        stat_cache::Sha256::from_hex(&f.sha256)
+                            .is_some_and(|sha256| stats.unchanged(&f.path, &m, sha256).is_some())
+                    })
                 })
                 .then_some(files)
         };
@@ -340,8 +343,6 @@ fn compute_inner(
     } else {
         project::project_reusing(&input, None, None, sink)?
     };
-    let mut early = early.into_inner().expect("no writer panicked");
-    early.sort_by(|(a, _), (b, _)| a.path.cmp(&b.path));
     phases.mark("project");
     if reuse && write && !small {
         stat_cache::Entries::save(git_dir, root, &projection.entries);
@@ -369,13 +370,15 @@ fn compute_inner(
             .chain([ws.config.finalize.stage_audit_log.clone()])
             .collect();
         projection.files.retain(|path, _| keep.contains(path));
-        projection.known.retain(|f| keep.contains(&f.path));
+        projection.known.retain(|f| keep.contains(&f.digest.path));
         projection.run_keys.clear();
         projection.entries.retain(|e| e.run_id == run_id);
     }
+    // Each entry becomes its outline in turn, so the two lists are not
+    // held whole side by side.
     let outlines = std::mem::take(&mut projection.entries)
-        .iter()
-        .map(project::Entry::outline)
+        .into_iter()
+        .map(project::Entry::into_outline)
         .collect();
     Ok(Computed {
         head: tip.to_string(),
@@ -386,7 +389,6 @@ fn compute_inner(
         projection,
         site,
         verified_since: None,
-        early,
         stats,
         ledger_findings: report
             .findings
@@ -699,7 +701,7 @@ pub struct Written {
 /// Writes the projection's files: a new file directly (`create_new`), an
 /// existing one that differs atomically (temp file + rename), on every core.
 pub fn write(root: &Path, projection: &Projection) -> Result<Vec<Written>, Error> {
-    Ok(write_known(root, projection, &StatCache::default(), Vec::new())?.0)
+    Ok(write_known(root, projection, &StatCache::default())?.0)
 }
 
 /// [`write()`] for `finalize` in the work tree: files `.git/ledger/written.jsonl`
@@ -713,18 +715,23 @@ pub fn write_tracked(
 ) -> Result<Vec<Written>, Error> {
     // What only writing needs is taken out of `computed` and dropped here,
     // before the record is made.
-    let early = std::mem::take(&mut computed.early);
     let run_keys = std::mem::take(&mut computed.projection.run_keys);
     // The stat cache compute loaded (with `cache`), not read a second time.
     let known = std::mem::take(&mut computed.stats);
     let git_dir = ws.store.git_dir();
-    let (written, entries) = write_known(&ws.root, &computed.projection, &known, early)?;
+    let (written, entries) = write_known(&ws.root, &computed.projection, &known)?;
     drop(known);
     if cache {
         let root = ws.root.as_path();
+        // Run keys come in the entries' order, as the outlines do.
+        debug_assert!(run_keys.is_empty() || run_keys.len() == computed.outlines.len());
+        let runs = run_keys
+            .iter()
+            .zip(&computed.outlines)
+            .map(|(key, outline)| (key.as_str(), &outline.paths));
         std::thread::scope(|scope| {
             scope.spawn(|| StatCache::save(git_dir, root, &entries));
-            RunDocs::save(git_dir, root, &run_keys, &entries);
+            RunDocs::save(git_dir, root, runs, &entries);
         });
     }
     Ok(written)
@@ -734,7 +741,6 @@ fn write_known(
     root: &Path,
     projection: &Projection,
     known: &StatCache,
-    early: Vec<(Written, Option<stat_cache::Stat>)>,
 ) -> Result<(Vec<Written>, Vec<stat_cache::Entry>), Error> {
     let entries: Vec<(&String, &Vec<u8>)> = projection.files.iter().collect();
     let _progress = crate::progress::begin("write: files", entries.len());
@@ -756,24 +762,31 @@ fn write_known(
             stats.extend(entry);
         }
     }
-    // Known documents were written as they were rendered (`early`), or
+    // Known documents were written as they were rendered (by the sink), or
     // proved on disk by `known` when they were taken.
-    // Both sorted by path; `early` names some of the known documents.
-    let mut early = early.into_iter().peekable();
     for f in &projection.known {
-        let path = &f.path;
-        while early.next_if(|(w, _)| &w.path < path).is_some() {}
-        if let Some((written, stat)) = early.next_if(|(w, _)| &w.path == path) {
-            let entry = stat.map(|s| stat_cache::Entry::with(path.clone(), f.sha256.clone(), s));
-            out.push(written);
-            stats.extend(entry);
-            continue;
+        let path = &f.digest.path;
+        match f.sunk.as_deref() {
+            Some(&Sunk { changed, stat }) => {
+                out.push(Written {
+                    path: path.clone(),
+                    changed,
+                });
+                // The sink's own digest, hex of a SHA-256.
+                let sha256 = stat_cache::Sha256::from_hex(&f.digest.sha256);
+                stats.extend(
+                    stat.zip(sha256)
+                        .map(|(s, sha256)| stat_cache::Entry::with(path.clone(), sha256, s)),
+                );
+            }
+            None => {
+                out.push(Written {
+                    path: path.clone(),
+                    changed: false,
+                });
+                stats.extend(known.entry(path).cloned());
+            }
         }
-        out.push(Written {
-            path: path.clone(),
-            changed: false,
-        });
-        stats.extend(known.entry(path).cloned());
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((out, stats))
@@ -790,7 +803,8 @@ fn write_one(
         path: path.clone(),
         source,
     };
-    let sha256 = canon::sha256_hex(bytes);
+    let digest = stat_cache::Sha256::of(bytes);
+    let sha256 = digest.to_hex();
     let written = |changed| Written {
         path: rel.to_string(),
         changed,
@@ -802,14 +816,14 @@ fn write_one(
         before = dirs.existing_file(&path, rel)?;
         if let Some(entry) = before
             .as_ref()
-            .and_then(|m| known.unchanged(rel, m, &sha256))
+            .and_then(|m| known.unchanged(rel, m, digest))
         {
             return Ok((written(false), Some(entry.clone()), sha256));
         }
     }
     if before.is_none() {
         if let Some(meta) = dirs.create(rel, &path, dir, bytes)? {
-            let entry = stat_cache::Entry::new(rel, &sha256, &meta);
+            let entry = stat_cache::Entry::new(rel, digest, &meta);
             return Ok((written(true), Some(entry), sha256));
         }
         before = dirs.existing_file(&path, rel)?;
@@ -821,7 +835,7 @@ fn write_one(
     };
     if existing.as_deref() == Some(bytes) {
         // The status from before the read: a change during it shows later.
-        let entry = before.map(|m| stat_cache::Entry::new(rel, &sha256, &m));
+        let entry = before.map(|m| stat_cache::Entry::new(rel, digest, &m));
         return Ok((written(false), entry, sha256));
     }
     // A different file is replaced atomically.
@@ -845,7 +859,7 @@ fn write_one(
     })?;
     let entry = std::fs::symlink_metadata(&path)
         .ok()
-        .map(|m| stat_cache::Entry::new(rel, &sha256, &m));
+        .map(|m| stat_cache::Entry::new(rel, digest, &m));
     Ok((written(true), entry, sha256))
 }
 
@@ -957,7 +971,8 @@ pub fn record(
     let mut phases = crate::clock::Phases::start();
     let rendered = rendered_digests(&computed.projection);
     phases.mark("record: digests");
-    let files = || merge_by_path(&rendered, computed.projection.known.iter());
+    let known = computed.projection.known.iter().map(|k| &k.digest);
+    let files = || merge_by_path(&rendered, known.clone());
     // Hashed as it is printed: the bytes are made only for a new record.
     let digest = crate::record::ManifestDigest {
         sha256: crate::record::manifest_sha256(files()),

@@ -181,7 +181,12 @@ pub fn exec(args: Args, env: &Env, out: &mut Vec<u8>) -> Result<i32, CliError> {
         }
         return Ok(if diffs.is_empty() { 0 } else { 1 });
     }
-    let paths: Vec<String> = computed.projection.paths();
+    // Only `--commit` needs every path apart from the projection (600,000
+    // at 100,000 runs).
+    let paths: Vec<String> = match args.commit {
+        true => computed.projection.paths(),
+        false => Vec::new(),
+    };
     if args.commit {
         let foreign = finalize::foreign_staged(&ws.root, &paths)?;
         if !foreign.is_empty() {

@@ -360,14 +360,33 @@ pub struct RunOutline {
 pub struct Projection {
     /// Repository-relative path to file bytes.
     pub files: BTreeMap<String, Vec<u8>>,
-    /// Documents not rendered because the caller proved them already on disk
-    /// with these digests ([`Reuse`]), sorted by path; never shares a path
-    /// with `files`.
-    pub known: Vec<FileDigest>,
-    /// With [`Reuse`]: each run's document key and its documents' paths.
-    pub run_keys: Vec<(String, Vec<String>)>,
+    /// Documents not held in `files`: proved on disk already ([`Reuse`]) or
+    /// handed to the [`Sink`], sorted by path; never shares a path with
+    /// `files`.
+    pub known: Vec<KnownFile>,
+    /// With [`Reuse`]: each run's document key, in the order of `entries`
+    /// (the key covers the documents' paths, which are the entry's
+    /// [`Paths::all`]).
+    pub run_keys: Vec<String>,
     /// Every run's entry, in ledger order.
     pub entries: Vec<Entry>,
+}
+
+/// A document a [`Projection`] knows by digest alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownFile {
+    pub digest: FileDigest,
+    /// What the [`Sink`] did with it; `None` for a document [`Reuse`]
+    /// proved on disk (boxed: after one new run nearly all are that).
+    pub sunk: Option<Box<Sunk>>,
+}
+
+/// What a [`Sink`] did with a document: whether it changed the file, and
+/// the file's status afterwards when it has one (for the stat cache).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sunk {
+    pub changed: bool,
+    pub stat: Option<crate::stat_cache::Stat>,
 }
 
 impl Projection {
@@ -376,7 +395,7 @@ impl Projection {
         let mut paths: Vec<String> = self
             .files
             .keys()
-            .chain(self.known.iter().map(|f| &f.path))
+            .chain(self.known.iter().map(|f| &f.digest.path))
             .cloned()
             .collect();
         paths.sort();
@@ -412,11 +431,12 @@ pub type KnownEntries<'k> = &'k (dyn Fn(&[Option<&str>]) -> Vec<Option<Entry>> +
 pub type KeepEntries<'k> = &'k (dyn Fn(&[Entry]) + Sync);
 
 /// Takes a batch of rendered run documents (path, bytes) out of the
-/// projection and stores them, returning their digests: finalize writes
-/// them to disk as they are rendered, so that a large ledger's documents
-/// are never all in memory at once. They then count as known documents.
+/// projection and stores them, returning each one's digest and what became
+/// of it, in any order: finalize writes them to disk as they are rendered,
+/// so that a large ledger's documents are never all in memory at once.
+/// They then count as known documents.
 pub type Sink<'s> =
-    &'s (dyn Fn(Vec<(String, Vec<u8>)>) -> Result<Vec<FileDigest>, crate::Error> + Sync);
+    &'s (dyn Fn(Vec<(String, Vec<u8>)>) -> Result<Vec<KnownFile>, crate::Error> + Sync);
 
 /// Run documents rendered before a batch goes to the [`Sink`].
 const SINK_BATCH: usize = 256;
@@ -464,12 +484,9 @@ pub fn project_reusing(
 }
 
 impl Entry {
-    /// What `finalize` prints of the run.
-    pub fn outline(&self) -> RunOutline {
+    /// What `finalize` prints of the run; the entry's strings move into it.
+    pub fn into_outline(self) -> RunOutline {
         RunOutline {
-            run_id: self.run_id.clone(),
-            tag: self.tag.clone(),
-            status: self.status,
             governance_passed: self.governance_passed(),
             failed_checks: self.failed_checks(),
             no_summary: match (&self.paths.summary, &self.report) {
@@ -486,7 +503,10 @@ impl Entry {
                 }
                 (None, ReportState::Valid { .. }) => Some("the report path is unsafe".into()),
             },
-            paths: self.paths.clone(),
+            run_id: self.run_id,
+            tag: self.tag,
+            status: self.status,
+            paths: self.paths,
         }
     }
 }
@@ -630,7 +650,7 @@ type Rendered = Vec<(String, Vec<u8>)>;
 
 /// Documents, documents known on disk, and run keys, as [`run_documents`]
 /// returns them.
-type RunDocuments = (Rendered, Vec<FileDigest>, Vec<(String, Vec<String>)>);
+type RunDocuments = (Rendered, Vec<KnownFile>, Vec<String>);
 
 /// Every run's own documents (final summary, run review, governance check
 /// and remediation plan), rendered on every core: each run's documents
@@ -679,15 +699,14 @@ fn run_documents(
                 .sum();
             known.reserve_exact(count);
             for (i, (key, files)) in looked.into_iter().flatten().enumerate() {
+                keys.push(key);
                 match files {
-                    Some(files) => {
-                        keys.push((key, files.iter().map(|f| f.path.clone()).collect()));
-                        known.extend(files);
-                    }
-                    None => {
-                        keys.push((key, entries[i].paths.all().cloned().collect()));
-                        todo.push(i);
-                    }
+                    Some(files) => known.extend(
+                        files
+                            .into_iter()
+                            .map(|digest| KnownFile { digest, sunk: None }),
+                    ),
+                    None => todo.push(i),
                 }
             }
         }
@@ -705,7 +724,7 @@ fn run_documents(
         files.extend(f);
         known.extend(k);
     }
-    known.sort_by(|a, b| a.path.cmp(&b.path));
+    known.sort_by(|a, b| a.digest.path.cmp(&b.digest.path));
     Ok((files, known, keys))
 }
 
@@ -718,7 +737,7 @@ fn render_part(
     previous: &[Option<usize>],
     part: &[usize],
     sink: Option<Sink<'_>>,
-) -> Result<(Rendered, Vec<FileDigest>), crate::Error> {
+) -> Result<(Rendered, Vec<KnownFile>), crate::Error> {
     // What to read, in order: (entry, whether to render it). A previous
     // run is read first when the newest run of its factor read so far is
     // another one.
