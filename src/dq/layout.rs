@@ -75,11 +75,75 @@ impl Masks {
     fn chunk(chunk: &[u8; 64]) -> Masks {
         Masks::scalar(chunk)
     }
+
+    /// A whole chunk in one 64-byte compare per mask.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512bw")]
+    #[inline]
+    fn chunk_avx512(chunk: &[u8; 64]) -> Masks {
+        use std::arch::x86_64::{_mm512_cmpeq_epi8_mask, _mm512_movepi8_mask, _mm512_set1_epi8};
+        // SAFETY: the load reads exactly the 64 bytes of `chunk`; the
+        // caller's target feature vouches for the instructions.
+        let v = unsafe { std::arch::x86_64::_mm512_loadu_si512(chunk.as_ptr().cast()) };
+        let eq = |b: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b as i8));
+        Masks {
+            commas: eq(b','),
+            newlines: eq(b'\n'),
+            special: eq(b'"') | eq(b'\r'),
+            high: _mm512_movepi8_mask(v),
+        }
+    }
 }
 
 /// Slots a chunk may write past the starts so far: a separator per byte,
 /// and the last eight-slot write running past them.
 const SLACK: usize = 64 + 8;
+
+/// Writes `base + i + 1`, the start of the field after it, for each set
+/// bit `i` of `separators`, in order from the front of `slots` (at least
+/// [`SLACK`] long). Slots past the last may be written too: the next
+/// chunk writes them again, or they are ignored.
+#[inline(always)]
+fn positions(slots: &mut [u32], mut separators: u64, base: u32) {
+    let count = separators.count_ones() as usize;
+    // Eight slots at a time whether or not there are eight separators
+    // left, so that the loop's length rarely varies.
+    let mut at = 0;
+    while at < count {
+        for slot in &mut slots[at..at + 8] {
+            *slot = base + separators.trailing_zeros() + 1;
+            separators &= separators.wrapping_sub(1);
+        }
+        at += 8;
+    }
+}
+
+/// [`positions`] sixteen bits at a time, each quarter's starts packed into
+/// place by one compress: no loop, no branch on how many there are.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn positions_avx512(slots: &mut [u32], separators: u64, base: u32) {
+    use std::arch::x86_64::{
+        _mm512_add_epi32, _mm512_maskz_compress_epi32, _mm512_set1_epi32, _mm512_setr_epi32,
+        _mm512_storeu_si512,
+    };
+    let slots = &mut slots[..64];
+    let lanes = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    let mut at = 0;
+    for quarter in 0..4u32 {
+        let mask = (separators >> (16 * quarter)) as u16;
+        let starts = _mm512_add_epi32(lanes, _mm512_set1_epi32((base + 16 * quarter) as i32));
+        let packed = _mm512_maskz_compress_epi32(mask, starts);
+        // `at` is at most 16 per quarter before this one, so the sixteen
+        // slots from it lie within the 64 of `slots`.
+        let to = &mut slots[at..at + 16];
+        // SAFETY: the unaligned store writes exactly the sixteen u32 of
+        // `to`; the target feature vouches for the instruction.
+        unsafe { _mm512_storeu_si512(to.as_mut_ptr().cast(), packed) };
+        at += mask.count_ones() as usize;
+    }
+}
 
 /// How a block of whole lines is to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +163,36 @@ pub(super) enum Layout {
 /// `columns` fields, their starts in `starts` (a buffer reused between
 /// blocks: the table's are its first `rows * columns + 1`).
 pub(super) fn lay_out(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: this CPU has AVX-512BW, as just checked.
+        return unsafe { lay_out_avx512(block, columns, starts) };
+    }
+    lay_out_with(block, columns, starts, Masks::chunk, positions)
+}
+
+/// [`lay_out`] compiled for AVX-512BW, its masks a compare each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+fn lay_out_avx512(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout {
+    lay_out_with(
+        block,
+        columns,
+        starts,
+        |chunk| Masks::chunk_avx512(chunk),
+        |slots, separators, base| positions_avx512(slots, separators, base),
+    )
+}
+
+/// [`lay_out`] with `masks` for each whole 64-byte chunk.
+#[inline(always)]
+fn lay_out_with(
+    block: &[u8],
+    columns: usize,
+    starts: &mut Vec<u32>,
+    masks: impl Fn(&[u8; 64]) -> Masks,
+    positions: impl Fn(&mut [u32], u64, u32),
+) -> Layout {
     debug_assert_eq!(block.last(), Some(&b'\n'));
     // A field's start must fit the table's index type.
     if columns == 0 || u32::try_from(block.len()).is_err() {
@@ -116,32 +210,18 @@ pub(super) fn lay_out(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> La
         newlines += m.newlines.count_ones() as usize;
         special |= m.special;
         high |= m.high;
-        let mut separators = m.commas | m.newlines;
+        let separators = m.commas | m.newlines;
         let count = separators.count_ones() as usize;
         if starts.len() < n + SLACK {
             starts.resize(2 * starts.len() + SLACK, 0);
         }
-        // Eight slots at a time whether or not there are eight separators
-        // left, so that the loop's length rarely varies: slots past the
-        // last separator are written again by the next chunk or ignored.
-        let mut at = n;
-        while at < n + count {
-            for slot in &mut starts[at..at + 8] {
-                *slot = base + separators.trailing_zeros() + 1;
-                separators &= separators.wrapping_sub(1);
-            }
-            at += 8;
-        }
+        positions(&mut starts[n..], separators, base);
         n += count;
     };
     let mut chunks = block.chunks_exact(64);
     let mut base = 0u32;
     for chunk in &mut chunks {
-        take(
-            Masks::chunk(chunk.try_into().expect("64 bytes")),
-            base,
-            starts,
-        );
+        take(masks(chunk.try_into().expect("64 bytes")), base, starts);
         base += 64;
     }
     take(Masks::scalar(chunks.remainder()), base, starts);
@@ -243,6 +323,37 @@ mod tests {
             }
             chunk[seed % 64] = seed as u8;
             assert_eq!(Masks::chunk(&chunk), Masks::scalar(&chunk), "seed {seed}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                // SAFETY: this CPU has AVX-512BW, as just checked.
+                let wide = unsafe { Masks::chunk_avx512(&chunk) };
+                assert_eq!(wide, Masks::scalar(&chunk), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_packed_starts_are_the_scalar_starts() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            let mut masks = vec![0, u64::MAX, 1, 1 << 63, 0xffff, 0xffff << 48];
+            for _ in 0..2000 {
+                // xorshift, and sparser masks by and-ing two draws
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                masks.push(state);
+                masks.push(state & state.rotate_left(23));
+            }
+            for mask in masks {
+                let count = mask.count_ones() as usize;
+                let (mut scalar, mut packed) = (vec![0u32; SLACK], vec![0u32; SLACK]);
+                positions(&mut scalar, mask, 640);
+                // SAFETY: this CPU has AVX-512F, as just checked.
+                unsafe { positions_avx512(&mut packed, mask, 640) };
+                assert_eq!(scalar[..count], packed[..count], "{mask:#x}");
+            }
         }
     }
 
