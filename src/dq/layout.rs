@@ -9,41 +9,69 @@
 //! `starts[k]..starts[k + 1] - 1`: the field's first byte to the separator
 //! after it.
 
-/// Bytes of a 64-byte chunk, a bit each (bit `i` is byte `i`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a 64-byte chunk holds. The separators and newlines are exact, a
+/// bit per byte (bit `i` is byte `i`); the other three only say whether
+/// the chunk has any such byte (nonzero), each vector width folding them
+/// its own way.
+#[derive(Clone, Copy, Debug, Default)]
 struct Masks {
-    commas: u64,
+    /// `,` and `\n`: where a field ends.
+    separators: u64,
     newlines: u64,
     /// `"` or `\r`.
     special: u64,
     /// Outside ASCII.
     high: u64,
+    /// A byte that might pad a cell: below `!` but not a newline (space,
+    /// tab, form feed, any control byte), or outside ASCII.
+    loose: u64,
 }
 
 impl Masks {
     /// Up to 64 bytes, one at a time: the tail of a block, and the
-    /// reference the vector version is tested against.
+    /// reference the vector versions are tested against.
     fn scalar(bytes: &[u8]) -> Masks {
         let mut m = Masks::default();
         for (i, &b) in bytes.iter().enumerate().take(64) {
             let bit = 1u64 << i;
-            match b {
-                b',' => m.commas |= bit,
-                b'\n' => m.newlines |= bit,
-                b'"' | b'\r' => m.special |= bit,
-                0x80.. => m.high |= bit,
-                _ => {}
+            if b == b',' || b == b'\n' {
+                m.separators |= bit;
+            }
+            if b == b'\n' {
+                m.newlines |= bit;
+            }
+            if b == b'"' || b == b'\r' {
+                m.special |= bit;
+            }
+            if b >= 0x80 {
+                m.high |= bit;
+            }
+            if (b < b'!' && b != b'\n') || b >= 0x80 {
+                m.loose |= bit;
             }
         }
         m
     }
 
-    /// A whole chunk, sixteen bytes to a vector compare.
+    /// Whether two chunks' masks say the same: exact bits where they are
+    /// exact, the same answer where they only tell whether.
+    #[cfg(test)]
+    fn same(&self, other: &Masks) -> bool {
+        self.separators == other.separators
+            && self.newlines == other.newlines
+            && (self.special != 0) == (other.special != 0)
+            && (self.high != 0) == (other.high != 0)
+            && (self.loose != 0) == (other.loose != 0)
+    }
+
+    /// A whole chunk, sixteen bytes to a vector compare (SSE2, which every
+    /// x86_64 CPU has).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn chunk(chunk: &[u8; 64]) -> Masks {
         use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+            _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
         };
         let mut m = Masks::default();
         for (k, part) in chunk.chunks_exact(16).enumerate() {
@@ -51,21 +79,26 @@ impl Masks {
             // SAFETY: SSE2 is part of the x86_64 baseline, so these
             // instructions exist on every x86_64 CPU; the unaligned load
             // reads exactly the 16 bytes of `part`.
-            let (commas, newlines, special, high) = unsafe {
+            let (separators, newlines, special, high, loose) = unsafe {
                 let v = _mm_loadu_si128(part.as_ptr().cast());
                 let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+                let newlines = eq(b'\n');
+                // A signed compare: bytes outside ASCII are below `!` too.
+                let low = _mm_cmplt_epi8(v, _mm_set1_epi8(b'!' as i8));
                 (
-                    _mm_movemask_epi8(eq(b',')),
-                    _mm_movemask_epi8(eq(b'\n')),
+                    _mm_movemask_epi8(_mm_or_si128(eq(b','), newlines)),
+                    _mm_movemask_epi8(newlines),
                     _mm_movemask_epi8(_mm_or_si128(eq(b'"'), eq(b'\r'))),
                     _mm_movemask_epi8(v),
+                    _mm_movemask_epi8(_mm_andnot_si128(newlines, low)),
                 )
             };
             let bits = |mask: i32| u64::from(mask as u16) << shift;
-            m.commas |= bits(commas);
+            m.separators |= bits(separators);
             m.newlines |= bits(newlines);
             m.special |= bits(special);
             m.high |= bits(high);
+            m.loose |= bits(loose);
         }
         m
     }
@@ -76,21 +109,65 @@ impl Masks {
         Masks::scalar(chunk)
     }
 
+    /// A whole chunk, 32 bytes to a compare; the flags of both halves
+    /// folded into one mask each.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn chunk_avx2(chunk: &[u8; 64]) -> Masks {
+        use std::arch::x86_64::{
+            __m256i, _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+            _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+        };
+        let halves: [__m256i; 2] = std::array::from_fn(|h| {
+            // SAFETY: the unaligned load reads exactly the 32 bytes of
+            // half `h` of `chunk`; the caller's target feature vouches for
+            // the instruction.
+            unsafe { _mm256_loadu_si256(chunk[32 * h..].as_ptr().cast()) }
+        });
+        let eq = |v: __m256i, b: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b as i8));
+        let [lo, hi] = halves.map(|v| {
+            let newlines = eq(v, b'\n');
+            // A signed compare: bytes outside ASCII are below `!` too.
+            let low = _mm256_cmpgt_epi8(_mm256_set1_epi8(b'!' as i8), v);
+            (
+                _mm256_or_si256(eq(v, b','), newlines),
+                newlines,
+                _mm256_or_si256(eq(v, b'"'), eq(v, b'\r')),
+                _mm256_andnot_si256(newlines, low),
+            )
+        });
+        let bits = |a: __m256i| u64::from(_mm256_movemask_epi8(a) as u32);
+        let both = |a: __m256i, b: __m256i| bits(a) | (bits(b) << 32);
+        Masks {
+            separators: both(lo.0, hi.0),
+            newlines: both(lo.1, hi.1),
+            special: bits(_mm256_or_si256(lo.2, hi.2)),
+            high: bits(_mm256_or_si256(halves[0], halves[1])),
+            loose: bits(_mm256_or_si256(lo.3, hi.3)),
+        }
+    }
+
     /// A whole chunk in one 64-byte compare per mask.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512bw")]
     #[inline]
     fn chunk_avx512(chunk: &[u8; 64]) -> Masks {
-        use std::arch::x86_64::{_mm512_cmpeq_epi8_mask, _mm512_movepi8_mask, _mm512_set1_epi8};
+        use std::arch::x86_64::{
+            _mm512_cmpeq_epi8_mask, _mm512_cmplt_epi8_mask, _mm512_movepi8_mask, _mm512_set1_epi8,
+        };
         // SAFETY: the load reads exactly the 64 bytes of `chunk`; the
         // caller's target feature vouches for the instructions.
         let v = unsafe { std::arch::x86_64::_mm512_loadu_si512(chunk.as_ptr().cast()) };
         let eq = |b: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b as i8));
+        let newlines = eq(b'\n');
         Masks {
-            commas: eq(b','),
-            newlines: eq(b'\n'),
+            separators: eq(b',') | newlines,
+            newlines,
             special: eq(b'"') | eq(b'\r'),
             high: _mm512_movepi8_mask(v),
+            // A signed compare: bytes outside ASCII are below `!` too.
+            loose: _mm512_cmplt_epi8_mask(v, _mm512_set1_epi8(b'!' as i8)) & !newlines,
         }
     }
 }
@@ -149,8 +226,9 @@ fn positions_avx512(slots: &mut [u32], separators: u64, base: u32) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Layout {
     /// Every line has the header's number of fields and the block is
-    /// UTF-8: `rows` rows, laid out.
-    Table { rows: usize },
+    /// UTF-8: `rows` rows, laid out. `loose`: some byte of the block might
+    /// pad a cell (see [`Table::loose`]).
+    Table { rows: usize, loose: bool },
     /// A line of another width, a blank line, a CRLF ending or bytes that
     /// are not UTF-8: read line by line, which says which line and why.
     Lines,
@@ -164,16 +242,43 @@ pub(super) enum Layout {
 /// blocks: the table's are its first `rows * columns + 1`).
 pub(super) fn lay_out(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: this CPU has AVX-512BW, as just checked.
-        return unsafe { lay_out_avx512(block, columns, starts) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: this CPU has AVX-512BW, BMI1 and POPCNT, as just
+            // checked.
+            return unsafe { lay_out_avx512(block, columns, starts) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: this CPU has AVX2, BMI1 and POPCNT, as just checked.
+            return unsafe { lay_out_avx2(block, columns, starts) };
+        }
     }
     lay_out_with(block, columns, starts, Masks::chunk, positions)
 }
 
+/// [`lay_out`] compiled for AVX2, its masks two compares each (every CPU
+/// with AVX2 has the bit-counting instructions too).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+fn lay_out_avx2(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout {
+    lay_out_with(
+        block,
+        columns,
+        starts,
+        |chunk| Masks::chunk_avx2(chunk),
+        positions,
+    )
+}
+
 /// [`lay_out`] compiled for AVX-512BW, its masks a compare each.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512bw")]
+#[target_feature(enable = "avx512bw,bmi1,popcnt")]
 fn lay_out_avx512(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout {
     lay_out_with(
         block,
@@ -182,6 +287,40 @@ fn lay_out_avx512(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout
         |chunk| Masks::chunk_avx512(chunk),
         |slots, separators, base| positions_avx512(slots, separators, base),
     )
+}
+
+/// What [`lay_out_with`] has found so far.
+#[derive(Default)]
+struct Tally {
+    /// Starts written.
+    n: usize,
+    newlines: usize,
+    special: u64,
+    high: u64,
+    loose: u64,
+}
+
+impl Tally {
+    /// One chunk's masks, its first byte at `base` (a function, not a
+    /// closure, so that it is inlined where the target features are on).
+    #[inline(always)]
+    fn take(
+        &mut self,
+        m: Masks,
+        base: u32,
+        starts: &mut Vec<u32>,
+        positions: &impl Fn(&mut [u32], u64, u32),
+    ) {
+        self.newlines += m.newlines.count_ones() as usize;
+        self.special |= m.special;
+        self.high |= m.high;
+        self.loose |= m.loose;
+        if starts.len() < self.n + SLACK {
+            starts.resize(2 * starts.len() + SLACK, 0);
+        }
+        positions(&mut starts[self.n..], m.separators, base);
+        self.n += m.separators.count_ones() as usize;
+    }
 }
 
 /// [`lay_out`] with `masks` for each whole 64-byte chunk.
@@ -204,27 +343,25 @@ fn lay_out_with(
         starts.resize(block.len() / 8 + SLACK, 0);
     }
     starts[0] = 0;
-    let mut n = 1;
-    let (mut newlines, mut special, mut high) = (0usize, 0u64, 0u64);
-    let mut take = |m: Masks, base: u32, starts: &mut Vec<u32>| {
-        newlines += m.newlines.count_ones() as usize;
-        special |= m.special;
-        high |= m.high;
-        let separators = m.commas | m.newlines;
-        let count = separators.count_ones() as usize;
-        if starts.len() < n + SLACK {
-            starts.resize(2 * starts.len() + SLACK, 0);
-        }
-        positions(&mut starts[n..], separators, base);
-        n += count;
+    let mut tally = Tally {
+        n: 1,
+        ..Tally::default()
     };
     let mut chunks = block.chunks_exact(64);
     let mut base = 0u32;
     for chunk in &mut chunks {
-        take(masks(chunk.try_into().expect("64 bytes")), base, starts);
+        let m = masks(chunk.try_into().expect("64 bytes"));
+        tally.take(m, base, starts, &positions);
         base += 64;
     }
-    take(Masks::scalar(chunks.remainder()), base, starts);
+    tally.take(Masks::scalar(chunks.remainder()), base, starts, &positions);
+    let Tally {
+        n,
+        newlines,
+        special,
+        high,
+        loose,
+    } = tally;
     let starts = &starts[..n];
     if special != 0 {
         return if super::needs_full_parser(block) {
@@ -248,7 +385,10 @@ fn lay_out_with(
     if columns == 1 && starts.windows(2).any(|w| w[1] - w[0] == 1) {
         return Layout::Lines;
     }
-    Layout::Table { rows: newlines }
+    Layout::Table {
+        rows: newlines,
+        loose: loose != 0,
+    }
 }
 
 /// A laid-out block: its bytes and where each field starts.
@@ -258,17 +398,28 @@ pub(super) struct Table<'b> {
     starts: &'b [u32],
     columns: usize,
     pub rows: usize,
+    /// Some byte of the block is one that trimming a cell might remove.
+    /// When `false`, no cell has padding: a cell is null exactly when it
+    /// is empty, `NA`, `NaN` or `null` as it stands.
+    pub loose: bool,
 }
 
 impl<'b> Table<'b> {
     /// The table [`lay_out`] found in `block`: `rows` rows of `columns`
-    /// fields, their starts at the front of `starts`.
-    pub fn new(block: &'b [u8], starts: &'b [u32], columns: usize, rows: usize) -> Table<'b> {
+    /// fields, their starts at the front of `starts`, `loose` as it said.
+    pub fn new(
+        block: &'b [u8],
+        starts: &'b [u32],
+        columns: usize,
+        rows: usize,
+        loose: bool,
+    ) -> Table<'b> {
         Table {
             block,
             starts: &starts[..rows * columns + 1],
             columns,
             rows,
+            loose,
         }
     }
 
@@ -289,6 +440,17 @@ impl<'b> Table<'b> {
         (&rest[..len], rest)
     }
 
+    /// Every row's field length in `column`, in row order: the bytes are
+    /// not read.
+    #[inline(always)]
+    pub fn lengths(&self, column: usize) -> impl Iterator<Item = usize> + '_ {
+        self.starts[column..]
+            .windows(2)
+            .step_by(self.columns)
+            .take(self.rows)
+            .map(|w| (w[1] - w[0]) as usize - 1)
+    }
+
     /// Row `row`'s field in column `column`.
     #[inline(always)]
     pub fn get(&self, row: usize, column: usize) -> &'b [u8] {
@@ -299,7 +461,15 @@ impl<'b> Table<'b> {
     /// from its start on.
     #[inline(always)]
     pub fn column(&self, column: usize) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + '_ {
-        (0..self.rows).map(move |row| self.field(row * self.columns + column))
+        // A step from one row's start to the next, no product per row.
+        self.starts[column..]
+            .windows(2)
+            .step_by(self.columns)
+            .take(self.rows)
+            .map(|w| {
+                let rest = &self.block[w[0] as usize..];
+                (&rest[..(w[1] - w[0]) as usize - 1], rest)
+            })
     }
 }
 
@@ -322,12 +492,19 @@ mod tests {
                 };
             }
             chunk[seed % 64] = seed as u8;
-            assert_eq!(Masks::chunk(&chunk), Masks::scalar(&chunk), "seed {seed}");
+            let scalar = Masks::scalar(&chunk);
+            assert!(Masks::chunk(&chunk).same(&scalar), "seed {seed}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: this CPU has AVX2, as just checked.
+                let wide = unsafe { Masks::chunk_avx2(&chunk) };
+                assert!(wide.same(&scalar), "seed {seed}");
+            }
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512bw") {
                 // SAFETY: this CPU has AVX-512BW, as just checked.
                 let wide = unsafe { Masks::chunk_avx512(&chunk) };
-                assert_eq!(wide, Masks::scalar(&chunk), "seed {seed}");
+                assert!(wide.same(&scalar), "seed {seed}");
             }
         }
     }
@@ -360,10 +537,10 @@ mod tests {
     fn table_of(text: &str, columns: usize) -> (Layout, Vec<Vec<String>>) {
         let mut starts = Vec::new();
         let layout = lay_out(text.as_bytes(), columns, &mut starts);
-        let Layout::Table { rows } = layout else {
+        let Layout::Table { rows, loose } = layout else {
             return (layout, Vec::new());
         };
-        let table = Table::new(text.as_bytes(), &starts, columns, rows);
+        let table = Table::new(text.as_bytes(), &starts, columns, rows, loose);
         let cells = (0..rows)
             .map(|r| {
                 (0..columns)
@@ -380,7 +557,14 @@ mod tests {
         let long = "x".repeat(70);
         let text = format!("a,b,c\n,,\n{long},,é\n1,{long},3\n");
         let (layout, cells) = table_of(&text, 3);
-        assert_eq!(layout, Layout::Table { rows: 4 });
+        // Not ASCII: `é` might be padding for all the masks tell.
+        assert_eq!(
+            layout,
+            Layout::Table {
+                rows: 4,
+                loose: true
+            }
+        );
         assert_eq!(
             cells,
             vec![
@@ -391,15 +575,57 @@ mod tests {
             ]
         );
         let (layout, cells) = table_of("1\n22\n333\n", 1);
-        assert_eq!(layout, Layout::Table { rows: 3 });
+        assert_eq!(
+            layout,
+            Layout::Table {
+                rows: 3,
+                loose: false
+            }
+        );
         assert_eq!(cells, vec![vec!["1"], vec!["22"], vec!["333"]]);
         // Every byte a separator: far more starts than the first guess.
         let dense = format!("{},x\n", ",".repeat(298)).repeat(40);
         let (layout, cells) = table_of(&dense, 300);
-        assert_eq!(layout, Layout::Table { rows: 40 });
+        assert_eq!(
+            layout,
+            Layout::Table {
+                rows: 40,
+                loose: false
+            }
+        );
         assert!(cells
             .iter()
             .all(|row| row[..299].iter().all(String::is_empty) && row[299] == "x"));
+    }
+
+    #[test]
+    fn a_block_that_might_pad_a_cell_says_so_wherever_the_byte_is() {
+        // Every place in blocks longer than a chunk, each byte that trimming
+        // removes and a few that it does not.
+        let row = "2000-01-03,factor_001,-0.25,7\n";
+        let plain = row.repeat(5);
+        assert_eq!(
+            table_of(&plain, 4).0,
+            Layout::Table {
+                rows: 5,
+                loose: false
+            }
+        );
+        for pad in [b' ', b'\t', 0x0c, 0x0b, 0x01] {
+            for at in (0..plain.len()).filter(|&i| !b",\n".contains(&plain.as_bytes()[i])) {
+                let mut text = plain.clone().into_bytes();
+                text[at] = pad;
+                let text = String::from_utf8(text).expect("ASCII");
+                assert_eq!(
+                    table_of(&text, 4).0,
+                    Layout::Table {
+                        rows: 5,
+                        loose: true
+                    },
+                    "{pad:#x} at {at}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1239,10 +1239,21 @@ impl Cells<'_> {
     /// number is neither null nor padded and is of its type, so for most
     /// cells of a number column only the ranges are left to check. A
     /// number column with no range or with one, the common shapes, has a
-    /// loop of its own with nothing looked up per cell.
+    /// loop of its own with nothing looked up per cell. In a block with
+    /// nothing to trim, a cell of a string column with no range is a null
+    /// or nothing to any rule, and only one short enough to spell a null
+    /// is read at all.
     #[inline(always)]
     fn column(&mut self, kind: Kind, plan: &ColumnPlan, table: &Table<'_>, before: u64) {
         match (kind, plan.ranges.as_slice()) {
+            (Kind::Other, []) if !table.loose => {
+                for (row, len) in table.lengths(plan.column).enumerate() {
+                    if len <= 4 {
+                        let raw = table.get(row, plan.column);
+                        self.check(kind, plan, raw, before + row as u64 + 1);
+                    }
+                }
+            }
             (Kind::Float | Kind::Int, []) => {
                 for (row, (raw, rest)) in table.column(plan.column).enumerate() {
                     let plain = match kind {
@@ -1279,6 +1290,27 @@ impl Cells<'_> {
         }
     }
 }
+
+/// [`Cells::column`] compiled for each kind on its own.
+macro_rules! column_of_kind {
+    ($($name:ident: $kind:expr),*) => {
+        impl Cells<'_> {
+            $(
+                #[inline(never)]
+                fn $name(&mut self, plan: &ColumnPlan, table: &Table<'_>, before: u64) {
+                    self.column($kind, plan, table, before);
+                }
+            )*
+        }
+    };
+}
+
+column_of_kind!(
+    float_column: Kind::Float,
+    int_column: Kind::Int,
+    date_column: Kind::Date,
+    other_column: Kind::Other
+);
 
 impl<'a> Checker<'a> {
     fn new(rules: &'a DqSection, as_of: Option<Date>) -> Checker<'a> {
@@ -1588,15 +1620,20 @@ impl<'a> Checker<'a> {
     /// [`Checker::table`] on a few rows.
     fn table_part(&mut self, table: &Table<'_>, before: u64) {
         self.rows += table.rows as u64;
+        let merged = self.merged_date_column();
         let (groups, mut cells) = self.split();
         for (kind, plans) in groups {
             for plan in plans {
-                // A loop per kind, so that each is compiled for its own.
+                if merged.is_some_and(|(column, _)| column == plan.column) {
+                    continue; // with the date rules, below
+                }
+                // A function per kind, so that each is compiled for its own
+                // and its loop keeps its state in registers.
                 match kind {
-                    Kind::Float => cells.column(Kind::Float, plan, table, before),
-                    Kind::Int => cells.column(Kind::Int, plan, table, before),
-                    Kind::Date => cells.column(Kind::Date, plan, table, before),
-                    Kind::Other => cells.column(Kind::Other, plan, table, before),
+                    Kind::Float => cells.float_column(plan, table, before),
+                    Kind::Int => cells.int_column(plan, table, before),
+                    Kind::Date => cells.date_column(plan, table, before),
+                    Kind::Other => cells.other_column(plan, table, before),
                 }
             }
         }
@@ -1605,10 +1642,62 @@ impl<'a> Checker<'a> {
                 self.key(|i| table.get(row, i), before + row as u64 + 1);
             }
         }
-        if let Some(i) = self.date_col {
-            for (row, (raw, _)) in table.column(i).enumerate() {
-                self.date_cell(raw, before + row as u64 + 1);
+        match (merged, self.date_col) {
+            (Some((column, plan)), _) => self.date_column(column, plan, table, before),
+            (None, Some(i)) => {
+                for (row, (raw, _)) in table.column(i).enumerate() {
+                    self.date_cell(raw, before + row as u64 + 1);
+                }
             }
+            (None, None) => {}
+        }
+    }
+
+    /// The date rules' column, when one pass can check its cells for the
+    /// date rules and for its own column's rules: it has no range rule and
+    /// is of a type a date is of (date or string, or none). With its plan,
+    /// if it has one: the kind of its group, and its place there.
+    fn merged_date_column(&self) -> Option<(usize, Option<(Kind, usize)>)> {
+        let column = self.date_col?;
+        let place = |plans: &[ColumnPlan]| plans.iter().position(|p| p.column == column);
+        for (kind, plans) in [(Kind::Date, &self.dates), (Kind::Other, &self.others)] {
+            if let Some(p) = place(plans) {
+                return plans[p]
+                    .ranges
+                    .is_empty()
+                    .then_some((column, Some((kind, p))));
+            }
+        }
+        if place(&self.floats).is_some() || place(&self.ints).is_some() {
+            return None;
+        }
+        Some((column, None))
+    }
+
+    /// The date rules and the column's own (its `plan` in the group of its
+    /// kind) down the date column, in one pass. A cell that is the previous
+    /// row's date again, byte for byte, is trimmed and a date, so neither
+    /// null nor of the wrong type, and a step of no days breaks no date
+    /// rule: nothing is left to check in it.
+    fn date_column(
+        &mut self,
+        column: usize,
+        plan: Option<(Kind, usize)>,
+        table: &Table<'_>,
+        before: u64,
+    ) {
+        for (row, (raw, _)) in table.column(column).enumerate() {
+            if self.date_col_memo.1.is_some() && same(&self.date_col_memo.0, raw) {
+                continue;
+            }
+            let line = before + row as u64 + 1;
+            if let Some((kind, p)) = plan {
+                let (groups, mut cells) = self.split();
+                if let Some((_, plans)) = groups.iter().find(|(k, _)| *k == kind) {
+                    cells.check(kind, &plans[p], raw, line);
+                }
+            }
+            self.date_cell(raw, line);
         }
     }
 
@@ -1858,8 +1947,8 @@ fn plain_piece(
     }
     let mut lines = piece.first_line;
     match (layout, checker.columns) {
-        (Layout::Table { rows }, Some(columns)) => {
-            let table = Table::new(lines_part, &scratch.starts, columns, rows);
+        (Layout::Table { rows, loose }, Some(columns)) => {
+            let table = Table::new(lines_part, &scratch.starts, columns, rows, loose);
             checker.table(&table, lines);
             lines += rows as u64;
         }
@@ -2471,6 +2560,89 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                 ("range:ret".to_string(), vec![71_003]),
             ]
         );
+    }
+
+    /// The shortcuts of laid-out blocks (a string column's cells read only
+    /// when short enough to be a null, where nothing can be trimmed; the
+    /// date column's cells checked in one pass with the date rules, a
+    /// repeated date skipped) find what the line-by-line reading of the
+    /// same rows as CRLF finds, for every shape of the date column's own
+    /// rules, with padding and without.
+    #[test]
+    fn laid_out_shortcuts_read_as_line_by_line_reading_does() {
+        let names = [
+            "mom", "", "NA", "null", "NaN", "nan", "abcd", "n/a", "x", "NULL",
+        ];
+        let dates = [
+            "2026-01-02",
+            "2026-01-03",
+            "NA",
+            "2026-13-01",
+            "",
+            "2026-01-09",
+        ];
+        let file = |padded: bool| {
+            let mut text = String::from("date,name,tag,n\n");
+            for i in 0..3000usize {
+                // Runs of one date text, of varying length.
+                let mut date = dates[(i / 7 + i / 500) % dates.len()].to_string();
+                let mut name = names[i % names.len()].to_string();
+                if padded && i % 11 == 0 {
+                    name = format!(" {name}");
+                }
+                if padded && i % 13 == 5 {
+                    date = format!("{date} ");
+                }
+                let tag = if i % 17 == 0 { "" } else { "sector_1" };
+                text.push_str(&format!("{date},{name},{tag},{i}\n"));
+            }
+            text
+        };
+        let shapes = [
+            "columns: {date: date, name: string, tag: string, n: int}",
+            "columns: {date: string, name: string, tag: string, n: int}",
+            "columns: {name: string, tag: string, n: int}",
+            "columns: {date: date, name: string, tag: string, n: int}\nranges: {date: {min: 0}}",
+            "columns: {date: int, name: string, tag: string, n: int}",
+        ];
+        for shape in shapes {
+            let yaml = format!(
+                "{shape}\nnot_null: [date, name]\ndate: {{column: date, sorted: true, max_gap_days: 3}}\nmax_null_fraction: 0.01\n"
+            );
+            let rules: DqSection = serde_yaml_ng::from_str(&yaml).unwrap();
+            for padded in [false, true] {
+                let plain = file(padded);
+                let read = |text: &str| {
+                    check_bytes(
+                        text.as_bytes().to_vec(),
+                        4096,
+                        Threads::Inline,
+                        "in.csv",
+                        &rules,
+                        None,
+                    )
+                    .unwrap()
+                };
+                let (a, b) = (read(&plain), read(&plain.replace('\n', "\r\n")));
+                assert_eq!(a.rows, 3000);
+                assert_eq!(a.rules, b.rules, "{shape} padded {padded}");
+                let failures = |rule: &str| {
+                    a.rules
+                        .iter()
+                        .find(|r| r.rule == rule)
+                        .map_or(0, |r| r.failures)
+                };
+                // Names: "", NA, null, NaN, nan and NULL are null, one in
+                // every ten rows for each (padding changes nothing).
+                let date_nulls = failures("not_null:date");
+                assert_eq!(failures("not_null:name"), 1800, "{shape}");
+                assert!(date_nulls > 0, "{shape}");
+                if shape.contains("ranges") {
+                    // A date is no number; a null is left to not-null.
+                    assert_eq!(failures("range:date") + date_nulls, 3000, "{shape}");
+                }
+            }
+        }
     }
 
     #[test]
