@@ -1082,6 +1082,21 @@ impl Bounds {
         Bounds { min, max, exact }
     }
 
+    /// For cells of `shape`, negative or not: the keys of the mantissas
+    /// within, `(first, last)` ([`word::Shape::key_of`]); empty when
+    /// `first > last`.
+    fn keys(&self, shape: &word::Shape) -> [(u64, u64); 2] {
+        [0, 1].map(|negative| {
+            let (first, last) = self.exact[negative][shape.decimals()];
+            let last = last.min(shape.max_mantissa());
+            if first > last {
+                (u64::MAX, 0)
+            } else {
+                (shape.key_of(first), shape.key_of(last))
+            }
+        })
+    }
+
     fn holds(&self, number: Number) -> bool {
         match number {
             Number::Exact {
@@ -1239,13 +1254,58 @@ impl Cells<'_> {
     /// number is neither null nor padded and is of its type, so for most
     /// cells of a number column only the ranges are left to check. A
     /// number column with no range or with one, the common shapes, has a
-    /// loop of its own with nothing looked up per cell. In a block with
+    /// loop of its own with nothing looked up per cell; in a float column
+    /// a cell of the previous plain decimal's shape is read by its shape
+    /// (see [`word::Shape`]). In a block with
     /// nothing to trim, a cell of a string column with no range is a null
     /// or nothing to any rule, and only one short enough to spell a null
     /// is read at all.
     #[inline(always)]
     fn column(&mut self, kind: Kind, plan: &ColumnPlan, table: &Table<'_>, before: u64) {
         match (kind, plan.ranges.as_slice()) {
+            (Kind::Float, []) => {
+                // The shape of the last plain decimal read.
+                let mut shape: Option<word::Shape> = None;
+                for (row, (raw, rest)) in table.column(plan.column).enumerate() {
+                    if shape.is_some_and(|s| s.key(rest, raw.len()).is_some()) {
+                        continue;
+                    }
+                    if word::decimal(rest, raw.len()).is_some() {
+                        shape = word::Shape::of(rest, raw.len()).or(shape);
+                        continue;
+                    }
+                    self.check(kind, plan, raw, before + row as u64 + 1);
+                }
+            }
+            (Kind::Float, &[r]) => {
+                // The bounds are read a few hundred times per copy; the
+                // shape of the last plain decimal read, with its keys.
+                let bounds = self.ranges[r].1.clone();
+                let mut fast: Option<(word::Shape, [(u64, u64); 2])> = None;
+                for (row, (raw, rest)) in table.column(plan.column).enumerate() {
+                    let line = before + row as u64 + 1;
+                    if let Some((shape, keys)) = &fast {
+                        if let Some((negative, key)) = shape.key(rest, raw.len()) {
+                            let (first, last) = keys[usize::from(negative)];
+                            if key < first || key > last {
+                                self.ranges[r].2.fail(line);
+                            }
+                            continue;
+                        }
+                    }
+                    match word::decimal(rest, raw.len()) {
+                        Some(number) => {
+                            if !bounds.holds(number) {
+                                self.ranges[r].2.fail(line);
+                            }
+                            if let Some(shape) = word::Shape::of(rest, raw.len()) {
+                                fast = Some((shape, bounds.keys(&shape)));
+                            }
+                        }
+                        None => self.check(kind, plan, raw, line),
+                    }
+                }
+            }
             (Kind::Other, []) if !table.loose => {
                 for (row, len) in table.lengths(plan.column).enumerate() {
                     if len <= 4 {
@@ -1254,26 +1314,22 @@ impl Cells<'_> {
                     }
                 }
             }
-            (Kind::Float | Kind::Int, []) => {
+            (Kind::Int, []) => {
                 for (row, (raw, rest)) in table.column(plan.column).enumerate() {
-                    let plain = match kind {
-                        Kind::Float => word::decimal(rest, raw.len()).is_some(),
-                        _ => word::digits(rest, raw.len()),
-                    };
-                    if !plain {
+                    if !word::digits(rest, raw.len()) {
                         self.check(kind, plan, raw, before + row as u64 + 1);
                     }
                 }
             }
-            (Kind::Float | Kind::Int, &[r]) => {
+            (Kind::Int, &[r]) => {
                 // The bounds are read a few hundred times per copy.
                 let bounds = self.ranges[r].1.clone();
                 for (row, (raw, rest)) in table.column(plan.column).enumerate() {
                     let line = before + row as u64 + 1;
-                    let plain = match kind {
-                        Kind::Float => word::decimal(rest, raw.len()),
-                        _ if word::digits(rest, raw.len()) => word::decimal(rest, raw.len()),
-                        _ => None,
+                    let plain = if word::digits(rest, raw.len()) {
+                        word::decimal(rest, raw.len())
+                    } else {
+                        None
                     };
                     match plain {
                         Some(number) if bounds.holds(number) => {}
@@ -2475,18 +2531,36 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                     let sign = if next() % 2 == 0 { "-" } else { "" };
                     texts.push(format!("{sign}{int}.{frac:06}"));
                     texts.push(format!("{sign}{int}"));
+                    // Short enough to be read by shape.
+                    texts.push(format!("{sign}{}.{:04}", int % 100, frac % 10_000));
+                    texts.push(format!("{sign}{}.{:02}", int % 10, frac % 100));
                 }
+                // Read by shape too: its own, and the one before it (as a
+                // column's loop reads a cell by the last cell's shape).
+                let mut shapes: Vec<word::Shape> = Vec::new();
                 for text in &texts {
                     let Some(number) = parse_number(text.as_bytes()) else {
                         continue;
                     };
                     let v = number.value();
-                    assert_eq!(
-                        bounds.holds(number),
-                        v >= min && v <= max,
-                        "{text} in [{min}, {max}]"
-                    );
+                    let within = v >= min && v <= max;
+                    assert_eq!(bounds.holds(number), within, "{text} in [{min}, {max}]");
+                    let rest = format!("{text},,,,,,,,");
+                    let rest = rest.as_bytes();
+                    shapes.extend(word::Shape::of(rest, text.len()));
+                    for shape in shapes.iter().rev().take(2) {
+                        let Some((negative, key)) = shape.key(rest, text.len()) else {
+                            continue;
+                        };
+                        let (first, last) = bounds.keys(shape)[usize::from(negative)];
+                        assert_eq!(
+                            key >= first && key <= last,
+                            within,
+                            "{text} as {shape:?} in [{min}, {max}]"
+                        );
+                    }
                 }
+                assert!(shapes.len() > texts.len() / 4);
             }
         }
     }
@@ -2562,6 +2636,23 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
         );
     }
 
+    /// The report of `text` in small pieces, laid out after the first, and
+    /// of the same rows as CRLF, read line by line.
+    fn laid_out_and_by_line(text: &str, rules: &DqSection) -> (Report, Report) {
+        let read = |text: String| {
+            check_bytes(
+                text.into_bytes(),
+                4096,
+                Threads::Inline,
+                "in.csv",
+                rules,
+                None,
+            )
+            .unwrap()
+        };
+        (read(text.to_string()), read(text.replace('\n', "\r\n")))
+    }
+
     /// The shortcuts of laid-out blocks (a string column's cells read only
     /// when short enough to be a null, where nothing can be trimmed; the
     /// date column's cells checked in one pass with the date rules, a
@@ -2611,19 +2702,7 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
             );
             let rules: DqSection = serde_yaml_ng::from_str(&yaml).unwrap();
             for padded in [false, true] {
-                let plain = file(padded);
-                let read = |text: &str| {
-                    check_bytes(
-                        text.as_bytes().to_vec(),
-                        4096,
-                        Threads::Inline,
-                        "in.csv",
-                        &rules,
-                        None,
-                    )
-                    .unwrap()
-                };
-                let (a, b) = (read(&plain), read(&plain.replace('\n', "\r\n")));
+                let (a, b) = laid_out_and_by_line(&file(padded), &rules);
                 assert_eq!(a.rows, 3000);
                 assert_eq!(a.rules, b.rules, "{shape} padded {padded}");
                 let failures = |rule: &str| {
@@ -2643,6 +2722,45 @@ staleness: {max_age_days: 2, as_of: 2026-01-07}
                 }
             }
         }
+    }
+
+    /// Float columns read by the last cell's shape: cells of that shape in
+    /// and out of range, of that length but no decimal, and of other
+    /// shapes, all find what line-by-line reading finds.
+    #[test]
+    fn float_cells_read_by_shape_read_as_line_by_line_reading_does() {
+        let cells = [
+            "0.1250", "-0.9999", "1.5000", "-1.0000", "1.0000", "0.12a4", "0..123", "2", "-0.5",
+            "1.00001", "+0.2500", "9.9999", "-9.9999", ".5000", "1.", "0.1-34",
+        ];
+        let mut text = String::from("ret,beta\n");
+        let (mut out_of_range, mut not_floats) = (0, 0);
+        for i in 0..3000usize {
+            // Runs of one shape, broken by the others now and then.
+            let ret = if i % 9 == 0 {
+                cells[(i / 9) % cells.len()]
+            } else {
+                "0.4321"
+            };
+            let beta = cells[(i * 7 + 3) % cells.len()];
+            match ret.parse::<f64>() {
+                Ok(v) if !(-1.0..=1.0).contains(&v) => out_of_range += 1,
+                Ok(_) => {}
+                Err(_) => out_of_range += 1, // no number is within a range
+            }
+            not_floats += usize::from(beta.parse::<f64>().is_err());
+            text.push_str(&format!("{ret},{beta}\n"));
+        }
+        let rules: DqSection = serde_yaml_ng::from_str(
+            "columns: {ret: float, beta: float}\nranges: {ret: {min: -1.0, max: 1.0}}\n",
+        )
+        .unwrap();
+        let (a, b) = laid_out_and_by_line(&text, &rules);
+        assert_eq!(a.rules, b.rules);
+        let failures = |rule: &str| a.rules.iter().find(|r| r.rule == rule).map(|r| r.failures);
+        assert_eq!(failures("range:ret"), Some(out_of_range as u64));
+        assert_eq!(failures("type:beta"), Some(not_floats as u64));
+        assert!(out_of_range > 100 && not_floats > 100);
     }
 
     #[test]

@@ -108,6 +108,105 @@ pub(super) fn decimal(rest: &[u8], len: usize) -> Option<Number> {
     })
 }
 
+/// The shape of a plain decimal with one dot, after its optional sign: how
+/// many bytes, and where the dot is. The cells of a column mostly share one
+/// (`0.1234`, `-0.2500`, `9.8765`), and a cell read as a shape it is known
+/// to have needs no search for its dot and no product of its digits: its
+/// digits in order, one byte each and most significant first, are a number
+/// whose order is the mantissa's among the shape's cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    /// Bytes after the sign (2 to 8), and the dot's place among them.
+    len: usize,
+    dot: usize,
+    /// The word's bytes of the cell; `'0'` in the others.
+    keep: u64,
+    fill: u64,
+    /// The bytes before the dot.
+    below: u64,
+}
+
+impl Shape {
+    fn new(len: usize, dot: usize) -> Shape {
+        debug_assert!((2..=8).contains(&len) && dot < len);
+        let keep = u64::MAX >> (64 - 8 * len);
+        Shape {
+            len,
+            dot,
+            keep,
+            fill: (ONES * b'0' as u64) & !keep,
+            below: (1u64 << (8 * dot)) - 1,
+        }
+    }
+
+    /// The shape of the cell of `len` bytes at the start of `rest`, when it
+    /// is `[+-]digits.digits` (either side may be empty, not both) and fits
+    /// a word after its sign.
+    pub fn of(rest: &[u8], len: usize) -> Option<Shape> {
+        let (_, skip) = sign(rest, len)?;
+        let digits_len = len - skip;
+        if !(2..=8).contains(&digits_len) {
+            return None;
+        }
+        let word = first(word_at(rest, skip)?, digits_len);
+        let dots = zero_bytes(word ^ (ONES * b'.' as u64));
+        if dots.count_ones() != 1 {
+            return None;
+        }
+        let shape = Shape::new(digits_len, dots.trailing_zeros() as usize / 8);
+        shape.key(rest, len).map(|_| shape)
+    }
+
+    /// Digits after the dot.
+    pub fn decimals(&self) -> usize {
+        self.len - 1 - self.dot
+    }
+
+    /// The cell of `len` bytes at the start of `rest` read as this shape:
+    /// whether it is negative, and its digits as a key (see
+    /// [`Shape::key_of`]); `None` when it has another shape or is no plain
+    /// decimal.
+    #[inline(always)]
+    pub fn key(&self, rest: &[u8], len: usize) -> Option<(bool, u64)> {
+        let (negative, skip) = sign(rest, len)?;
+        if len - skip != self.len {
+            return None;
+        }
+        let word = (word_at(rest, skip)? & self.keep) | self.fill;
+        if (word >> (8 * self.dot)) as u8 != b'.' {
+            return None;
+        }
+        // The dot becomes a '0' (0x2e + 2), so that the digit test passes it.
+        let word = word + (2u64 << (8 * self.dot));
+        if !all_digits(word) {
+            return None;
+        }
+        // The bytes after the dot move down one, closing its gap; the top
+        // byte becomes 0, as do the bytes past the cell (each was '0').
+        let values = word - ONES * b'0' as u64;
+        let closed = (values & self.below) | ((values >> 8) & !self.below);
+        Some((negative, closed.swap_bytes()))
+    }
+
+    /// The key of the mantissa `m` (below ten to the number of the shape's
+    /// digits): its digits, leading zeros included, a byte each from the
+    /// top byte down.
+    pub fn key_of(&self, mut m: u64) -> u64 {
+        let digits = self.len - 1;
+        let mut key = 0;
+        for i in 0..digits {
+            key |= (m % 10) << (8 * (8 - digits + i));
+            m /= 10;
+        }
+        key
+    }
+
+    /// The largest mantissa of the shape.
+    pub fn max_mantissa(&self) -> u64 {
+        10u64.pow(self.len as u32 - 1) - 1
+    }
+}
+
 /// The cell of `len` bytes at the start of `rest` is 1 to 8 ASCII digits
 /// after an optional sign. `false` says nothing about other forms.
 #[inline(always)]
@@ -222,6 +321,90 @@ mod tests {
                         String::from_utf8_lossy(&cell)
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shape_reads_what_the_decimal_reader_reads() {
+        // Every length and place of the dot, signed and not, next to the
+        // hand-made cells.
+        let mut cells = cells();
+        for len in 2..=8 {
+            for dot in 0..len {
+                for (k, sign) in ["", "-", "+"].iter().enumerate() {
+                    let digits: String = (0..len - 1)
+                        .map(|i| char::from(b'0' + ((i * 7 + len * 3 + dot + k) % 10) as u8))
+                        .collect();
+                    let (int, frac) = digits.split_at(dot);
+                    cells.push(format!("{sign}{int}.{frac}").into_bytes());
+                }
+            }
+        }
+        let shapes: Vec<Shape> = cells
+            .iter()
+            .filter_map(|c| Shape::of(&rest_of(c, b','), c.len()))
+            .collect();
+        for len in 2..=8 {
+            for dot in 0..len {
+                assert!(shapes.contains(&Shape::new(len, dot)), "{len} {dot}");
+            }
+        }
+        for cell in &cells {
+            for after in [b',', b'\n', b'9', b'.', 0xff] {
+                let rest = rest_of(cell, after);
+                let exact = decimal(&rest, cell.len());
+                // Its own shape, when it has one, reads it.
+                let own = Shape::of(&rest, cell.len());
+                if let Some(Number::Exact { .. }) = exact {
+                    let dots = cell.iter().filter(|&&b| b == b'.').count();
+                    assert_eq!(
+                        own.is_some(),
+                        dots == 1,
+                        "{:?}",
+                        String::from_utf8_lossy(cell)
+                    );
+                }
+                if own.is_some() {
+                    assert!(exact.is_some(), "{:?}", String::from_utf8_lossy(cell));
+                }
+                // Any shape reads it as the decimal reader does, or declines.
+                for shape in &shapes {
+                    let Some((negative, key)) = shape.key(&rest, cell.len()) else {
+                        continue;
+                    };
+                    let Some(Number::Exact {
+                        negative: n,
+                        mantissa,
+                        decimals,
+                    }) = exact
+                    else {
+                        panic!("{shape:?} read {:?}", String::from_utf8_lossy(cell));
+                    };
+                    assert_eq!(
+                        (negative, key, usize::from(decimals)),
+                        (n, shape.key_of(mantissa), shape.decimals()),
+                        "{shape:?} on {:?}",
+                        String::from_utf8_lossy(cell)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_order_as_their_mantissas() {
+        for len in 2..=8 {
+            let shape = Shape::new(len, 1);
+            let top = shape.max_mantissa();
+            let mut last = None;
+            for m in (0..=top)
+                .step_by(usize::try_from(top / 997 + 1).unwrap())
+                .chain([top])
+            {
+                let key = shape.key_of(m);
+                assert!(last.is_none_or(|l| l <= key), "{len} {m}");
+                last = Some(key);
             }
         }
     }
