@@ -242,19 +242,14 @@ pub(super) enum Layout {
 /// blocks: the table's are its first `rows * columns + 1`).
 pub(super) fn lay_out(block: &[u8], columns: usize, starts: &mut Vec<u32>) -> Layout {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("bmi1") && std::arch::is_x86_feature_detected!("popcnt")
     {
-        if std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("bmi1")
-            && std::arch::is_x86_feature_detected!("popcnt")
-        {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: this CPU has AVX-512BW, BMI1 and POPCNT, as just
             // checked.
             return unsafe { lay_out_avx512(block, columns, starts) };
         }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("bmi1")
-            && std::arch::is_x86_feature_detected!("popcnt")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: this CPU has AVX2, BMI1 and POPCNT, as just checked.
             return unsafe { lay_out_avx2(block, columns, starts) };
         }
@@ -432,44 +427,40 @@ impl<'b> Table<'b> {
         }
     }
 
-    /// Field `k` in row order, and the block from its start on.
+    /// Every row's field in `column`, in row order, as its start and the
+    /// start of the field after it: a step from one row to the next, no
+    /// product per row.
     #[inline(always)]
-    fn field(&self, k: usize) -> (&'b [u8], &'b [u8]) {
-        let rest = &self.block[self.starts[k] as usize..];
-        let len = (self.starts[k + 1] - self.starts[k]) as usize - 1;
-        (&rest[..len], rest)
+    fn spans(&self, column: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.starts[column..]
+            .windows(2)
+            .step_by(self.columns)
+            .take(self.rows)
+            .map(|w| (w[0] as usize, w[1] as usize))
     }
 
     /// Every row's field length in `column`, in row order: the bytes are
     /// not read.
     #[inline(always)]
     pub fn lengths(&self, column: usize) -> impl Iterator<Item = usize> + '_ {
-        self.starts[column..]
-            .windows(2)
-            .step_by(self.columns)
-            .take(self.rows)
-            .map(|w| (w[1] - w[0]) as usize - 1)
+        self.spans(column).map(|(start, next)| next - start - 1)
     }
 
     /// Row `row`'s field in column `column`.
     #[inline(always)]
     pub fn get(&self, row: usize, column: usize) -> &'b [u8] {
-        self.field(row * self.columns + column).0
+        let k = row * self.columns + column;
+        &self.block[self.starts[k] as usize..self.starts[k + 1] as usize - 1]
     }
 
     /// Every row's field in `column`, in row order, each with the block
     /// from its start on.
     #[inline(always)]
     pub fn column(&self, column: usize) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + '_ {
-        // A step from one row's start to the next, no product per row.
-        self.starts[column..]
-            .windows(2)
-            .step_by(self.columns)
-            .take(self.rows)
-            .map(|w| {
-                let rest = &self.block[w[0] as usize..];
-                (&rest[..(w[1] - w[0]) as usize - 1], rest)
-            })
+        self.spans(column).map(|(start, next)| {
+            let rest = &self.block[start..];
+            (&rest[..next - start - 1], rest)
+        })
     }
 }
 

@@ -1699,7 +1699,7 @@ impl<'a> Checker<'a> {
             }
         }
         match (merged, self.date_col) {
-            (Some((column, plan)), _) => self.date_column(column, plan, table, before),
+            (Some((column, plan)), _) => self.date_column_with_rules(column, plan, table, before),
             (None, Some(i)) => {
                 for (row, (raw, _)) in table.column(i).enumerate() {
                     self.date_cell(raw, before + row as u64 + 1);
@@ -1735,7 +1735,7 @@ impl<'a> Checker<'a> {
     /// row's date again, byte for byte, is trimmed and a date, so neither
     /// null nor of the wrong type, and a step of no days breaks no date
     /// rule: nothing is left to check in it.
-    fn date_column(
+    fn date_column_with_rules(
         &mut self,
         column: usize,
         plan: Option<(Kind, usize)>,
